@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tandem",
+    products: [
+        .library(name: "Dataplane", targets: ["Dataplane"]),
+    ],
+    targets: [
+        // libbpf from the system (Debian: libbpf-dev).
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev"])]
+        ),
+        // The one header shared by bpf/ and Swift.
+        .target(name: "TandemABI"),
+        // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
+        .target(name: "BPF", dependencies: ["CLibBPF"]),
+        // Pure Swift: addresses, schedulers (maglev, wrr, fixed), dataplane model.
+        .target(name: "Balancer"),
+        // Model -> ABI structs -> maps; carries the compiled XDP objects.
+        .target(
+            name: "Dataplane",
+            dependencies: ["BPF", "TandemABI", "Balancer"],
+            plugins: ["BPFCompile"]
+        ),
+        // Build tools: clang -target bpf, then embed the object as Swift source.
+        .executableTarget(name: "BPFEmbed"),
+        .plugin(name: "BPFCompile", capability: .buildTool(), dependencies: ["BPFEmbed"]),
+
+        .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
+        .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer"]),
+    ]
+)

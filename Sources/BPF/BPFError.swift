@@ -1,0 +1,36 @@
+import Glibc
+
+/// A failed BPF operation: what was attempted, on what, the errno, and a hint.
+public struct BPFError: Error, CustomStringConvertible, Equatable {
+    public var operation: String
+    public var target: String
+    public var errno: Int32
+    public var hint: String?
+
+    public init(_ operation: String, _ target: String, errno: Int32, hint: String? = nil) {
+        self.operation = operation
+        self.target = target
+        self.errno = errno
+        self.hint = hint
+    }
+
+    public var description: String {
+        var text = "cannot \(operation) \(target): \(String(cString: strerror(errno)))"
+        if let hint { text += " (\(hint))" }
+        return text
+    }
+}
+
+/// Calls a libbpf/syscall function returning a negative value on failure,
+/// retrying EINTR; throws with errno (libbpf returns -errno and sets errno).
+@discardableResult
+func check(_ operation: String, _ target: String, hint: String? = nil,
+           _ body: () -> Int32) throws -> Int32 {
+    while true {
+        let rc = body()
+        if rc >= 0 { return rc }
+        let err = Glibc.errno != 0 ? Glibc.errno : -rc
+        if err == EINTR { continue }
+        throw BPFError(operation, target, errno: err, hint: hint)
+    }
+}

@@ -1,0 +1,166 @@
+import CLibBPF
+import Glibc
+
+/// A typed view of a BPF map. `Key` and `Value` are the C structs from the
+/// ABI header; their sizes are checked against the map when the view is made.
+/// Per-CPU maps store one `Value` per possible CPU: use the `perCPU` calls.
+public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
+    public let fd: Int32
+    public let name: String
+    public let isPerCPU: Bool
+    public let maxEntries: UInt32
+    let owner: AnyObject
+
+    init(fd: Int32, name: String, owner: AnyObject) throws {
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try check("inspect map", name) { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        guard info.key_size == MemoryLayout<Key>.size, info.value_size == MemoryLayout<Value>.size else {
+            throw BPFError("use map", name, errno: EINVAL,
+                           hint: "key/value sizes \(info.key_size)/\(info.value_size) differ from "
+                               + "\(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size): stale pin from another version? "
+                               + "remove it with 'tandem down'")
+        }
+        let type = bpf_map_type(rawValue: info.type)
+        isPerCPU = [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH]
+            .contains(type)
+        maxEntries = info.max_entries
+        self.fd = fd
+        self.name = name
+        self.owner = owner
+    }
+
+    /// Opens a map pinned at `path`; the view owns the descriptor.
+    public static func pinned(at path: String) throws -> BPFMap {
+        let fd = try check("open pinned map", path, hint: "is 'tandem serve' running?") { bpf_obj_get(path) }
+        let owner = OwnedFD(fd)
+        return try BPFMap(fd: fd, name: path, owner: owner)
+    }
+
+    public static var possibleCPUs: Int { Int(libbpf_num_possible_cpus()) }
+
+    public func lookup(_ key: Key) -> Value? {
+        precondition(!isPerCPU, "\(name) is per-CPU: use lookupPerCPU")
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { value.deallocate() }
+        let rc = withUnsafeBytes(of: key) { bpf_map_lookup_elem(fd, $0.baseAddress, value) }
+        guard rc == 0 else { return nil }
+        return value.move()
+    }
+
+    public func lookupPerCPU(_ key: Key) -> [Value]? {
+        let cpus = Self.possibleCPUs
+        let values = UnsafeMutablePointer<Value>.allocate(capacity: cpus)
+        defer { values.deallocate() }
+        let rc = withUnsafeBytes(of: key) { bpf_map_lookup_elem(fd, $0.baseAddress, values) }
+        guard rc == 0 else { return nil }
+        return (0..<cpus).map { (values + $0).move() }
+    }
+
+    public func update(_ key: Key, _ value: Value) throws {
+        _ = try withUnsafeBytes(of: key) { k in
+            try withUnsafeBytes(of: value) { v in
+                try check("update map", name) {
+                    bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, UInt64(BPF_ANY))
+                }
+            }
+        }
+    }
+
+    /// Writes one value per possible CPU (zeroing counters, typically).
+    public func updatePerCPU(_ key: Key, _ values: [Value]) throws {
+        precondition(values.count == Self.possibleCPUs)
+        _ = try withUnsafeBytes(of: key) { k in
+            try values.withUnsafeBufferPointer { buf in
+                try check("update map", name) {
+                    bpf_map_update_elem(fd, k.baseAddress, buf.baseAddress, UInt64(BPF_ANY))
+                }
+            }
+        }
+    }
+
+    /// Deletes `key`; returns false when it was not there.
+    @discardableResult
+    public func delete(_ key: Key) throws -> Bool {
+        let rc = withUnsafeBytes(of: key) { bpf_map_delete_elem(fd, $0.baseAddress) }
+        if rc == 0 { return true }
+        if errno == ENOENT { return false }
+        throw BPFError("delete from map", name, errno: errno)
+    }
+
+    /// Every key, in the kernel's order. Entries may change meanwhile.
+    public func keys() -> [Key] {
+        var result: [Key] = []
+        let current = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer { current.deallocate(); next.deallocate() }
+        var rc = bpf_map_get_next_key(fd, nil, next)
+        while rc == 0 {
+            result.append(next.pointee)
+            current.update(from: next, count: 1)
+            rc = bpf_map_get_next_key(fd, current, next)
+        }
+        return result
+    }
+
+    /// Every (key, value), through BPF_MAP_LOOKUP_BATCH where the map type
+    /// has it, else key by key.
+    public func entries() -> [(Key, Value)] {
+        precondition(!isPerCPU, "\(name) is per-CPU")
+        if let batch = try? lookupBatch() { return batch }
+        return keys().compactMap { key in lookup(key).map { (key, $0) } }
+    }
+
+    func lookupBatch(chunk: UInt32 = 4096) throws -> [(Key, Value)] {
+        var result: [(Key, Value)] = []
+        let keys = UnsafeMutablePointer<Key>.allocate(capacity: Int(chunk))
+        let values = UnsafeMutablePointer<Value>.allocate(capacity: Int(chunk))
+        // The batch cursor is opaque to us; the kernel wants room for a key.
+        let inBatch = UnsafeMutableRawPointer.allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+        let outBatch = UnsafeMutableRawPointer.allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+        defer { keys.deallocate(); values.deallocate(); inBatch.deallocate(); outBatch.deallocate() }
+        var first = true
+        while true {
+            var count = chunk
+            var opts = bpf_map_batch_opts()
+            opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let rc = bpf_map_lookup_batch(fd, first ? nil : inBatch, outBatch, keys, values, &count, &opts)
+            let err = errno
+            if rc != 0 && err != ENOENT { throw BPFError("batch-read map", name, errno: err) }
+            for i in 0..<Int(count) { result.append((keys[i], values[i])) }
+            if rc != 0 { return result }   // ENOENT: that was the last batch
+            inBatch.copyMemory(from: outBatch, byteCount: max(MemoryLayout<Key>.size, 8))
+            first = false
+        }
+    }
+
+    /// Writes many entries in one BPF_MAP_UPDATE_BATCH call (key by key
+    /// where the kernel lacks it for this map type).
+    public func updateBatch(_ items: [(Key, Value)]) throws {
+        guard !items.isEmpty else { return }
+        let keys = items.map(\.0), values = items.map(\.1)
+        var count = UInt32(items.count)
+        var opts = bpf_map_batch_opts()
+        opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+        opts.elem_flags = UInt64(BPF_ANY)
+        let rc = keys.withUnsafeBufferPointer { k in
+            values.withUnsafeBufferPointer { v in
+                bpf_map_update_batch(fd, k.baseAddress, v.baseAddress, &count, &opts)
+            }
+        }
+        if rc == 0 { return }
+        if errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP {
+            for (key, value) in items.dropFirst(Int(count)) { try update(key, value) }
+            return
+        }
+        throw BPFError("batch-update map", name, errno: errno)
+    }
+
+    /// Deletes every entry (hash maps). Returns how many went.
+    @discardableResult
+    public func removeAll() throws -> Int {
+        var removed = 0
+        for key in keys() where try delete(key) { removed += 1 }
+        return removed
+    }
+}

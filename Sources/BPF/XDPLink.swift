@@ -1,0 +1,75 @@
+import CLibBPF
+import Glibc
+
+/// How the program is attached to the NIC.
+public enum XDPMode: String, Sendable, CaseIterable {
+    /// In the driver, before an skb exists: the fast path.
+    case native
+    /// After the skb is built: works on any NIC, slower.
+    case generic
+
+    var flags: UInt32 {
+        switch self {
+        case .native: UInt32(XDP_FLAGS_DRV_MODE)
+        case .generic: UInt32(XDP_FLAGS_SKB_MODE)
+        }
+    }
+}
+
+/// An XDP attachment through a bpf_link. Pinned, it outlives the process:
+/// forwarding goes on while the controller restarts. Removing the pin (with
+/// no process holding the link) detaches the program.
+public final class XDPLink {
+    public let fd: OwnedFD
+    public let interface: String
+
+    init(fd: Int32, interface: String) {
+        self.fd = OwnedFD(fd)
+        self.interface = interface
+    }
+
+    /// Attaches `program` to `interface` in `mode`.
+    public static func attach(_ program: BPFProgram, interface: String, mode: XDPMode) throws -> XDPLink {
+        let ifindex = try Interface.index(interface)
+        var opts = bpf_link_create_opts()
+        opts.sz = MemoryLayout<bpf_link_create_opts>.size
+        opts.flags = mode.flags
+        let hint = mode == .native
+            ? "driver may lack native XDP; try xdp-mode: generic"
+            : "another XDP program may be attached (see 'ip link show \(interface)')"
+        let fd = try check("attach XDP (\(mode.rawValue)) to", interface, hint: hint) {
+            bpf_link_create(program.fd, Int32(ifindex), BPF_XDP, &opts)
+        }
+        return XDPLink(fd: fd, interface: interface)
+    }
+
+    /// Opens a link pinned at `path`.
+    public static func pinned(at path: String, interface: String) throws -> XDPLink {
+        let fd = try check("open pinned XDP link", path) { bpf_obj_get(path) }
+        return XDPLink(fd: fd, interface: interface)
+    }
+
+    public func pin(at path: String) throws {
+        try check("pin XDP link at", path) { bpf_obj_pin(fd.raw, path) }
+    }
+
+    /// Swaps in a new program atomically: no packet goes unprocessed.
+    public func update(to program: BPFProgram) throws {
+        try check("replace XDP program on", interface) { bpf_link_update(fd.raw, program.fd, nil) }
+    }
+
+    /// Detaches the program from the NIC now, whoever else holds the link.
+    public func detach() throws {
+        try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }
+    }
+}
+
+public enum Interface {
+    public static func index(_ name: String) throws -> UInt32 {
+        let index = if_nametoindex(name)
+        guard index != 0 else {
+            throw BPFError("find interface", name, errno: ENODEV, hint: "see 'ip link'")
+        }
+        return index
+    }
+}

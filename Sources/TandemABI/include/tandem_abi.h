@@ -1,0 +1,249 @@
+/*
+ * tandem_abi.h - every struct, enum and limit shared by the XDP program
+ * (bpf/) and the Swift controller (imported as the TandemABI module).
+ *
+ * Layout rules: fixed-width types only, explicit padding, no bitfields, so
+ * the C compiler for the BPF target and for the host agree byte for byte.
+ * Tests/TandemABITests checks sizes and offsets from Swift.
+ *
+ * Addresses are stored in network byte order as four 32-bit words; an IPv4
+ * address uses word 0 and leaves words 1-3 zero. Ports are in network byte
+ * order too, as they sit in the packet.
+ */
+#ifndef TANDEM_ABI_H
+#define TANDEM_ABI_H
+
+#ifdef __bpf__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#endif
+
+/* Limits; each may be overridden at build time with -D. */
+#ifndef TANDEM_MAX_SERVICES
+#define TANDEM_MAX_SERVICES 1024
+#endif
+#ifndef TANDEM_MAX_REALS
+#define TANDEM_MAX_REALS 16384      /* real ids; id 0 means "none" */
+#endif
+#ifndef TANDEM_MAX_BACKENDS
+#define TANDEM_MAX_BACKENDS 65536   /* (service, real) pairs */
+#endif
+#ifndef TANDEM_RING_SIZE
+#define TANDEM_RING_SIZE 4093       /* prime; maglev lookup table size */
+#endif
+#ifndef TANDEM_FLOW_ENTRIES
+#define TANDEM_FLOW_ENTRIES 262144
+#endif
+#ifndef TANDEM_PERSIST_ENTRIES
+#define TANDEM_PERSIST_ENTRIES 1048576
+#endif
+/* Two rings per service: the controller fills the idle one, then flips. */
+#define TANDEM_MAX_RINGS (2 * TANDEM_MAX_SERVICES)
+/* A hit refreshes a persistence record at most this often (ns), so hot
+ * clients don't write the shared record on every new connection. */
+#define TANDEM_PERSIST_REFRESH_NS 1000000000ULL
+
+enum tandem_af {
+	TANDEM_AF_INET = 4,
+	TANDEM_AF_INET6 = 6,
+};
+
+enum tandem_scheduler {
+	TANDEM_SCHED_MAGLEV = 0,
+	TANDEM_SCHED_WRR = 1,
+	TANDEM_SCHED_FIXED = 2,
+};
+
+enum tandem_service_flags {
+	TANDEM_SVC_PERSIST = 1 << 0,          /* source-ip persistence on */
+	TANDEM_SVC_DROP_ON_FAILURE = 1 << 1,  /* informational; see flow_gen */
+};
+
+/* Per (service, real) state: only UP and DRAINING keep persistence. */
+enum tandem_backend_state {
+	TANDEM_BACKEND_UP = 0,
+	TANDEM_BACKEND_DRAINING = 1,
+	TANDEM_BACKEND_DOWN = 2,
+	TANDEM_BACKEND_DISABLED = 3,
+};
+
+enum tandem_real_flags {
+	TANDEM_REAL_ACTIVE = 1 << 0,
+};
+
+/* Global packet accounting (pkt_stats map index). */
+enum tandem_reason {
+	TANDEM_R_PASS_NOT_IP = 0,      /* ARP, LLDP, anything not IPv4/IPv6 */
+	TANDEM_R_PASS_VLAN,            /* 802.1Q / 802.1ad tagged frames */
+	TANDEM_R_PASS_NOT_VIP,         /* IP traffic not for a service */
+	TANDEM_R_PASS_MALFORMED,       /* bad or truncated L2/L3 header */
+	TANDEM_R_PASS_OTHER_PROTO,     /* ICMP etc., also to a VIP address */
+	TANDEM_R_DROP_MALFORMED,       /* to a VIP address, L4 header bad */
+	TANDEM_R_DROP_FRAGMENT,        /* IPv4 fragment to a VIP address */
+	TANDEM_R_DROP_IPV6_EXT,        /* IPv6 extension header, VIP address */
+	TANDEM_R_DROP_NO_REAL,         /* service with no usable real, no sorry */
+	TANDEM_R_TX,                   /* forwarded to a real */
+	TANDEM_R_FLOW_MISS_NOT_SYN,    /* TCP non-SYN without a flow entry */
+	TANDEM_R_MAX,
+};
+
+/* services map: VIP:port/protocol -> service. */
+struct tandem_service_key {
+	__u32 vip[4];
+	__u16 port;           /* network order */
+	__u8 proto;           /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 af;              /* enum tandem_af */
+};
+
+struct tandem_service {
+	__u32 id;             /* index into svc_stats, wrr_cursor, backends */
+	__u32 group;          /* follow group: key of the shared records */
+	__u32 ring_id;        /* which of the two rings is live */
+	__u32 ring_len;       /* entries in use; 0 = no usable real */
+	__u8 scheduler;       /* enum tandem_scheduler */
+	__u8 flags;           /* enum tandem_service_flags */
+	__u8 netmask;         /* prefix length applied to the client address */
+	__u8 pad0;
+	__u32 sorry_real;     /* real id used only when ring_len is 0; 0 = none */
+	__u32 mask[4];        /* netmask as an address mask, network order */
+	__u64 persist_timeout_ns;
+};
+
+/* vip_addrs map: every VIP address, for the fragment/extension rules. */
+struct tandem_vip_key {
+	__u32 addr[4];
+	__u8 af;
+	__u8 pad[3];
+};
+
+/* reals map (array, index = real id). A real is an address within one
+ * follow group; services of the group share it, each on its own port. */
+struct tandem_real {
+	__u32 addr[4];
+	__u8 mac[6];          /* next hop for DSR */
+	__u8 af;
+	__u8 flags;           /* enum tandem_real_flags */
+	__u32 rec_gen;        /* bump: every persistence record invalid, O(1) */
+	__u32 flow_gen;       /* bump: every established flow rescheduled */
+};
+
+/* backends map: the state of a real in one service. */
+struct tandem_backend_key {
+	__u32 service;
+	__u32 real;
+};
+
+struct tandem_backend {
+	__u32 state;          /* enum tandem_backend_state */
+	__u32 weight;
+};
+
+/* rings map (array, index = ring id): scheduler lookup table. */
+struct tandem_ring {
+	__u32 reals[TANDEM_RING_SIZE];
+};
+
+/* flows map (LRU): 5-tuple -> real. */
+struct tandem_flow_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 af;
+	__u8 pad[2];
+};
+
+struct tandem_flow {
+	__u32 real;
+	__u32 flow_gen;
+};
+
+/* persist map (LRU): (group, masked client) -> real; one table for all
+ * services of a follow group, which is what makes ports follow. */
+struct tandem_persist_key {
+	__u32 group;
+	__u32 client[4];
+	__u8 af;
+	__u8 pad[3];
+};
+
+struct tandem_persist {
+	__u32 real;
+	__u32 rec_gen;        /* valid only while equal to the real's rec_gen */
+	__u32 service;        /* service that made it: other ports = follow hit */
+	__u32 pad;
+	__u64 last_seen_ns;   /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+};
+
+/* svc_stats and real_stats (per-CPU arrays): counters per service / real. */
+struct tandem_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 persist_hits;
+	__u64 follow_hits;
+	__u64 drops;
+};
+
+/*
+ * Hashing shared by both sides: the XDP program picks ring slots with it,
+ * the controller's model predicts the same choices. murmur3's finaliser
+ * over 32-bit words: cheap, no tables, good avalanche.
+ */
+static inline __u32 tandem_mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51u;
+	k = (k << 15) | (k >> 17);
+	k *= 0x1b873593u;
+	h ^= k;
+	h = (h << 13) | (h >> 19);
+	return h * 5u + 0xe6546b64u;
+}
+
+static inline __u32 tandem_fmix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Hash of a persistence key: the same for every port of a group. */
+static inline __u32 tandem_hash_persist(const struct tandem_persist_key *k)
+{
+	__u32 h = 0x74616e64u; /* "tand" */
+	h = tandem_mix(h, k->group);
+	h = tandem_mix(h, k->client[0]);
+	h = tandem_mix(h, k->client[1]);
+	h = tandem_mix(h, k->client[2]);
+	h = tandem_mix(h, k->client[3]);
+	h = tandem_mix(h, k->af);
+	return tandem_fmix(h);
+}
+
+/* Hash of a 5-tuple, for services without persistence. */
+static inline __u32 tandem_hash_flow(const struct tandem_flow_key *k)
+{
+	__u32 h = 0x74616e64u;
+	h = tandem_mix(h, k->src[0]);
+	h = tandem_mix(h, k->src[1]);
+	h = tandem_mix(h, k->src[2]);
+	h = tandem_mix(h, k->src[3]);
+	h = tandem_mix(h, k->dst[0]);
+	h = tandem_mix(h, k->dst[1]);
+	h = tandem_mix(h, k->dst[2]);
+	h = tandem_mix(h, k->dst[3]);
+	h = tandem_mix(h, ((__u32)k->sport << 16) | k->dport);
+	h = tandem_mix(h, ((__u32)k->proto << 8) | k->af);
+	return tandem_fmix(h);
+}
+
+#endif /* TANDEM_ABI_H */

@@ -1,0 +1,110 @@
+/* maps.h - every map of the dataplane, pinned by name under the pin root
+ * the loader gives (default /sys/fs/bpf/tandem), so a restarted controller
+ * adopts them with their flows and records intact. */
+#ifndef TANDEM_MAPS_H
+#define TANDEM_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "tandem_abi.h"
+
+/* VIP:port/protocol -> service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TANDEM_MAX_SERVICES);
+	__type(key, struct tandem_service_key);
+	__type(value, struct tandem_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} services SEC(".maps");
+
+/* Every VIP address; only consulted for fragments and odd headers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TANDEM_MAX_SERVICES);
+	__type(key, struct tandem_vip_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_addrs SEC(".maps");
+
+/* Real id -> address, MAC and generations. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TANDEM_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct tandem_real);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} reals SEC(".maps");
+
+/* (service, real) -> state and weight of that real in that service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TANDEM_MAX_BACKENDS);
+	__type(key, struct tandem_backend_key);
+	__type(value, struct tandem_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backends SEC(".maps");
+
+/* Ring id -> scheduler table; two per service, flipped on update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TANDEM_MAX_RINGS);
+	__type(key, __u32);
+	__type(value, struct tandem_ring);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rings SEC(".maps");
+
+/* Established flows: 5-tuple -> real, least recently used evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TANDEM_FLOW_ENTRIES);
+	__type(key, struct tandem_flow_key);
+	__type(value, struct tandem_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+/* Persistence records shared by a follow group. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TANDEM_PERSIST_ENTRIES);
+	__type(key, struct tandem_persist_key);
+	__type(value, struct tandem_persist);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} persist SEC(".maps");
+
+/* Counters per service id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct tandem_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} svc_stats SEC(".maps");
+
+/* Counters per real id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct tandem_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} real_stats SEC(".maps");
+
+/* Packets per enum tandem_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pkt_stats SEC(".maps");
+
+/* Weighted round robin position per service, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wrr_cursor SEC(".maps");
+
+#endif

@@ -1,0 +1,79 @@
+/* persist.h - source-IP persistence shared by a follow group.
+ *
+ * A record names a real and the real's rec_gen when it was written. Failing
+ * a real bumps its rec_gen, which invalidates all of its records for the
+ * next packet in O(1); the stale entries age out of the LRU on their own.
+ */
+#ifndef TANDEM_PERSIST_H
+#define TANDEM_PERSIST_H
+
+#include "maps.h"
+
+static __always_inline void persist_key(struct tandem_persist_key *k,
+					const struct tandem_service *svc,
+					const struct packet *pkt)
+{
+	k->group = svc->group;
+	k->af = pkt->flow.af;
+	k->client[0] = pkt->flow.src[0] & svc->mask[0];
+	k->client[1] = pkt->flow.src[1] & svc->mask[1];
+	k->client[2] = pkt->flow.src[2] & svc->mask[2];
+	k->client[3] = pkt->flow.src[3] & svc->mask[3];
+}
+
+/* Takes part in scheduling only while UP; DRAINING keeps its clients. */
+static __always_inline int backend_keeps_clients(__u32 service, __u32 real)
+{
+	struct tandem_backend_key k = { .service = service, .real = real };
+	struct tandem_backend *b = bpf_map_lookup_elem(&backends, &k);
+
+	return b && (b->state == TANDEM_BACKEND_UP ||
+		     b->state == TANDEM_BACKEND_DRAINING);
+}
+
+/*
+ * Returns the real of a live record usable on this service, or 0. Sets
+ * *follow when the record was made by another service of the group.
+ */
+static __always_inline __u32 persist_lookup(const struct tandem_persist_key *k,
+					    const struct tandem_service *svc,
+					    __u64 now, int *follow)
+{
+	struct tandem_persist *rec = bpf_map_lookup_elem(&persist, k);
+
+	if (!rec)
+		return 0;
+
+	__u32 id = rec->real;
+	struct tandem_real *real = bpf_map_lookup_elem(&reals, &id);
+
+	if (!real || !(real->flags & TANDEM_REAL_ACTIVE))
+		return 0;
+	if (rec->rec_gen != real->rec_gen)
+		return 0;
+	if (now - rec->last_seen_ns >= svc->persist_timeout_ns)
+		return 0;
+	if (!backend_keeps_clients(svc->id, id))
+		return 0;
+
+	if (now - rec->last_seen_ns >= TANDEM_PERSIST_REFRESH_NS)
+		rec->last_seen_ns = now;
+	*follow = rec->service != svc->id;
+	return id;
+}
+
+static __always_inline void persist_write(const struct tandem_persist_key *k,
+					  const struct tandem_service *svc,
+					  __u32 real, __u32 rec_gen, __u64 now)
+{
+	struct tandem_persist rec = {
+		.real = real,
+		.rec_gen = rec_gen,
+		.service = svc->id,
+		.last_seen_ns = now,
+	};
+
+	bpf_map_update_elem(&persist, k, &rec, BPF_ANY);
+}
+
+#endif
