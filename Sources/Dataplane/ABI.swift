@@ -1,0 +1,151 @@
+import Balancer
+import TandemABI
+
+/// Four 32-bit words in network byte order, as the ABI stores addresses.
+typealias Words = (UInt32, UInt32, UInt32, UInt32)
+
+extension IPAddress {
+    /// The address as ABI words: IPv4 in word 0, the rest zero.
+    var abiWords: Words {
+        var words: Words = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { $0.copyBytes(from: bytes) }
+        return words
+    }
+
+    var abiFamily: UInt8 { UInt8(family == .inet ? TANDEM_AF_INET.rawValue : TANDEM_AF_INET6.rawValue) }
+
+    init?(abiWords words: Words, family: UInt8) {
+        let all = withUnsafeBytes(of: words) { Array($0) }
+        self.init(bytes: family == UInt8(TANDEM_AF_INET.rawValue) ? Array(all.prefix(4)) : all)
+    }
+}
+
+extension MACAddress {
+    var abiBytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) {
+        (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5])
+    }
+
+    init(abiBytes m: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) {
+        self.init(bytes: [m.0, m.1, m.2, m.3, m.4, m.5])!
+    }
+}
+
+extension tandem_service_key {
+    init(_ service: DataplaneModel.Service) {
+        self.init()
+        vip = service.vip.abiWords
+        port = service.port.bigEndian
+        proto = service.proto.rawValue
+        af = service.vip.abiFamily
+    }
+}
+
+extension tandem_vip_key {
+    init(_ address: IPAddress) {
+        self.init()
+        addr = address.abiWords
+        af = address.abiFamily
+    }
+}
+
+extension tandem_real {
+    init(_ real: DataplaneModel.Real) {
+        self.init()
+        addr = real.address.abiWords
+        mac = real.mac.abiBytes
+        af = real.address.abiFamily
+        flags = UInt8(TANDEM_REAL_ACTIVE.rawValue)
+        rec_gen = real.recGen
+        flow_gen = real.flowGen
+    }
+}
+
+extension tandem_service {
+    init(_ service: DataplaneModel.Service, ringID: UInt32, ringLength: Int) {
+        self.init()
+        id = service.id
+        group = service.group
+        ring_id = ringID
+        ring_len = UInt32(ringLength)
+        scheduler = UInt8(Self.schedulerCode(service.scheduler))
+        var flagBits: UInt32 = 0
+        if let persistence = service.persistence {
+            flagBits |= TANDEM_SVC_PERSIST.rawValue
+            netmask = UInt8(persistence.netmask)
+            mask = IPAddress(bytes: IPAddress.mask(prefix: persistence.netmask,
+                                                   count: service.vip.bytes.count))!.abiWords
+            persist_timeout_ns = persistence.timeoutNs
+        }
+        if service.dropOnFailure { flagBits |= TANDEM_SVC_DROP_ON_FAILURE.rawValue }
+        flags = UInt8(flagBits)
+        sorry_real = service.sorryReal ?? 0
+    }
+
+    static func schedulerCode(_ scheduler: Scheduler) -> UInt32 {
+        switch scheduler {
+        case .maglev: TANDEM_SCHED_MAGLEV.rawValue
+        case .wrr: TANDEM_SCHED_WRR.rawValue
+        case .fixed: TANDEM_SCHED_FIXED.rawValue
+        }
+    }
+}
+
+extension tandem_ring {
+    init(_ reals: [UInt32]) {
+        self.init()
+        precondition(reals.count <= Int(TANDEM_RING_SIZE))
+        withUnsafeMutableBytes(of: &self.reals) { raw in
+            reals.withUnsafeBytes { raw.copyMemory(from: $0) }
+        }
+    }
+
+    func prefix(_ count: Int) -> [UInt32] {
+        withUnsafeBytes(of: reals) { Array($0.bindMemory(to: UInt32.self).prefix(count)) }
+    }
+}
+
+/// Counters of a service or a real, summed over CPUs.
+public struct Counters: Equatable, Sendable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var newFlows: UInt64 = 0
+    public var persistHits: UInt64 = 0
+    public var followHits: UInt64 = 0
+    public var drops: UInt64 = 0
+
+    public init() {}
+
+    init(summing perCPU: [tandem_counters]) {
+        for c in perCPU {
+            packets += c.packets
+            bytes += c.bytes
+            newFlows += c.new_flows
+            persistHits += c.persist_hits
+            followHits += c.follow_hits
+            drops += c.drops
+        }
+    }
+}
+
+/// Why a packet was passed, dropped or sent: the pkt_stats map's index.
+public enum PacketReason: UInt32, CaseIterable, Sendable, CustomStringConvertible {
+    case passNotIP, passVLAN, passNotVIP, passMalformed, passOtherProto
+    case dropMalformed, dropFragment, dropIPv6Ext, dropNoReal
+    case tx, flowMissNotSYN
+
+    public var description: String {
+        switch self {
+        case .passNotIP: "pass_not_ip"
+        case .passVLAN: "pass_vlan"
+        case .passNotVIP: "pass_not_vip"
+        case .passMalformed: "pass_malformed"
+        case .passOtherProto: "pass_other_proto"
+        case .dropMalformed: "drop_malformed"
+        case .dropFragment: "drop_fragment"
+        case .dropIPv6Ext: "drop_ipv6_ext"
+        case .dropNoReal: "drop_no_real"
+        case .tx: "tx"
+        case .flowMissNotSYN: "flow_miss_not_syn"
+        }
+    }
+}

@@ -1,0 +1,277 @@
+import BPF
+import Balancer
+import Foundation
+import TandemABI
+
+/// The loaded XDP program and its pinned maps, programmed from a
+/// `DataplaneModel`. Opening it reuses maps already pinned under `pinRoot`,
+/// so flows and records survive a controller restart.
+public final class Dataplane {
+    public static let defaultPinRoot = "/sys/fs/bpf/tandem"
+    public static let ringSize = Int(TANDEM_RING_SIZE)
+    public static let maxServices = Int(TANDEM_MAX_SERVICES)
+    public static let maxReals = Int(TANDEM_MAX_REALS)
+
+    public let pinRoot: String
+    public let program: BPFProgram
+    let object: BPFObject
+    let services: BPFMap<tandem_service_key, tandem_service>
+    let vipAddrs: BPFMap<tandem_vip_key, UInt32>
+    let reals: BPFMap<UInt32, tandem_real>
+    let backends: BPFMap<tandem_backend_key, tandem_backend>
+    let rings: BPFMap<UInt32, tandem_ring>
+    let flows: BPFMap<tandem_flow_key, tandem_flow>
+    let persist: BPFMap<tandem_persist_key, tandem_persist>
+    let svcStats: BPFMap<UInt32, tandem_counters>
+    let realStats: BPFMap<UInt32, tandem_counters>
+    let pktStats: BPFMap<UInt32, UInt64>
+    let wrrCursor: BPFMap<UInt32, UInt32>
+
+    /// What the maps hold, as last written by `apply`.
+    public private(set) var applied: DataplaneModel?
+    /// Live ring per service id: which of its two slots, and its contents.
+    private var liveRings: [UInt32: (id: UInt32, reals: [UInt32])] = [:]
+
+    /// Loads the program, creating or adopting the maps pinned under `pinRoot`.
+    public init(pinRoot: String = defaultPinRoot,
+                verifierLogPath: String = "/tmp/tandem-verifier.log") throws {
+        self.pinRoot = pinRoot
+        object = try BPFObject(bytes: Objects.tandem, name: "tandem", pinRoot: pinRoot)
+        try object.load(verifierLogPath: verifierLogPath)
+        program = try object.program("tandem_xdp")
+        services = try object.map("services")
+        vipAddrs = try object.map("vip_addrs")
+        reals = try object.map("reals")
+        backends = try object.map("backends")
+        rings = try object.map("rings")
+        flows = try object.map("flows")
+        persist = try object.map("persist")
+        svcStats = try object.map("svc_stats")
+        realStats = try object.map("real_stats")
+        pktStats = try object.map("pkt_stats")
+        wrrCursor = try object.map("wrr_cursor")
+    }
+
+    /// Removes every pin under `pinRoot`: maps and any pinned link or
+    /// program go once nothing else holds them.
+    public func removePins() {
+        BPFFS.removeTree(pinRoot)
+    }
+}
+
+// MARK: - Programming the maps
+
+public struct DataplaneError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+}
+
+extension Dataplane {
+    /// Makes the maps say what `model` says, touching only what differs.
+    /// No packet sees a half-written service: a changed ring is written to
+    /// the service's idle slot and the service entry is flipped to it last.
+    public func apply(_ model: DataplaneModel) throws {
+        try Self.validate(model)
+        let old = applied
+        let oldReals = Dictionary(uniqueKeysWithValues: (old?.reals ?? []).map { ($0.id, $0) })
+        let oldServices = Dictionary(uniqueKeysWithValues: (old?.services ?? []).map { ($0.id, $0) })
+        let newReals = Dictionary(uniqueKeysWithValues: model.reals.map { ($0.id, $0) })
+
+        // Reals first, so that rings and records may point at them.
+        for real in model.reals where oldReals[real.id] != real {
+            try reals.update(real.id, tandem_real(real))
+        }
+
+        // Backends next: a persistence hit checks them.
+        var backendWrites: [(tandem_backend_key, tandem_backend)] = []
+        for service in model.services where oldServices[service.id]?.backends != service.backends {
+            for b in service.backends {
+                backendWrites.append((tandem_backend_key(service: service.id, real: b.real),
+                                      tandem_backend(state: b.state.rawValue, weight: b.weight)))
+            }
+        }
+        try backends.updateBatch(backendWrites)
+
+        // Rings and service entries.
+        for service in model.services {
+            let previous = oldServices[service.id]
+            let realsChanged = service.backends.contains { oldReals[$0.real] != newReals[$0.real] }
+            if previous == service && !realsChanged { continue }
+            try write(service, model: model, replacing: previous)
+        }
+
+        try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
+        applied = model
+    }
+
+    private func write(_ service: DataplaneModel.Service, model: DataplaneModel,
+                       replacing previous: DataplaneModel.Service?) throws {
+        let key = tandem_service_key(service)
+        let existing = services.lookup(key)
+        let ring = model.ring(for: service, size: Self.ringSize)
+        var live = liveRings[service.id]
+        if live == nil, let existing, existing.id == service.id {
+            // Adopting pinned state: the ring in use is the one the map names.
+            let stored = rings.lookup(existing.ring_id)?.prefix(Int(existing.ring_len)) ?? []
+            live = (existing.ring_id, stored)
+        }
+        var ringID = live?.id ?? service.id * 2
+        if live?.reals != ring {
+            if let live { ringID = live.id == service.id * 2 ? service.id * 2 + 1 : service.id * 2 }
+            try rings.update(ringID, tandem_ring(ring))
+        }
+        liveRings[service.id] = (ringID, ring)
+
+        if existing == nil || existing?.id != service.id {
+            // A new service starts from zero counters and cursor.
+            let cpus = BPFMap<UInt32, tandem_counters>.possibleCPUs
+            try svcStats.updatePerCPU(service.id, Array(repeating: tandem_counters(), count: cpus))
+            try wrrCursor.updatePerCPU(service.id, Array(repeating: 0, count: cpus))
+        }
+        try vipAddrs.update(tandem_vip_key(service.vip), 1)
+        try services.update(key, tandem_service(service, ringID: ringID, ringLength: ring.count))
+        if let previous, tandem_service_key(previous) != key {
+            try services.delete(tandem_service_key(previous))
+        }
+    }
+
+    /// Deletes what the model no longer has. After a restart (nothing
+    /// applied yet by this process) the maps themselves are the reference.
+    private func prune(model: DataplaneModel, old: DataplaneModel?,
+                       oldServices: [UInt32: DataplaneModel.Service],
+                       newReals: [UInt32: DataplaneModel.Real]) throws {
+        let wantedServices = Set(model.services.map { tandem_service_key($0) })
+        let wantedBackends = Set(model.services.flatMap { s in
+            s.backends.map { tandem_backend_key(service: s.id, real: $0.real) }
+        })
+        let wantedVIPs = Set(model.services.map { tandem_vip_key($0.vip) })
+        let wantedIDs = Set(model.services.map(\.id))
+
+        let serviceKeys: [tandem_service_key]
+        let backendKeys: [tandem_backend_key]
+        let vipKeys: [tandem_vip_key]
+        var realIDs: [UInt32]
+        if let old {
+            serviceKeys = old.services.map { tandem_service_key($0) }
+            backendKeys = old.services.flatMap { s in s.backends.map { tandem_backend_key(service: s.id, real: $0.real) } }
+            vipKeys = old.services.map { tandem_vip_key($0.vip) }
+            realIDs = old.reals.map(\.id)
+        } else {
+            serviceKeys = services.keys()
+            backendKeys = backends.keys()
+            vipKeys = vipAddrs.keys()
+            realIDs = reals.entries().filter { $0.1.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 }.map(\.0)
+        }
+        for key in serviceKeys where !wantedServices.contains(key) { try services.delete(key) }
+        for key in backendKeys where !wantedBackends.contains(key) { try backends.delete(key) }
+        for key in vipKeys where !wantedVIPs.contains(key) { try vipAddrs.delete(key) }
+        for id in liveRings.keys where !wantedIDs.contains(id) { liveRings[id] = nil }
+        realIDs.removeAll { newReals[$0] != nil }
+        for id in realIDs {
+            // Inactive: its flows and records stop matching at once.
+            guard var real = reals.lookup(id) else { continue }
+            real.flags = 0
+            try reals.update(id, real)
+        }
+    }
+
+    static func validate(_ model: DataplaneModel) throws {
+        var problems: [String] = []
+        var ids = Set<UInt32>(), keys = Set<tandem_service_key>(), realIDs = Set<UInt32>()
+        let reals = Dictionary(model.reals.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for real in model.reals {
+            if real.id == 0 || real.id >= TANDEM_MAX_REALS {
+                problems.append("real id \(real.id) out of range 1..<\(TANDEM_MAX_REALS)")
+            }
+            if !realIDs.insert(real.id).inserted { problems.append("real id \(real.id) used twice") }
+        }
+        var backendCount = 0
+        for s in model.services {
+            if s.id >= TANDEM_MAX_SERVICES { problems.append("service id \(s.id) out of range 0..<\(TANDEM_MAX_SERVICES)") }
+            if !ids.insert(s.id).inserted { problems.append("service id \(s.id) used twice") }
+            if !keys.insert(tandem_service_key(s)).inserted {
+                problems.append("service \(s.vip):\(s.port)/\(s.proto) defined twice")
+            }
+            if let p = s.persistence, p.netmask < 0 || p.netmask > s.vip.maxPrefix {
+                problems.append("service \(s.id): netmask \(p.netmask) out of range 0...\(s.vip.maxPrefix)")
+            }
+            for b in s.backends + (s.sorryReal.map { [DataplaneModel.Backend(real: $0, weight: 0)] } ?? []) {
+                guard let real = reals[b.real] else {
+                    problems.append("service \(s.id): real id \(b.real) is not defined")
+                    continue
+                }
+                if real.address.family != s.vip.family {
+                    problems.append("service \(s.id): real \(real.address) is not of the VIP's family")
+                }
+            }
+            backendCount += s.backends.count
+        }
+        if backendCount > TANDEM_MAX_BACKENDS {
+            problems.append("\(backendCount) (service, real) pairs exceed \(TANDEM_MAX_BACKENDS)")
+        }
+        if !problems.isEmpty { throw DataplaneError(description: problems.joined(separator: "; ")) }
+    }
+}
+
+// MARK: - Reading state
+
+extension Dataplane {
+    public func counters(service id: UInt32) -> Counters {
+        Counters(summing: svcStats.lookupPerCPU(id) ?? [])
+    }
+
+    public func counters(real id: UInt32) -> Counters {
+        Counters(summing: realStats.lookupPerCPU(id) ?? [])
+    }
+
+    public func packetReasons() -> [PacketReason: UInt64] {
+        var result: [PacketReason: UInt64] = [:]
+        for reason in PacketReason.allCases {
+            result[reason] = (pktStats.lookupPerCPU(reason.rawValue) ?? []).reduce(0, +)
+        }
+        return result
+    }
+
+    /// One persistence record as the map holds it.
+    public struct Record: Equatable, Sendable {
+        public var group: UInt32
+        public var client: IPAddress
+        public var real: UInt32
+        public var service: UInt32
+        public var lastSeenNs: UInt64
+        /// False once the real's records were invalidated (the entry waits
+        /// for the LRU to reclaim it).
+        public var valid: Bool
+    }
+
+    public func records() -> [Record] {
+        let gens = Dictionary(reals.entries().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        return persist.entries().compactMap { key, value in
+            guard let client = IPAddress(abiWords: key.client, family: key.af) else { return nil }
+            let real = gens[value.real]
+            let valid = real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
+            return Record(group: key.group, client: client, real: value.real, service: value.service,
+                          lastSeenNs: value.last_seen_ns, valid: valid)
+        }
+    }
+
+    public func flowCount() -> Int { flows.keys().count }
+}
+
+extension tandem_service_key: @retroactive Hashable, @retroactive Equatable {
+    public static func == (a: Self, b: Self) -> Bool { bytesEqual(a, b) }
+    public func hash(into h: inout Hasher) { withUnsafeBytes(of: self) { h.combine(bytes: $0) } }
+}
+
+extension tandem_backend_key: @retroactive Hashable, @retroactive Equatable {
+    public static func == (a: Self, b: Self) -> Bool { a.service == b.service && a.real == b.real }
+    public func hash(into h: inout Hasher) { h.combine(service); h.combine(real) }
+}
+
+extension tandem_vip_key: @retroactive Hashable, @retroactive Equatable {
+    public static func == (a: Self, b: Self) -> Bool { bytesEqual(a, b) }
+    public func hash(into h: inout Hasher) { withUnsafeBytes(of: self) { h.combine(bytes: $0) } }
+}
+
+func bytesEqual<T>(_ a: T, _ b: T) -> Bool {
+    withUnsafeBytes(of: a) { x in withUnsafeBytes(of: b) { y in x.elementsEqual(y) } }
+}

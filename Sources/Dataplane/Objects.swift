@@ -1,0 +1,13 @@
+import Foundation
+
+/// The compiled BPF objects, embedded at build time from bpf/*.bpf.c.
+public enum Objects {
+    /// The dataplane: SEC("xdp") tandem_xdp and its maps.
+    public static var tandem: [UInt8] { decode(EmbeddedObjects.tandem) }
+    /// Reference programs: baseline_swap (the benchmark floor) and xdp_pass.
+    public static var baseline: [UInt8] { decode(EmbeddedObjects.baseline) }
+
+    static func decode(_ base64: String) -> [UInt8] {
+        [UInt8](Data(base64Encoded: base64)!)
+    }
+}
