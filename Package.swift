@@ -31,6 +31,7 @@ let package = Package(
 
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer"]),
+        .target(name: "CTestSupport", path: "Tests/CTestSupport"),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "CTestSupport"]),
     ]
 )

@@ -103,15 +103,17 @@ final class Rig {
         return key
     }
 
-    /// Writes a persistence record directly, `ageNs` old.
-    func seedRecord(service id: UInt32, client: String, real: UInt32, ageNs: UInt64) throws {
+    /// Writes a persistence record directly, `ageNs` old; returns its last_seen.
+    @discardableResult
+    func seedRecord(service id: UInt32, client: String, real: UInt32, ageNs: UInt64) throws -> UInt64 {
         let service = model.services.first { $0.id == id }!
         var value = tandem_persist()
         value.real = real
         value.rec_gen = model.real(real)!.recGen
         value.service = id
-        value.last_seen_ns = monotonicNs() - ageNs
+        value.last_seen_ns = monotonicNs() &- ageNs  // the program subtracts modulo 2^64 too
         try dataplane.persist.update(persistKey(service: service, client: client), value)
+        return value.last_seen_ns
     }
 
     func reason(_ r: PacketReason) -> UInt64 { dataplane.packetReasons()[r] ?? 0 }

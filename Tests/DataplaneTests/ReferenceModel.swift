@@ -1,0 +1,188 @@
+import Balancer
+import Dataplane
+import TandemABI
+
+/// SPEC §2 written plainly in Swift, over the same desired state the maps
+/// are programmed from. The differential test holds the XDP program to it.
+struct ReferenceModel {
+    struct FlowKey: Hashable { var src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8 }
+    struct PersistKey: Hashable { var group: UInt32, client: [UInt8] }
+    struct Record: Equatable { var real: UInt32, recGen: UInt32, service: UInt32, lastSeen: UInt64 }
+    struct RealSlot { var active: Bool, mac: [UInt8], recGen: UInt32, flowGen: UInt32 }
+
+    private(set) var model = DataplaneModel()
+    private var rings: [UInt32: [UInt32]] = [:]
+    private var realSlots: [UInt32: RealSlot] = [:]
+    var flows: [FlowKey: (real: UInt32, flowGen: UInt32)] = [:]
+    var records: [PersistKey: Record] = [:]
+    var wrrCursor: [UInt32: UInt32] = [:]
+    var serviceCounters: [UInt32: Counters] = [:]
+    var reasons: [PacketReason: UInt64] = [:]
+
+    mutating func apply(_ next: DataplaneModel) {
+        for id in realSlots.keys where !next.reals.contains(where: { $0.id == id }) {
+            realSlots[id]!.active = false
+        }
+        for r in next.reals {
+            realSlots[r.id] = RealSlot(active: true, mac: r.mac.bytes, recGen: r.recGen, flowGen: r.flowGen)
+        }
+        for s in next.services where !model.services.contains(where: { $0.id == s.id }) {
+            serviceCounters[s.id] = Counters()
+            wrrCursor[s.id] = 0
+        }
+        rings = Dictionary(uniqueKeysWithValues: next.services.map { ($0.id, next.ring(for: $0, size: Dataplane.ringSize)) })
+        model = next
+    }
+
+    func isVIP(_ address: [UInt8]) -> Bool { model.services.contains { $0.vip.bytes == address } }
+
+    struct Parsed {
+        var src: [UInt8], dst: [UInt8], proto: UInt8, sport: UInt16 = 0, dport: UInt16 = 0, tcpFlags: UInt8 = 0
+    }
+
+    /// Returns the verdict and the frame as it leaves.
+    mutating func process(_ f: [UInt8], now: UInt64) -> (Verdict, [UInt8]) {
+        switch parse(f) {
+        case .failure(let error):
+            reasons[error.reason, default: 0] += 1
+            return (Self.isDrop(error.reason) ? .drop : .pass, f)
+        case .success(let p):
+            return serve(f, p, now: now)
+        }
+    }
+
+    static func isDrop(_ r: PacketReason) -> Bool {
+        [.dropMalformed, .dropFragment, .dropIPv6Ext, .dropNoReal].contains(r)
+    }
+
+    func parse(_ f: [UInt8]) -> Result<Parsed, ReasonError> {
+        func be16(_ i: Int) -> Int { Int(f[i]) << 8 | Int(f[i + 1]) }
+        guard f.count >= 14 else { return .failure(.init(.passMalformed)) }
+        switch be16(12) {
+        case 0x0800:
+            let l3 = 14
+            guard f.count >= l3 + 20 else { return .failure(.init(.passMalformed)) }
+            let version = f[l3] >> 4, ihl = Int(f[l3] & 0x0F)
+            guard version == 4, ihl >= 5 else { return .failure(.init(.passMalformed)) }
+            let hlen = ihl * 4, total = be16(l3 + 2)
+            guard l3 + hlen <= f.count, total >= hlen, l3 + total <= f.count else { return .failure(.init(.passMalformed)) }
+            let p = Parsed(src: Array(f[l3 + 12 ..< l3 + 16]), dst: Array(f[l3 + 16 ..< l3 + 20]), proto: f[l3 + 9])
+            guard p.proto == 6 || p.proto == 17 else { return .failure(.init(.passOtherProto)) }
+            if be16(l3 + 6) & 0x3FFF != 0 { return .failure(.init(isVIP(p.dst) ? .dropFragment : .passNotVIP)) }
+            return l4(f, p, at: l3 + hlen, length: total - hlen)
+        case 0x86DD:
+            let l3 = 14
+            guard f.count >= l3 + 40 else { return .failure(.init(.passMalformed)) }
+            guard f[l3] >> 4 == 6 else { return .failure(.init(.passMalformed)) }
+            let payload = be16(l3 + 4)
+            guard l3 + 40 + payload <= f.count else { return .failure(.init(.passMalformed)) }
+            let p = Parsed(src: Array(f[l3 + 8 ..< l3 + 24]), dst: Array(f[l3 + 24 ..< l3 + 40]), proto: f[l3 + 6])
+            if p.proto == 6 || p.proto == 17 { return l4(f, p, at: l3 + 40, length: payload) }
+            if [0, 43, 44, 50, 51, 60, 135, 139, 140].contains(p.proto) {
+                return .failure(.init(isVIP(p.dst) ? .dropIPv6Ext : .passNotVIP))
+            }
+            return .failure(.init(.passOtherProto))
+        case 0x8100, 0x88A8:
+            return .failure(.init(.passVLAN))
+        default:
+            return .failure(.init(.passNotIP))
+        }
+    }
+
+    struct ReasonError: Error { var reason: PacketReason; init(_ r: PacketReason) { reason = r } }
+
+    func l4(_ f: [UInt8], _ parsed: Parsed, at off: Int, length: Int) -> Result<Parsed, ReasonError> {
+        var p = parsed
+        let need = p.proto == 6 ? 20 : 8
+        let bad = ReasonError(isVIP(p.dst) ? .dropMalformed : .passMalformed)
+        guard off + need <= f.count, length >= need else { return .failure(bad) }
+        if p.proto == 6 && f[off + 12] >> 4 < 5 { return .failure(bad) }
+        p.sport = UInt16(f[off]) << 8 | UInt16(f[off + 1])
+        p.dport = UInt16(f[off + 2]) << 8 | UInt16(f[off + 3])
+        if p.proto == 6 { p.tcpFlags = f[off + 13] }
+        return .success(p)
+    }
+
+    mutating func serve(_ f: [UInt8], _ p: Parsed, now: UInt64) -> (Verdict, [UInt8]) {
+        guard let svc = model.services.first(where: {
+            $0.vip.bytes == p.dst && $0.port == p.dport && $0.proto.rawValue == p.proto
+        }) else {
+            reasons[.passNotVIP, default: 0] += 1
+            return (.pass, f)
+        }
+        serviceCounters[svc.id]!.packets += 1
+        serviceCounters[svc.id]!.bytes += UInt64(f.count)
+        let key = FlowKey(src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto)
+
+        var id: UInt32 = 0
+        if let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen {
+            id = flow.real
+        }
+        let isNew = id == 0
+        if isNew {
+            if p.proto == 6 && p.tcpFlags & 0x12 != 0x02 { reasons[.flowMissNotSYN, default: 0] += 1 }
+            id = newFlowReal(svc, p, now: now)
+            guard id != 0 else {
+                serviceCounters[svc.id]!.drops += 1
+                reasons[.dropNoReal, default: 0] += 1
+                return (.drop, f)
+            }
+            flows[key] = (id, realSlots[id]!.flowGen)
+            serviceCounters[svc.id]!.newFlows += 1
+        }
+        reasons[.tx, default: 0] += 1
+        var out = f
+        out.replaceSubrange(6..<12, with: f[0..<6])
+        out.replaceSubrange(0..<6, with: realSlots[id]!.mac)
+        return (.tx, out)
+    }
+
+    mutating func newFlowReal(_ svc: DataplaneModel.Service, _ p: Parsed, now: UInt64) -> UInt32 {
+        var pkey: PersistKey?
+        if let persistence = svc.persistence {
+            let client = IPAddress(bytes: p.src)!.masked(prefix: persistence.netmask).bytes
+            let k = PersistKey(group: svc.group, client: client)
+            pkey = k
+            if var rec = records[k], let slot = realSlots[rec.real], slot.active, rec.recGen == slot.recGen,
+               now &- rec.lastSeen < persistence.timeoutNs,
+               svc.backends.first(where: { $0.real == rec.real })?.state.keepsClients == true {
+                serviceCounters[svc.id]!.persistHits += 1
+                if rec.service != svc.id { serviceCounters[svc.id]!.followHits += 1 }
+                if now &- rec.lastSeen >= 1_000_000_000 { rec.lastSeen = now; records[k] = rec }
+                return rec.real
+            }
+        }
+        let ring = rings[svc.id]!
+        var id: UInt32
+        if ring.isEmpty {
+            id = svc.sorryReal ?? 0
+        } else {
+            let slot: Int
+            if svc.scheduler == .wrr {
+                slot = Int(wrrCursor[svc.id]! % UInt32(ring.count))
+                wrrCursor[svc.id] = UInt32(slot + 1)
+            } else if let pkey {
+                var k = tandem_persist_key()
+                k.group = pkey.group
+                withUnsafeMutableBytes(of: &k.client) { $0.copyBytes(from: pkey.client) }
+                k.af = pkey.client.count == 4 ? 4 : 6
+                slot = Int(tandem_hash_persist(&k) % UInt32(ring.count))
+            } else {
+                var k = tandem_flow_key()
+                withUnsafeMutableBytes(of: &k.src) { $0.copyBytes(from: p.src) }
+                withUnsafeMutableBytes(of: &k.dst) { $0.copyBytes(from: p.dst) }
+                k.sport = p.sport.bigEndian
+                k.dport = p.dport.bigEndian
+                k.proto = p.proto
+                k.af = p.src.count == 4 ? 4 : 6
+                slot = Int(tandem_hash_flow(&k) % UInt32(ring.count))
+            }
+            id = ring[slot]
+        }
+        guard id != 0, let slot = realSlots[id], slot.active else { return 0 }
+        if let pkey, !ring.isEmpty {
+            records[pkey] = Record(real: id, recGen: slot.recGen, service: svc.id, lastSeen: now)
+        }
+        return id
+    }
+}
