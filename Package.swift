@@ -6,6 +6,9 @@ let package = Package(
     products: [
         .library(name: "Dataplane", targets: ["Dataplane"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
         .systemLibrary(
@@ -25,6 +28,14 @@ let package = Package(
             dependencies: ["BPF", "TandemABI", "Balancer"],
             plugins: ["BPFCompile"]
         ),
+        // Frame builder shared by tests, benchmarks and the traffic generator.
+        .target(name: "Frames", dependencies: ["Balancer"]),
+        // Benchmarks (tools/bench).
+        .executableTarget(
+            name: "tandem-bench",
+            dependencies: ["Dataplane", "BPF", "Balancer", "Frames",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Build tools: clang -target bpf, then embed the object as Swift source.
         .executableTarget(name: "BPFEmbed"),
         .plugin(name: "BPFCompile", capability: .buildTool(), dependencies: ["BPFEmbed"]),
@@ -32,6 +43,6 @@ let package = Package(
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "CTestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "Frames", "CTestSupport"]),
     ]
 )

@@ -131,7 +131,7 @@ public struct Counters: Equatable, Sendable {
 public enum PacketReason: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     case passNotIP, passVLAN, passNotVIP, passMalformed, passOtherProto
     case dropMalformed, dropFragment, dropIPv6Ext, dropNoReal
-    case tx, flowMissNotSYN
+    case flowMissNotSYN
 
     public var description: String {
         switch self {
@@ -144,7 +144,6 @@ public enum PacketReason: UInt32, CaseIterable, Sendable, CustomStringConvertibl
         case .dropFragment: "drop_fragment"
         case .dropIPv6Ext: "drop_ipv6_ext"
         case .dropNoReal: "drop_no_real"
-        case .tx: "tx"
         case .flowMissNotSYN: "flow_miss_not_syn"
         }
     }

@@ -26,6 +26,8 @@ public final class Dataplane {
     let realStats: BPFMap<UInt32, tandem_counters>
     let pktStats: BPFMap<UInt32, UInt64>
     let wrrCursor: BPFMap<UInt32, UInt32>
+    let svcGens: BPFMap<UInt32, UInt32>
+    let portFilter: BPFMap<UInt32, tandem_port_filter>
 
     /// What the maps hold, as last written by `apply`.
     public private(set) var applied: DataplaneModel?
@@ -50,6 +52,8 @@ public final class Dataplane {
         realStats = try object.map("real_stats")
         pktStats = try object.map("pkt_stats")
         wrrCursor = try object.map("wrr_cursor")
+        svcGens = try object.map("svc_gens")
+        portFilter = try object.map("port_filter")
     }
 
     /// Removes every pin under `pinRoot`: maps and any pinned link or
@@ -63,6 +67,8 @@ public final class Dataplane {
 
 public struct DataplaneError: Error, CustomStringConvertible, Equatable {
     public var description: String
+
+    public init(description: String) { self.description = description }
 }
 
 extension Dataplane {
@@ -91,6 +97,10 @@ extension Dataplane {
         }
         try backends.updateBatch(backendWrites)
 
+        // Ports: old and new open while services change, then exactly new.
+        let ports = Set(model.services.map(\.port))
+        try writePortFilter(ports.union(old?.services.map(\.port) ?? []))
+
         // Rings and service entries.
         for service in model.services {
             let previous = oldServices[service.id]
@@ -100,7 +110,22 @@ extension Dataplane {
         }
 
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
+        try writePortFilter(ports)
         applied = model
+    }
+
+    private func writePortFilter(_ ports: Set<UInt16>) throws {
+        var filter = tandem_port_filter()
+        withUnsafeMutableBytes(of: &filter.bits) { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for port in ports { words[Int(port >> 6)] |= 1 << UInt64(port & 63) }
+        }
+        try portFilter.update(0, filter)
+    }
+
+    /// Retires every flow made for service `id`.
+    private func bumpServiceGeneration(_ id: UInt32) throws {
+        try svcGens.update(id, (svcGens.lookup(id) ?? 0) &+ 1)
     }
 
     private func write(_ service: DataplaneModel.Service, model: DataplaneModel,
@@ -122,7 +147,9 @@ extension Dataplane {
         liveRings[service.id] = (ringID, ring)
 
         if existing == nil || existing?.id != service.id {
-            // A new service starts from zero counters and cursor.
+            // A new service (or a new VIP:port for this id) starts from zero
+            // counters and cursor, and no flow of an earlier one matches it.
+            try bumpServiceGeneration(service.id)
             let cpus = BPFMap<UInt32, tandem_counters>.possibleCPUs
             try svcStats.updatePerCPU(service.id, Array(repeating: tandem_counters(), count: cpus))
             try wrrCursor.updatePerCPU(service.id, Array(repeating: 0, count: cpus))
@@ -161,7 +188,11 @@ extension Dataplane {
             vipKeys = vipAddrs.keys()
             realIDs = reals.entries().filter { $0.1.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 }.map(\.0)
         }
-        for key in serviceKeys where !wantedServices.contains(key) { try services.delete(key) }
+        for key in serviceKeys where !wantedServices.contains(key) {
+            let id = services.lookup(key)?.id
+            try services.delete(key)
+            if let id, !wantedIDs.contains(id) { try bumpServiceGeneration(id) }
+        }
         for key in backendKeys where !wantedBackends.contains(key) { try backends.delete(key) }
         for key in vipKeys where !wantedVIPs.contains(key) { try vipAddrs.delete(key) }
         for id in liveRings.keys where !wantedIDs.contains(id) { liveRings[id] = nil }
@@ -255,6 +286,9 @@ extension Dataplane {
     }
 
     public func flowCount() -> Int { flows.keys().count }
+
+    /// Forgets every established flow (benchmarks; `tandem` does not).
+    public func clearFlows() throws { try flows.removeAll() }
 }
 
 extension tandem_service_key: @retroactive Hashable, @retroactive Equatable {

@@ -6,6 +6,8 @@ public enum Objects {
     public static var tandem: [UInt8] { decode(EmbeddedObjects.tandem) }
     /// Reference programs: baseline_swap (the benchmark floor) and xdp_pass.
     public static var baseline: [UInt8] { decode(EmbeddedObjects.baseline) }
+    /// Benchmark entry points sharing the dataplane's maps (bpf/bench.bpf.c).
+    public static var bench: [UInt8] { decode(EmbeddedObjects.bench) }
 
     static func decode(_ base64: String) -> [UInt8] {
         [UInt8](Data(base64Encoded: base64)!)

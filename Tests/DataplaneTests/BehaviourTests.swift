@@ -1,4 +1,5 @@
 import Balancer
+import Frames
 @testable import Dataplane
 import TandemABI
 import Testing
@@ -228,6 +229,20 @@ struct BehaviourTests {
         }
         let next = try rig.send(ack(80))
         #expect(next.verdict == .tx && next.real != gone)
+    }
+
+    @Test("a removed service's established flows stop at once: the next packet passes")
+    func removedServiceRetiresFlows() throws {
+        let rig = try Rig()
+        #expect(try rig.send(syn(8080)).verdict == .tx)
+        try rig.apply { m in m.services.removeAll { $0.id == 3 } }
+        let after = PacketSpec(src: Self.client, dst: Self.vip, dport: 8080, tcpFlags: TCPFlags.ack)
+        #expect(try rig.send(after).verdict == .pass)
+        #expect(rig.reason(.passNotVIP) == 1)
+        // Re-adding it under the same id starts clean.
+        try rig.apply { m in m.services = Topology.model.services }
+        #expect(try rig.send(after).verdict == .tx)
+        #expect(rig.dataplane.counters(service: 3).packets == 1)
     }
 
     @Test("applying the same model twice writes nothing new and keeps every flow")

@@ -1,4 +1,5 @@
 import Balancer
+import Frames
 import CTestSupport
 @testable import Dataplane
 import Foundation

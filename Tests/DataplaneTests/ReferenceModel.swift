@@ -1,4 +1,5 @@
 import Balancer
+import Frames
 import Dataplane
 import TandemABI
 
@@ -13,7 +14,10 @@ struct ReferenceModel {
     private(set) var model = DataplaneModel()
     private var rings: [UInt32: [UInt32]] = [:]
     private var realSlots: [UInt32: RealSlot] = [:]
-    var flows: [FlowKey: (real: UInt32, flowGen: UInt32)] = [:]
+    struct Flow { var real: UInt32, flowGen: UInt32, service: UInt32, svcGen: UInt32 }
+    var flows: [FlowKey: Flow] = [:]
+    /// Bumped when a service id goes away or takes another VIP:port.
+    var svcGens: [UInt32: UInt32] = [:]
     var records: [PersistKey: Record] = [:]
     var wrrCursor: [UInt32: UInt32] = [:]
     var serviceCounters: [UInt32: Counters] = [:]
@@ -26,9 +30,16 @@ struct ReferenceModel {
         for r in next.reals {
             realSlots[r.id] = RealSlot(active: true, mac: r.mac.bytes, recGen: r.recGen, flowGen: r.flowGen)
         }
-        for s in next.services where !model.services.contains(where: { $0.id == s.id }) {
+        func sameKey(_ a: DataplaneModel.Service, _ b: DataplaneModel.Service) -> Bool {
+            a.vip == b.vip && a.port == b.port && a.proto == b.proto
+        }
+        for s in next.services where !model.services.contains(where: { $0.id == s.id && sameKey($0, s) }) {
             serviceCounters[s.id] = Counters()
             wrrCursor[s.id] = 0
+            svcGens[s.id, default: 0] &+= 1
+        }
+        for s in model.services where !next.services.contains(where: { $0.id == s.id }) {
+            svcGens[s.id, default: 0] &+= 1
         }
         rings = Dictionary(uniqueKeysWithValues: next.services.map { ($0.id, next.ring(for: $0, size: Dataplane.ringSize)) })
         model = next
@@ -104,22 +115,22 @@ struct ReferenceModel {
     }
 
     mutating func serve(_ f: [UInt8], _ p: Parsed, now: UInt64) -> (Verdict, [UInt8]) {
-        guard let svc = model.services.first(where: {
-            $0.vip.bytes == p.dst && $0.port == p.dport && $0.proto.rawValue == p.proto
-        }) else {
-            reasons[.passNotVIP, default: 0] += 1
-            return (.pass, f)
-        }
-        serviceCounters[svc.id]!.packets += 1
-        serviceCounters[svc.id]!.bytes += UInt64(f.count)
         let key = FlowKey(src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto)
-
         var id: UInt32 = 0
-        if let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen {
+        if let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen,
+           svcGens[flow.service, default: 0] == flow.svcGen {
             id = flow.real
-        }
-        let isNew = id == 0
-        if isNew {
+            serviceCounters[flow.service]!.packets += 1
+            serviceCounters[flow.service]!.bytes += UInt64(f.count)
+        } else {
+            guard let svc = model.services.first(where: {
+                $0.vip.bytes == p.dst && $0.port == p.dport && $0.proto.rawValue == p.proto
+            }) else {
+                reasons[.passNotVIP, default: 0] += 1
+                return (.pass, f)
+            }
+            serviceCounters[svc.id]!.packets += 1
+            serviceCounters[svc.id]!.bytes += UInt64(f.count)
             if p.proto == 6 && p.tcpFlags & 0x12 != 0x02 { reasons[.flowMissNotSYN, default: 0] += 1 }
             id = newFlowReal(svc, p, now: now)
             guard id != 0 else {
@@ -127,10 +138,10 @@ struct ReferenceModel {
                 reasons[.dropNoReal, default: 0] += 1
                 return (.drop, f)
             }
-            flows[key] = (id, realSlots[id]!.flowGen)
+            flows[key] = Flow(real: id, flowGen: realSlots[id]!.flowGen, service: svc.id,
+                              svcGen: svcGens[svc.id, default: 0])
             serviceCounters[svc.id]!.newFlows += 1
         }
-        reasons[.tx, default: 0] += 1
         var out = f
         out.replaceSubrange(6..<12, with: f[0..<6])
         out.replaceSubrange(0..<6, with: realSlots[id]!.mac)

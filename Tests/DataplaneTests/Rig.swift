@@ -1,5 +1,6 @@
 import BPF
 import Balancer
+import Frames
 @testable import Dataplane
 import Foundation
 import Glibc

@@ -1,4 +1,5 @@
 import Balancer
+import Frames
 
 /// The services and reals every packet test starts from.
 ///
@@ -13,8 +14,8 @@ import Balancer
 ///   7  6      198.18.0.103:80/tcp all down, sorry .99 (13, sorry 14)
 ///   8  7      198.18.0.104:80/tcp all down, no sorry (15)
 enum Topology {
-    static let lbMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0xAA]
-    static let clientMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
+    static let lbMAC = PacketSpec.defaultLBMAC
+    static let clientMAC = PacketSpec.defaultClientMAC
     static let timeoutNs: UInt64 = 1_800_000_000_000   // 30 min
 
     static func mac(_ id: UInt32) -> MACAddress { MACAddress(bytes: [0x02, 0, 0, 0, 1, UInt8(id)])! }

@@ -26,6 +26,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vip_addrs SEC(".maps");
 
+/* Service id -> generation; bumped when a service id is removed or gets a
+ * new VIP:port, which retires the flows made for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TANDEM_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} svc_gens SEC(".maps");
+
+/* Ports some service listens on (bitmap): the non-VIP fast exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tandem_port_filter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} port_filter SEC(".maps");
+
 /* Real id -> address, MAC and generations. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -87,7 +87,6 @@ enum tandem_reason {
 	TANDEM_R_DROP_FRAGMENT,        /* IPv4 fragment to a VIP address */
 	TANDEM_R_DROP_IPV6_EXT,        /* IPv6 extension header, VIP address */
 	TANDEM_R_DROP_NO_REAL,         /* service with no usable real, no sorry */
-	TANDEM_R_TX,                   /* forwarded to a real */
 	TANDEM_R_FLOW_MISS_NOT_SYN,    /* TCP non-SYN without a flow entry */
 	TANDEM_R_MAX,
 };
@@ -162,6 +161,14 @@ struct tandem_flow_key {
 struct tandem_flow {
 	__u32 real;
 	__u32 flow_gen;
+	__u32 service;        /* counters of established packets go here */
+	__u32 svc_gen;        /* valid only while equal to svc_gens[service] */
+};
+
+/* port_filter map (one entry): bit n set when some service uses port n, so
+ * traffic to other ports is passed without a hash lookup. */
+struct tandem_port_filter {
+	__u64 bits[65536 / 64];
 };
 
 /* persist map (LRU): (group, masked client) -> real; one table for all

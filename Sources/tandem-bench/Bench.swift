@@ -1,0 +1,74 @@
+import ArgumentParser
+import BPF
+import Balancer
+import Dataplane
+import Foundation
+import Frames
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem-bench",
+        abstract: "Measures Tandem's XDP paths through BPF_PROG_TEST_RUN beside a MAC-swap baseline, in one run.")
+
+    @Option(help: "Runs per row inside the kernel's test loop (at most 120000: the stateful rows use one client address each).")
+    var count: Int32 = 100_000
+
+    @Option(help: "Persistence records present for the invalidation row.")
+    var records: Int = 1_000_000
+
+    @Option(help: "bpffs directory for the benchmark's private maps (removed afterwards).")
+    var pinRoot = "/sys/fs/bpf/tandem-bench"
+
+    @Flag(help: "Print the table as Markdown.")
+    var markdown = false
+
+    func validate() throws {
+        guard (1...120_000).contains(count) else { throw ValidationError("--count must be 1...120000") }
+        guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
+    }
+
+    mutating func run() throws {
+        var table = ResultTable()
+        let paths = try PathBench(pinRoot: pinRoot, count: count)
+        try paths.measure(into: &table)
+        paths.dataplane.removePins()
+        try InvalidationBench(pinRoot: pinRoot, records: records).measure(into: &table)
+        print(markdown ? table.markdown : table.text)
+    }
+}
+
+/// Rows of the result table: what, the figure, the baseline beside it.
+struct ResultTable {
+    struct Row { var name: String, value: String, baseline: String, ratio: String, method: String }
+    var rows: [Row] = []
+
+    mutating func add(_ name: String, ns: Double, baseline: Double?, method: String) {
+        rows.append(Row(name: name, value: String(format: "%.1f ns", ns),
+                        baseline: baseline.map { String(format: "%.1f ns", $0) } ?? "",
+                        ratio: baseline.map { String(format: "%.2fx", ns / $0) } ?? "", method: method))
+    }
+
+    mutating func add(_ name: String, value: String, method: String) {
+        rows.append(Row(name: name, value: value, baseline: "", ratio: "", method: method))
+    }
+
+    var text: String {
+        let header = Row(name: "path", value: "tandem", baseline: "baseline", ratio: "ratio", method: "method")
+        let all = [header] + rows
+        let w = [all.map(\.name.count).max()!, all.map(\.value.count).max()!,
+                 all.map(\.baseline.count).max()!, all.map(\.ratio.count).max()!]
+        return all.map { r in
+            [r.name.padding(toLength: w[0], withPad: " ", startingAt: 0),
+             r.value.padding(toLength: w[1], withPad: " ", startingAt: 0),
+             r.baseline.padding(toLength: w[2], withPad: " ", startingAt: 0),
+             r.ratio.padding(toLength: w[3], withPad: " ", startingAt: 0), r.method].joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    var markdown: String {
+        (["| path | tandem | baseline | ratio | method |", "|---|---|---|---|---|"]
+            + rows.map { "| \($0.name) | \($0.value) | \($0.baseline) | \($0.ratio) | \($0.method) |" })
+            .joined(separator: "\n")
+    }
+}

@@ -1,0 +1,156 @@
+import BPF
+import Balancer
+import Dataplane
+import Foundation
+import Frames
+
+/// ns per packet for each path of the XDP program, each beside a MAC-swap
+/// baseline measured the same way in the same run, all inside the kernel's
+/// BPF_PROG_TEST_RUN loop (`repeat`), so no syscall is counted per packet.
+///
+/// Stateless paths (pass, established) repeat one frame. Paths that change
+/// state (new flow, follow, reschedule) use bpf/bench.bpf.c's entry points,
+/// which add one to the source address before each run: every repetition is
+/// a new client. Their baseline does the same increment before swapping MACs.
+final class PathBench {
+    let dataplane: Dataplane
+    let baselineObject: BPFObject
+    let benchObject: BPFObject
+    let baseline: BPFProgram
+    let baselineNext: BPFProgram
+    let nextClient: BPFProgram
+    let model: DataplaneModel
+    let count: Int32
+    static let vip = "198.18.0.100"
+    /// Clients of the stateful rows: 198.18.4.0 counting up (stays in
+    /// 198.18.0.0/15 for up to 130,000 repetitions).
+    static let firstClient: UInt32 = 0xC612_0400
+
+    init(pinRoot: String, count: Int32) throws {
+        BPFFS.removeTree(pinRoot)
+        dataplane = try Dataplane(pinRoot: pinRoot)
+        baselineObject = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
+        try baselineObject.load()
+        baseline = try baselineObject.program("baseline_swap")
+        benchObject = try BPFObject(bytes: Objects.bench, name: "bench", pinRoot: pinRoot)
+        try benchObject.load()
+        nextClient = try benchObject.program("bench_next_client")
+        baselineNext = try benchObject.program("bench_baseline_next_client")
+        self.count = count
+        model = Self.model(reals: 4)
+        try dataplane.apply(model)
+    }
+
+    static func model(reals count: Int) -> DataplaneModel {
+        let reals = (1...count).map { i in
+            DataplaneModel.Real(id: UInt32(i), address: IPAddress("198.18.0.\(20 + i)")!,
+                                mac: MACAddress(bytes: [2, 0, 0, 0, 1, UInt8(i)])!)
+        }
+        let persistence = DataplaneModel.Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
+        let backends = reals.map { DataplaneModel.Backend(real: $0.id, weight: 1) }
+        return DataplaneModel(services: [
+            .init(id: 0, group: 1, vip: IPAddress(vip)!, port: 80, proto: .tcp, persistence: persistence, backends: backends),
+            .init(id: 1, group: 1, vip: IPAddress(vip)!, port: 443, proto: .tcp, persistence: persistence, backends: backends),
+        ], reals: reals)
+    }
+
+    static func address(_ hostOrder: UInt32) -> String {
+        IPAddress(bytes: withUnsafeBytes(of: hostOrder.bigEndian) { Array($0) })!.description
+    }
+
+    func frame(_ client: String, port: UInt16, sport: UInt16 = 40000, flags: UInt8 = TCPFlags.syn,
+               dst: String = vip) -> [UInt8] {
+        PacketSpec(src: client, dst: dst, sport: sport, dport: port, tcpFlags: flags).bytes
+    }
+
+    /// Runs `frame` `count` times in the kernel; checks the verdict of the
+    /// last run and returns the kernel's mean ns per run.
+    func run(_ program: BPFProgram, _ frame: [UInt8], expect: Verdict) throws -> Double {
+        let result = try program.testRun(packet: frame, repeat: count)
+        guard result.retval == expect.rawValue else {
+            throw DataplaneError(description: "\(program.name): verdict \(result.retval), wanted \(expect)")
+        }
+        return Double(result.durationNs)
+    }
+
+    func measure(into table: inout ResultTable) throws {
+        let method = "repeat \(count)"
+        let first = Self.address(Self.firstClient)
+        let syn = frame(first, port: 80)
+
+        let base = try run(baseline, syn, expect: .tx)
+        table.add("baseline: swap MACs, XDP_TX", ns: base, baseline: nil, method: method)
+        table.add("non-VIP pass, port no service uses", ns: try run(dataplane.program,
+                  frame(first, port: 22, dst: "198.18.0.200"), expect: .pass), baseline: base, method: method)
+        table.add("non-VIP pass, port 80 of another address", ns: try run(dataplane.program,
+                  frame(first, port: 80, dst: "198.18.0.200"), expect: .pass), baseline: base, method: method)
+        _ = try dataplane.program.testRun(packet: syn)
+        table.add("established flow", ns: try run(dataplane.program, frame(first, port: 80, flags: TCPFlags.ack),
+                                                  expect: .tx), baseline: base, method: method)
+        try dataplane.clearFlows()
+
+        // Every repetition a new client from here on.
+        let stateful = method + ", +1 source address per run"
+        let baseNext = try run(baselineNext, syn, expect: .tx)
+        table.add("baseline: +1 source, swap MACs, XDP_TX", ns: baseNext, baseline: nil, method: stateful)
+        try dataplane.clearFlows()
+        table.add("new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx),
+                  baseline: baseNext, method: stateful)
+        try dataplane.clearFlows()
+        table.add("persistence hit (:80 again, new port)", ns: try run(nextClient, frame(first, port: 80, sport: 41000),
+                  expect: .tx), baseline: baseNext, method: stateful + ", record from :80")
+        try dataplane.clearFlows()
+        table.add("follow hit (:443 after :80)", ns: try run(nextClient, frame(first, port: 443, sport: 42000),
+                  expect: .tx), baseline: baseNext, method: stateful + ", record from :80")
+        try dataplane.clearFlows()
+
+        // Every record of these clients points at real 1, which then fails.
+        let failedFirst = Self.firstClient + UInt32(count) + 1024
+        _ = try dataplane.fillRecords(count: Int(count), group: 1, real: 1, firstClient: failedFirst)
+        try dataplane.apply(Self.failing(model, real: 1))
+        table.add("rescheduled after failure", ns: try run(nextClient, frame(Self.address(failedFirst), port: 443),
+                  expect: .tx), baseline: baseNext, method: stateful + ", record of a failed real")
+        try dataplane.apply(model)
+    }
+
+    /// `real` down in every service, its records invalidated: what the
+    /// controller does on a failed health check.
+    static func failing(_ model: DataplaneModel, real: UInt32) -> DataplaneModel {
+        var m = model
+        for s in m.services.indices {
+            for b in m.services[s].backends.indices where m.services[s].backends[b].real == real {
+                m.services[s].backends[b].state = .down
+            }
+        }
+        m.reals[m.reals.firstIndex { $0.id == real }!].recGen += 1
+        return m
+    }
+}
+
+/// Time to invalidate every record of a failed real with `records` present.
+struct InvalidationBench {
+    let pinRoot: String
+    let records: Int
+
+    func measure(into table: inout ResultTable) throws {
+        BPFFS.removeTree(pinRoot)
+        let dataplane = try Dataplane(pinRoot: pinRoot)
+        defer { dataplane.removePins() }
+        let model = PathBench.model(reals: 64)
+        try dataplane.apply(model)
+        let firstClient: UInt32 = 0xC612_0000
+        let present = try dataplane.fillRecords(count: records, group: 1, real: 2, firstClient: firstClient)
+        let failed = PathBench.failing(model, real: 2)
+        let start = DispatchTime.now().uptimeNanoseconds
+        try dataplane.apply(failed)
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        // The very next packet of one of real 2's clients must go elsewhere.
+        let client = PathBench.address(firstClient + UInt32(records / 2))
+        let probe = try dataplane.program.testRun(
+            packet: PacketSpec(src: client, dst: PathBench.vip, dport: 443).bytes)
+        let moved = probe.retval == Verdict.tx.rawValue && Array(probe.output.prefix(6)) != [2, 0, 0, 0, 1, 2]
+        table.add("invalidate a failed real's records, \(present) present",
+                  value: String(format: "%.3f ms", elapsed),
+                  method: "apply(): 1 generation write + 2 ring rebuilds (64 reals); next packet moved: \(moved ? "yes" : "NO")")
+    }
+}
