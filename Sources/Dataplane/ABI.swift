@@ -1,21 +1,22 @@
 import Balancer
 import TandemABI
 
-/// Four 32-bit words in network byte order, as the ABI stores addresses.
-typealias Words = (UInt32, UInt32, UInt32, UInt32)
+/// 16 address bytes in network order, as the ABI stores addresses.
+public typealias ABIAddress = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                               UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
 
 extension IPAddress {
-    /// The address as ABI words: IPv4 in word 0, the rest zero.
-    var abiWords: Words {
-        var words: Words = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &words) { $0.copyBytes(from: bytes) }
-        return words
+    /// The address as the ABI stores it: IPv4 in bytes 0-3, the rest zero.
+    public var abiAddress: ABIAddress {
+        var out: ABIAddress = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &out) { $0.copyBytes(from: bytes) }
+        return out
     }
 
-    var abiFamily: UInt8 { UInt8(family == .inet ? TANDEM_AF_INET.rawValue : TANDEM_AF_INET6.rawValue) }
+    public var abiFamily: UInt8 { UInt8(family == .inet ? TANDEM_AF_INET.rawValue : TANDEM_AF_INET6.rawValue) }
 
-    init?(abiWords words: Words, family: UInt8) {
-        let all = withUnsafeBytes(of: words) { Array($0) }
+    public init?(abiAddress address: ABIAddress, family: UInt8) {
+        let all = withUnsafeBytes(of: address) { Array($0) }
         self.init(bytes: family == UInt8(TANDEM_AF_INET.rawValue) ? Array(all.prefix(4)) : all)
     }
 }
@@ -33,8 +34,8 @@ extension MACAddress {
 extension tandem_service_key {
     init(_ service: DataplaneModel.Service) {
         self.init()
-        vip = service.vip.abiWords
-        port = service.port.bigEndian
+        vip = service.vip.abiAddress
+        port = service.port
         proto = service.proto.rawValue
         af = service.vip.abiFamily
     }
@@ -43,7 +44,7 @@ extension tandem_service_key {
 extension tandem_vip_key {
     init(_ address: IPAddress) {
         self.init()
-        addr = address.abiWords
+        addr = address.abiAddress
         af = address.abiFamily
     }
 }
@@ -51,7 +52,7 @@ extension tandem_vip_key {
 extension tandem_real {
     init(_ real: DataplaneModel.Real) {
         self.init()
-        addr = real.address.abiWords
+        addr = real.address.abiAddress
         mac = real.mac.abiBytes
         af = real.address.abiFamily
         flags = UInt8(TANDEM_REAL_ACTIVE.rawValue)
@@ -73,7 +74,7 @@ extension tandem_service {
             flagBits |= TANDEM_SVC_PERSIST.rawValue
             netmask = UInt8(persistence.netmask)
             mask = IPAddress(bytes: IPAddress.mask(prefix: persistence.netmask,
-                                                   count: service.vip.bytes.count))!.abiWords
+                                                   count: service.vip.bytes.count))!.abiAddress
             persist_timeout_ns = persistence.timeoutNs
         }
         if service.dropOnFailure { flagBits |= TANDEM_SVC_DROP_ON_FAILURE.rawValue }

@@ -17,7 +17,9 @@ extension Dataplane {
         for i in 0..<count {
             var key = tandem_persist_key()
             key.group = group
-            key.client = ((base &+ UInt32(i)).bigEndian, 0, 0, 0)
+            withUnsafeMutableBytes(of: &key.client) { raw in
+                withUnsafeBytes(of: (base &+ UInt32(i)).bigEndian) { raw.copyMemory(from: $0) }
+            }
             key.af = UInt8(TANDEM_AF_INET.rawValue)
             var value = tandem_persist()
             value.real = real

@@ -277,7 +277,7 @@ extension Dataplane {
     public func records() -> [Record] {
         let gens = Dictionary(reals.entries().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         return persist.entries().compactMap { key, value in
-            guard let client = IPAddress(abiWords: key.client, family: key.af) else { return nil }
+            guard let client = IPAddress(abiAddress: key.client, family: key.af) else { return nil }
             let real = gens[value.real]
             let valid = real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
             return Record(group: key.group, client: client, real: value.real, service: value.service,

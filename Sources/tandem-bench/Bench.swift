@@ -23,6 +23,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print the table as Markdown.")
     var markdown = false
 
+    @Flag(help: "Leave the path benchmark's maps pinned (inspect them with bpftool; remove the directory after).")
+    var keep = false
+
     func validate() throws {
         guard (1...120_000).contains(count) else { throw ValidationError("--count must be 1...120000") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
@@ -32,8 +35,8 @@ struct Bench: ParsableCommand {
         var table = ResultTable()
         let paths = try PathBench(pinRoot: pinRoot, count: count)
         try paths.measure(into: &table)
-        paths.dataplane.removePins()
-        try InvalidationBench(pinRoot: pinRoot, records: records).measure(into: &table)
+        if !keep { paths.dataplane.removePins() }
+        try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
         print(markdown ? table.markdown : table.text)
     }
 }

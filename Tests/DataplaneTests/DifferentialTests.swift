@@ -164,7 +164,7 @@ private func flowKey(_ k: tandem_flow_key) -> ReferenceModel.FlowKey {
     let n = k.af == 4 ? 4 : 16
     return .init(src: Array(withUnsafeBytes(of: k.src) { Array($0) }.prefix(n)),
                  dst: Array(withUnsafeBytes(of: k.dst) { Array($0) }.prefix(n)),
-                 sport: UInt16(bigEndian: k.sport), dport: UInt16(bigEndian: k.dport), proto: k.proto)
+                 sport: k.sport, dport: k.dport, proto: k.proto)
 }
 
 private func clientBytes(_ k: tandem_persist_key) -> [UInt8] {

@@ -182,8 +182,8 @@ struct ReferenceModel {
                 var k = tandem_flow_key()
                 withUnsafeMutableBytes(of: &k.src) { $0.copyBytes(from: p.src) }
                 withUnsafeMutableBytes(of: &k.dst) { $0.copyBytes(from: p.dst) }
-                k.sport = p.sport.bigEndian
-                k.dport = p.dport.bigEndian
+                k.sport = p.sport
+                k.dport = p.dport
                 k.proto = p.proto
                 k.af = p.src.count == 4 ? 4 : 6
                 slot = Int(tandem_hash_flow(&k) % UInt32(ring.count))

@@ -99,7 +99,7 @@ final class Rig {
         let address = IPAddress(client)!.masked(prefix: service.persistence!.netmask)
         var key = tandem_persist_key()
         key.group = service.group
-        key.client = address.abiWords
+        key.client = address.abiAddress
         key.af = address.abiFamily
         return key
     }

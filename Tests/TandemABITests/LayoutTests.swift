@@ -18,6 +18,7 @@ struct LayoutTests {
         #expect(MemoryLayout<tandem_service>.offset(of: \.scheduler) == 16)
         #expect(MemoryLayout<tandem_service>.offset(of: \.sorry_real) == 20)
         #expect(MemoryLayout<tandem_service>.offset(of: \.mask) == 24)
+        #expect(MemoryLayout<tandem_service>.alignment == 8)
         #expect(MemoryLayout<tandem_service>.offset(of: \.persist_timeout_ns) == 40)
     }
 
@@ -38,6 +39,7 @@ struct LayoutTests {
         #expect(MemoryLayout<tandem_flow>.offset(of: \.svc_gen) == 12)
         #expect(MemoryLayout<tandem_port_filter>.size == 8192)
         #expect(MemoryLayout<tandem_persist_key>.size == 24)
+        #expect(MemoryLayout<tandem_persist_key>.offset(of: \.client) == 4)
         #expect(MemoryLayout<tandem_persist_key>.offset(of: \.af) == 20)
         #expect(MemoryLayout<tandem_persist>.size == 24)
         #expect(MemoryLayout<tandem_persist>.offset(of: \.last_seen_ns) == 16)
@@ -50,7 +52,7 @@ struct LayoutTests {
     @Test func persistHashIgnoresPortAndDependsOnGroup() {
         var a = tandem_persist_key()
         a.group = 1
-        a.client = (0x0100_12C6, 0, 0, 0)
+        a.client = (198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         a.af = 4
         var b = a
         b.group = 2

@@ -64,8 +64,8 @@ static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end,
 		    th->doff < 5)
 			return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED
 						: TANDEM_R_PASS_MALFORMED;
-		pkt->flow.sport = th->source;
-		pkt->flow.dport = th->dest;
+		pkt->flow.sport = bpf_ntohs(th->source);
+		pkt->flow.dport = bpf_ntohs(th->dest);
 		pkt->tcp_flags = ((__u8 *)th)[13];
 		return TANDEM_PARSED;
 	}
@@ -74,8 +74,8 @@ static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end,
 	if ((void *)(uh + 1) > data_end || l4_len < sizeof(*uh))
 		return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED
 					: TANDEM_R_PASS_MALFORMED;
-	pkt->flow.sport = uh->source;
-	pkt->flow.dport = uh->dest;
+	pkt->flow.sport = bpf_ntohs(uh->source);
+	pkt->flow.dport = bpf_ntohs(uh->dest);
 	return TANDEM_PARSED;
 }
 
@@ -97,8 +97,8 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p
 
 	pkt->flow.af = TANDEM_AF_INET;
 	pkt->flow.proto = iph->protocol;
-	pkt->flow.src[0] = iph->saddr;
-	pkt->flow.dst[0] = iph->daddr;
+	__builtin_memcpy(pkt->flow.src, &iph->saddr, 4);
+	__builtin_memcpy(pkt->flow.dst, &iph->daddr, 4);
 
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return TANDEM_R_PASS_OTHER_PROTO;

@@ -15,10 +15,15 @@ static __always_inline void persist_key(struct tandem_persist_key *k,
 {
 	k->group = svc->group;
 	k->af = pkt->flow.af;
-	k->client[0] = pkt->flow.src[0] & svc->mask[0];
-	k->client[1] = pkt->flow.src[1] & svc->mask[1];
-	k->client[2] = pkt->flow.src[2] & svc->mask[2];
-	k->client[3] = pkt->flow.src[3] & svc->mask[3];
+	/* Word-wise: all three arrays sit at 4-byte aligned offsets. */
+	const __u32 *src = (const __u32 *)pkt->flow.src;
+	const __u32 *mask = (const __u32 *)svc->mask;
+	__u32 *client = (__u32 *)k->client;
+
+	client[0] = src[0] & mask[0];
+	client[1] = src[1] & mask[1];
+	client[2] = src[2] & mask[2];
+	client[3] = src[3] & mask[3];
 }
 
 /* Takes part in scheduling only while UP; DRAINING keeps its clients. */

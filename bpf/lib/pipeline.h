@@ -74,11 +74,10 @@ static __always_inline struct tandem_real *established(const struct packet *pkt,
 	return real;
 }
 
-static __always_inline int port_in_use(__u16 port_be)
+static __always_inline int port_in_use(__u16 port)
 {
 	__u32 zero = 0;
 	struct tandem_port_filter *pf = bpf_map_lookup_elem(&port_filter, &zero);
-	__u16 port = bpf_ntohs(port_be);
 
 	return pf && (pf->bits[(port >> 6) & 1023] >> (port & 63)) & 1;
 }

@@ -6,9 +6,9 @@
  * the C compiler for the BPF target and for the host agree byte for byte.
  * Tests/TandemABITests checks sizes and offsets from Swift.
  *
- * Addresses are stored in network byte order as four 32-bit words; an IPv4
- * address uses word 0 and leaves words 1-3 zero. Ports are in network byte
- * order too, as they sit in the packet.
+ * Addresses are 16 bytes in network order, as they sit in the packet; an
+ * IPv4 address uses bytes 0-3 and leaves the rest zero. Ports are in host
+ * order. Both so that `bpftool map dump` reads as [198,18,0,100,...] and 80.
  */
 #ifndef TANDEM_ABI_H
 #define TANDEM_ABI_H
@@ -93,8 +93,8 @@ enum tandem_reason {
 
 /* services map: VIP:port/protocol -> service. */
 struct tandem_service_key {
-	__u32 vip[4];
-	__u16 port;           /* network order */
+	__u8 vip[16];
+	__u16 port;
 	__u8 proto;           /* IPPROTO_TCP / IPPROTO_UDP */
 	__u8 af;              /* enum tandem_af */
 };
@@ -109,13 +109,13 @@ struct tandem_service {
 	__u8 netmask;         /* prefix length applied to the client address */
 	__u8 pad0;
 	__u32 sorry_real;     /* real id used only when ring_len is 0; 0 = none */
-	__u32 mask[4];        /* netmask as an address mask, network order */
+	__u8 mask[16];        /* netmask as an address mask */
 	__u64 persist_timeout_ns;
 };
 
 /* vip_addrs map: every VIP address, for the fragment/extension rules. */
 struct tandem_vip_key {
-	__u32 addr[4];
+	__u8 addr[16];
 	__u8 af;
 	__u8 pad[3];
 };
@@ -123,7 +123,7 @@ struct tandem_vip_key {
 /* reals map (array, index = real id). A real is an address within one
  * follow group; services of the group share it, each on its own port. */
 struct tandem_real {
-	__u32 addr[4];
+	__u8 addr[16];
 	__u8 mac[6];          /* next hop for DSR */
 	__u8 af;
 	__u8 flags;           /* enum tandem_real_flags */
@@ -149,8 +149,8 @@ struct tandem_ring {
 
 /* flows map (LRU): 5-tuple -> real. */
 struct tandem_flow_key {
-	__u32 src[4];
-	__u32 dst[4];
+	__u8 src[16];
+	__u8 dst[16];
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
@@ -175,7 +175,7 @@ struct tandem_port_filter {
  * services of a follow group, which is what makes ports follow. */
 struct tandem_persist_key {
 	__u32 group;
-	__u32 client[4];
+	__u8 client[16];
 	__u8 af;
 	__u8 pad[3];
 };
@@ -223,15 +223,23 @@ static inline __u32 tandem_fmix(__u32 h)
 	return h;
 }
 
+/* Word i of a 16-byte address, as a little-endian load would read it. The
+ * byte-wise form keeps the result the same on every host. */
+static inline __u32 tandem_word(const __u8 *a, int i)
+{
+	return (__u32)a[4 * i] | (__u32)a[4 * i + 1] << 8 |
+	       (__u32)a[4 * i + 2] << 16 | (__u32)a[4 * i + 3] << 24;
+}
+
 /* Hash of a persistence key: the same for every port of a group. */
 static inline __u32 tandem_hash_persist(const struct tandem_persist_key *k)
 {
 	__u32 h = 0x74616e64u; /* "tand" */
 	h = tandem_mix(h, k->group);
-	h = tandem_mix(h, k->client[0]);
-	h = tandem_mix(h, k->client[1]);
-	h = tandem_mix(h, k->client[2]);
-	h = tandem_mix(h, k->client[3]);
+	h = tandem_mix(h, tandem_word(k->client, 0));
+	h = tandem_mix(h, tandem_word(k->client, 1));
+	h = tandem_mix(h, tandem_word(k->client, 2));
+	h = tandem_mix(h, tandem_word(k->client, 3));
 	h = tandem_mix(h, k->af);
 	return tandem_fmix(h);
 }
@@ -240,14 +248,14 @@ static inline __u32 tandem_hash_persist(const struct tandem_persist_key *k)
 static inline __u32 tandem_hash_flow(const struct tandem_flow_key *k)
 {
 	__u32 h = 0x74616e64u;
-	h = tandem_mix(h, k->src[0]);
-	h = tandem_mix(h, k->src[1]);
-	h = tandem_mix(h, k->src[2]);
-	h = tandem_mix(h, k->src[3]);
-	h = tandem_mix(h, k->dst[0]);
-	h = tandem_mix(h, k->dst[1]);
-	h = tandem_mix(h, k->dst[2]);
-	h = tandem_mix(h, k->dst[3]);
+	h = tandem_mix(h, tandem_word(k->src, 0));
+	h = tandem_mix(h, tandem_word(k->src, 1));
+	h = tandem_mix(h, tandem_word(k->src, 2));
+	h = tandem_mix(h, tandem_word(k->src, 3));
+	h = tandem_mix(h, tandem_word(k->dst, 0));
+	h = tandem_mix(h, tandem_word(k->dst, 1));
+	h = tandem_mix(h, tandem_word(k->dst, 2));
+	h = tandem_mix(h, tandem_word(k->dst, 3));
 	h = tandem_mix(h, ((__u32)k->sport << 16) | k->dport);
 	h = tandem_mix(h, ((__u32)k->proto << 8) | k->af);
 	return tandem_fmix(h);
