@@ -11,8 +11,11 @@ struct Bench: ParsableCommand {
         commandName: "tandem-bench",
         abstract: "Measures Tandem's XDP paths through BPF_PROG_TEST_RUN beside a MAC-swap baseline, in one run.")
 
-    @Option(help: "Runs per row inside the kernel's test loop (at most 120000: the stateful rows use one client address each).")
-    var count: Int32 = 100_000
+    @Option(help: "Runs of one frame inside the kernel's loop, for the stateless rows (pass, established).")
+    var `repeat`: Int32 = 1_000_000
+
+    @Option(help: "New clients per stateful row (new flow, follow, reschedule); one source address each, at most 120000.")
+    var clients: Int32 = 100_000
 
     @Option(help: "Persistence records present for the invalidation row.")
     var records: Int = 1_000_000
@@ -27,13 +30,14 @@ struct Bench: ParsableCommand {
     var keep = false
 
     func validate() throws {
-        guard (1...120_000).contains(count) else { throw ValidationError("--count must be 1...120000") }
+        guard (1...120_000).contains(clients) else { throw ValidationError("--clients must be 1...120000") }
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
     }
 
     mutating func run() throws {
         var table = ResultTable()
-        let paths = try PathBench(pinRoot: pinRoot, count: count)
+        let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
         try paths.measure(into: &table)
         if !keep { paths.dataplane.removePins() }
         try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)

@@ -20,13 +20,14 @@ final class PathBench {
     let baselineNext: BPFProgram
     let nextClient: BPFProgram
     let model: DataplaneModel
-    let count: Int32
+    let repeatCount: Int32
+    let clients: Int32
     static let vip = "198.18.0.100"
     /// Clients of the stateful rows: 198.18.4.0 counting up (stays in
     /// 198.18.0.0/15 for up to 130,000 repetitions).
     static let firstClient: UInt32 = 0xC612_0400
 
-    init(pinRoot: String, count: Int32) throws {
+    init(pinRoot: String, repeat repeatCount: Int32, clients: Int32) throws {
         BPFFS.removeTree(pinRoot)
         dataplane = try Dataplane(pinRoot: pinRoot)
         baselineObject = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
@@ -36,7 +37,8 @@ final class PathBench {
         try benchObject.load()
         nextClient = try benchObject.program("bench_next_client")
         baselineNext = try benchObject.program("bench_baseline_next_client")
-        self.count = count
+        self.repeatCount = repeatCount
+        self.clients = clients
         model = Self.model(reals: 4)
         try dataplane.apply(model)
     }
@@ -65,7 +67,7 @@ final class PathBench {
 
     /// Runs `frame` `count` times in the kernel; checks the verdict of the
     /// last run and returns the kernel's mean ns per run.
-    func run(_ program: BPFProgram, _ frame: [UInt8], expect: Verdict) throws -> Double {
+    func run(_ program: BPFProgram, _ frame: [UInt8], expect: Verdict, count: Int32) throws -> Double {
         let result = try program.testRun(packet: frame, repeat: count)
         guard result.retval == expect.rawValue else {
             throw DataplaneError(description: "\(program.name): verdict \(result.retval), wanted \(expect)")
@@ -74,42 +76,43 @@ final class PathBench {
     }
 
     func measure(into table: inout ResultTable) throws {
-        let method = "repeat \(count)"
+        let method = "repeat \(repeatCount)"
+        let r = repeatCount, c = clients
         let first = Self.address(Self.firstClient)
         let syn = frame(first, port: 80)
 
-        let base = try run(baseline, syn, expect: .tx)
+        let base = try run(baseline, syn, expect: .tx, count: r)
         table.add("baseline: swap MACs, XDP_TX", ns: base, baseline: nil, method: method)
         table.add("non-VIP pass, port no service uses", ns: try run(dataplane.program,
-                  frame(first, port: 22, dst: "198.18.0.200"), expect: .pass), baseline: base, method: method)
+                  frame(first, port: 22, dst: "198.18.0.200"), expect: .pass, count: r), baseline: base, method: method)
         table.add("non-VIP pass, port 80 of another address", ns: try run(dataplane.program,
-                  frame(first, port: 80, dst: "198.18.0.200"), expect: .pass), baseline: base, method: method)
+                  frame(first, port: 80, dst: "198.18.0.200"), expect: .pass, count: r), baseline: base, method: method)
         _ = try dataplane.program.testRun(packet: syn)
         table.add("established flow", ns: try run(dataplane.program, frame(first, port: 80, flags: TCPFlags.ack),
-                                                  expect: .tx), baseline: base, method: method)
+                                                  expect: .tx, count: r), baseline: base, method: method)
         try dataplane.clearFlows()
 
         // Every repetition a new client from here on.
-        let stateful = method + ", +1 source address per run"
-        let baseNext = try run(baselineNext, syn, expect: .tx)
+        let stateful = "repeat \(clients), +1 source address per run"
+        let baseNext = try run(baselineNext, syn, expect: .tx, count: c)
         table.add("baseline: +1 source, swap MACs, XDP_TX", ns: baseNext, baseline: nil, method: stateful)
         try dataplane.clearFlows()
-        table.add("new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx),
+        table.add("new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx, count: c),
                   baseline: baseNext, method: stateful)
         try dataplane.clearFlows()
         table.add("persistence hit (:80 again, new port)", ns: try run(nextClient, frame(first, port: 80, sport: 41000),
-                  expect: .tx), baseline: baseNext, method: stateful + ", record from :80")
+                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
         try dataplane.clearFlows()
         table.add("follow hit (:443 after :80)", ns: try run(nextClient, frame(first, port: 443, sport: 42000),
-                  expect: .tx), baseline: baseNext, method: stateful + ", record from :80")
+                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
         try dataplane.clearFlows()
 
         // Every record of these clients points at real 1, which then fails.
-        let failedFirst = Self.firstClient + UInt32(count) + 1024
-        _ = try dataplane.fillRecords(count: Int(count), group: 1, real: 1, firstClient: failedFirst)
+        let failedFirst = Self.firstClient + UInt32(clients) + 1024
+        _ = try dataplane.fillRecords(count: Int(clients), group: 1, real: 1, firstClient: failedFirst)
         try dataplane.apply(Self.failing(model, real: 1))
         table.add("rescheduled after failure", ns: try run(nextClient, frame(Self.address(failedFirst), port: 443),
-                  expect: .tx), baseline: baseNext, method: stateful + ", record of a failed real")
+                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record of a failed real")
         try dataplane.apply(model)
     }
 

@@ -1,9 +1,9 @@
 /* pipeline.h - one frame through the load balancer:
  *
- *   parse ─► flow entry still good? ──yes──► forward to its real
- *              │no
+ *   parse ─► port used by a service? ─no─► XDP_PASS
  *              ▼
- *            port used by a service? ─no─► XDP_PASS
+ *            flow entry still good? ──yes──► forward to its real
+ *              │no
  *              ▼
  *            service lookup ─miss─► XDP_PASS
  *              ▼
@@ -14,7 +14,9 @@
  *
  * Established traffic costs one hash lookup (the flow table); the service
  * is found through the flow's service id, whose generation retires flows of
- * a removed or re-addressed service.
+ * a removed or re-addressed service. Traffic to ports no service uses costs
+ * none: no good flow can exist there, since removing a service retires its
+ * flows.
  */
 #ifndef TANDEM_PIPELINE_H
 #define TANDEM_PIPELINE_H
@@ -131,6 +133,9 @@ static __always_inline int tandem_process(struct xdp_md *ctx)
 	if (rc != TANDEM_PARSED)
 		return reason_verdict(rc);
 
+	if (!port_in_use(pkt.flow.dport))
+		return reason_verdict(TANDEM_R_PASS_NOT_VIP);
+
 	struct tandem_flow *flow = NULL;
 	struct tandem_real *real = established(&pkt, &flow);
 	if (real) {
@@ -141,8 +146,6 @@ static __always_inline int tandem_process(struct xdp_md *ctx)
 		}
 	}
 
-	if (!port_in_use(pkt.flow.dport))
-		return reason_verdict(TANDEM_R_PASS_NOT_VIP);
 	struct tandem_service_key sk = {
 		.port = pkt.flow.dport,
 		.proto = pkt.flow.proto,
