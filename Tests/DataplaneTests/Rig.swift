@@ -25,6 +25,7 @@ final class Rig {
     var model: DataplaneModel
 
     init(_ model: DataplaneModel = Topology.model) throws {
+        _ = Self.sweep
         let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
         dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-\(n)")
         self.model = model
@@ -32,6 +33,15 @@ final class Rig {
     }
 
     deinit { dataplane.removePins() }
+
+    /// Pins left by test processes that died before cleaning up.
+    private static let sweep: Void = {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/bpf")) ?? []
+        for name in entries where name.hasPrefix("tandem-test-") {
+            let pid = name.split(separator: "-").dropFirst(2).first.flatMap { Int32($0) }
+            if let pid, pid != getpid(), kill(pid, 0) != 0 { BPFFS.removeTree("/sys/fs/bpf/" + name) }
+        }
+    }()
 
     struct Result {
         var verdict: Verdict
