@@ -43,6 +43,8 @@ let package = Package(
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
+        .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
+        .testTarget(name: "BPFTests", dependencies: ["BPF", "Dataplane", "BPFTestObjects", "CTestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "Frames", "CTestSupport"]),
     ]
 )

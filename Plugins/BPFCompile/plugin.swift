@@ -1,5 +1,6 @@
 // Compiles every bpf/*.bpf.c with the toolchain's clang for the BPF target
-// and embeds the objects into the target as EmbeddedObjects.<name>.
+// and embeds the objects into the target as EmbeddedObjects.<name>. A target
+// named *TestObjects gets bpf/test/*.bpf.c instead.
 import Foundation
 import PackagePlugin
 
@@ -7,7 +8,8 @@ import PackagePlugin
 struct BPFCompile: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let package = context.package.directoryURL
-        let bpfDir = package.appending(path: "bpf")
+        let root = package.appending(path: "bpf")
+        let bpfDir = target.name.hasSuffix("TestObjects") ? root.appending(path: "test") : root
         let abiInclude = package.appending(path: "Sources/TandemABI/include")
         let clang = try context.tool(named: "clang").url
         let embed = try context.tool(named: "BPFEmbed").url
@@ -17,8 +19,8 @@ struct BPFCompile: BuildToolPlugin {
         let sources = try fm.contentsOfDirectory(atPath: bpfDir.path())
             .filter { $0.hasSuffix(".bpf.c") }
             .sorted()
-        let headers = (try? fm.contentsOfDirectory(atPath: bpfDir.appending(path: "lib").path())) ?? []
-        let dependencies = headers.map { bpfDir.appending(path: "lib/\($0)") }
+        let headers = (try? fm.contentsOfDirectory(atPath: root.appending(path: "lib").path())) ?? []
+        let dependencies = headers.map { root.appending(path: "lib/\($0)") }
             + [abiInclude.appending(path: "tandem_abi.h")]
 
         #if arch(x86_64)
@@ -41,7 +43,7 @@ struct BPFCompile: BuildToolPlugin {
                 executable: clang,
                 arguments: [
                     "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
-                    "-I", multiarch, "-I", abiInclude.path(), "-I", bpfDir.path(),
+                    "-I", multiarch, "-I", abiInclude.path(), "-I", root.path(),
                     "-c", input.path(), "-o", object.path(),
                 ],
                 inputFiles: [input] + dependencies,

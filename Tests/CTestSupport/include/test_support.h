@@ -5,3 +5,13 @@ int tandem_test_pin_thread(int cpu);
 /* Lets the calling thread run on every CPU again. */
 int tandem_test_unpin_thread(void);
 #endif
+
+#ifndef TANDEM_TEST_SUPPORT_NETNS
+#define TANDEM_TEST_SUPPORT_NETNS
+/* Moves the calling thread into the network namespace at `path`; returns a
+ * descriptor of the namespace it left (for tandem_test_leave_netns), or
+ * -errno. */
+int tandem_test_enter_netns(const char *path);
+/* Returns the calling thread to the namespace `fd` names, and closes it. */
+int tandem_test_leave_netns(int fd);
+#endif
