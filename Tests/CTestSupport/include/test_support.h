@@ -15,3 +15,11 @@ int tandem_test_enter_netns(const char *path);
 /* Returns the calling thread to the namespace `fd` names, and closes it. */
 int tandem_test_leave_netns(int fd);
 #endif
+
+#ifndef TANDEM_TEST_SUPPORT_RUN
+#define TANDEM_TEST_SUPPORT_RUN
+#include <stddef.h>
+/* Runs `command` with /bin/sh, its stdout and stderr into `out` (NUL
+ * terminated, truncated to `size`); returns the exit status or -1. */
+int tandem_test_run(const char *command, char *out, size_t size);
+#endif
