@@ -8,6 +8,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
@@ -21,7 +22,7 @@ let package = Package(
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
         .target(name: "BPF", dependencies: ["CLibBPF"]),
         // Pure Swift: addresses, schedulers (maglev, wrr, fixed), dataplane model.
-        .target(name: "Balancer"),
+        .target(name: "Balancer", dependencies: ["Yams"]),
         // Model -> ABI structs -> maps; carries the compiled XDP objects.
         .target(
             name: "Dataplane",

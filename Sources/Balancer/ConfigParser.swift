@@ -1,0 +1,323 @@
+import Foundation
+import Yams
+
+/// Reads a config from YAML. Every problem is collected with its file, line
+/// and key (unknown keys included); nothing is returned unless all is well.
+public enum ConfigParser {
+    public static func load(path: String) throws -> Config {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, key: "-", message: "cannot read the file")])
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> Config {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
+                                                    message: "not valid YAML: \(yamlProblem(error))")])
+        }
+        var reader = Reader(file: file)
+        let config = reader.config(root)
+        if let config, reader.errors.isEmpty { return config }
+        throw ConfigErrors(errors: reader.errors)
+    }
+
+    static func yamlLine(_ error: YamlError) -> Int {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return mark.line
+        default: return 0
+        }
+    }
+
+    static func yamlProblem(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default: return "\(error)"
+        }
+    }
+}
+
+enum ProtocolName: String, CaseIterable {
+    case tcp, udp
+    var l4: DataplaneModel.L4Protocol { self == .tcp ? .tcp : .udp }
+}
+
+/// Walks the YAML tree, converting and checking as it goes.
+struct Reader {
+    let file: String
+    var errors: [ConfigError] = []
+
+    mutating func fail(_ node: Node?, _ key: String, _ message: String) {
+        errors.append(ConfigError(file: file, line: node?.mark?.line ?? 0, key: key, message: message))
+    }
+
+    /// The keys of a mapping; unknown ones are errors.
+    mutating func mapping(_ node: Node?, _ key: String, allowed: [String]) -> [String: Node]? {
+        guard let node else { return nil }
+        guard let mapping = node.mapping else {
+            fail(node, key, "must be a mapping of \(allowed.joined(separator: ", "))")
+            return nil
+        }
+        var result: [String: Node] = [:]
+        for (k, v) in mapping {
+            let name = k.scalar?.string ?? "?"
+            let path = key == "" ? name : "\(key).\(name)"
+            if !allowed.contains(name) {
+                fail(k, path, "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+            } else if result[name] != nil {
+                fail(k, path, "given twice")
+            } else {
+                result[name] = v
+            }
+        }
+        return result
+    }
+
+    mutating func string(_ node: Node?, _ key: String) -> String? {
+        guard let node else { return nil }
+        guard let s = node.scalar?.string, !s.isEmpty else {
+            fail(node, key, "must be a non-empty string")
+            return nil
+        }
+        return s
+    }
+
+    mutating func int(_ node: Node?, _ key: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let node else { return nil }
+        guard let s = node.scalar?.string, let v = Int(s), range.contains(v) else {
+            fail(node, key, "must be a whole number in \(range.lowerBound)...\(range.upperBound), not \(node.scalar?.string ?? "a \(kind(node))")")
+            return nil
+        }
+        return v
+    }
+
+    mutating func bool(_ node: Node?, _ key: String) -> Bool? {
+        guard let node else { return nil }
+        switch node.scalar?.string {
+        case "true": return true
+        case "false": return false
+        default:
+            fail(node, key, "must be true or false")
+            return nil
+        }
+    }
+
+    mutating func duration(_ node: Node?, _ key: String) -> UInt64? {
+        guard let node else { return nil }
+        guard let s = node.scalar?.string, let ns = DurationText.parse(s), ns > 0 else {
+            fail(node, key, "must be a duration such as 500ms, 2s, 30m or 1h, not \(node.scalar?.string ?? kind(node))")
+            return nil
+        }
+        return ns
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ node: Node?, _ key: String, _: T.Type) -> T?
+    where T.RawValue == String {
+        guard let node else { return nil }
+        guard let s = node.scalar?.string, let v = T(rawValue: s) else {
+            fail(node, key, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), not \(node.scalar?.string ?? kind(node))")
+            return nil
+        }
+        return v
+    }
+
+    mutating func address(_ node: Node?, _ key: String) -> IPAddress? {
+        guard let s = string(node, key) else { return nil }
+        guard let a = IPAddress(s) else {
+            fail(node, key, "\(s) is not an IPv4 or IPv6 address")
+            return nil
+        }
+        return a
+    }
+
+    mutating func sequence(_ node: Node?, _ key: String) -> [Node]? {
+        guard let node else { return nil }
+        guard let seq = node.sequence else {
+            fail(node, key, "must be a list")
+            return nil
+        }
+        return Array(seq)
+    }
+
+    func kind(_ node: Node) -> String {
+        switch node {
+        case .mapping: "mapping"
+        case .sequence: "list"
+        default: "value"
+        }
+    }
+
+    // MARK: - The config
+
+    mutating func config(_ root: Node?) -> Config? {
+        guard let root else {
+            fail(nil, "-", "the file is empty")
+            return nil
+        }
+        let keys = ["interface", "xdp-mode", "pin-directory", "socket", "metrics", "defaults", "services"]
+        guard let top = mapping(root, "", allowed: keys) else { return nil }
+        guard let interface = string(top["interface"], "interface") else {
+            if top["interface"] == nil { fail(root, "interface", "is required: the NIC whose XDP hook runs the dataplane") }
+            return nil
+        }
+        var config = Config(interface: interface)
+        config.xdpMode = choice(top["xdp-mode"], "xdp-mode", Config.XDPMode.self) ?? .native
+        if let dir = string(top["pin-directory"], "pin-directory") {
+            if dir.hasPrefix("/") { config.pinDirectory = dir } else { fail(top["pin-directory"], "pin-directory", "must be an absolute path") }
+        }
+        if let socket = string(top["socket"], "socket") {
+            if socket.hasPrefix("/") { config.socket = socket } else { fail(top["socket"], "socket", "must be an absolute path") }
+        }
+        if let metrics = string(top["metrics"], "metrics") {
+            if metrics.split(separator: ":").last.flatMap({ UInt16($0) }) != nil { config.metrics = metrics }
+            else { fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650") }
+        }
+        if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {
+            config.defaults.check = timing(defaults["check"], "defaults.check", base: Config.CheckTiming(), strict: true)
+        }
+        guard let list = sequence(top["services"], "services") else {
+            if top["services"] == nil { fail(root, "services", "is required: a list of services") }
+            return config
+        }
+        for (i, node) in list.enumerated() {
+            if let s = service(node, "services[\(i)]", defaults: config.defaults) { config.services.append(s) }
+        }
+        return config
+    }
+
+    static let timingKeys = ["interval", "timeout", "rise", "fall"]
+
+    mutating func timing(_ node: Node?, _ key: String, base: Config.CheckTiming, strict: Bool) -> Config.CheckTiming {
+        var t = base
+        let allowed = strict ? Self.timingKeys : Self.timingKeys + Self.checkKeys
+        guard let m = mapping(node, key, allowed: allowed) else { return t }
+        if let v = duration(m["interval"], "\(key).interval") { t.intervalNs = v }
+        if let v = duration(m["timeout"], "\(key).timeout") { t.timeoutNs = v }
+        if let v = int(m["rise"], "\(key).rise", 1...100) { t.rise = v }
+        if let v = int(m["fall"], "\(key).fall", 1...100) { t.fall = v }
+        if t.timeoutNs > t.intervalNs {
+            fail(m["timeout"] ?? node, "\(key).timeout", "\(DurationText.format(t.timeoutNs)) is longer than the interval \(DurationText.format(t.intervalNs))")
+        }
+        return t
+    }
+
+    static let checkKeys = ["type", "method", "path", "host", "expect", "body", "verify", "port"]
+
+    mutating func check(_ node: Node?, _ key: String, defaults: Config.Defaults) -> Config.Check {
+        var c = Config.Check()
+        c.timing = timing(node, key, base: defaults.check, strict: false)
+        guard let node, let m = node.mapping.map({ _ in mappingQuiet(node) }) else { return c }
+        c.type = choice(m["type"], "\(key).type", Config.CheckType.self) ?? .tcp
+        if let v = string(m["method"], "\(key).method") { c.method = v.uppercased() }
+        if let v = string(m["path"], "\(key).path") {
+            if v.hasPrefix("/") { c.path = v } else { fail(m["path"], "\(key).path", "must start with /") }
+        }
+        c.host = string(m["host"], "\(key).host")
+        c.body = string(m["body"], "\(key).body")
+        c.verify = bool(m["verify"], "\(key).verify") ?? false
+        if let p = int(m["port"], "\(key).port", 1...65535) { c.port = UInt16(p) }
+        if let e = m["expect"] { c.expect = statuses(e, "\(key).expect") ?? c.expect }
+        let httpOnly = ["method", "path", "host", "expect", "body"].filter { m[$0] != nil }
+        if !httpOnly.isEmpty && c.type != .http && c.type != .https {
+            fail(m[httpOnly[0]], "\(key).\(httpOnly[0])", "applies to http and https checks only (type is \(c.type.rawValue))")
+        }
+        return c
+    }
+
+    /// The mapping's entries without reporting (already checked by timing()).
+    func mappingQuiet(_ node: Node) -> [String: Node] {
+        var result: [String: Node] = [:]
+        for (k, v) in node.mapping ?? [:] { if let name = k.scalar?.string { result[name] = v } }
+        return result
+    }
+
+    /// "200", "200-299", or a list of them.
+    mutating func statuses(_ node: Node, _ key: String) -> [ClosedRange<Int>]? {
+        let items = node.sequence.map(Array.init) ?? [node]
+        var ranges: [ClosedRange<Int>] = []
+        for item in items {
+            let text = item.scalar?.string ?? ""
+            let parts = text.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if parts.count == 1, (100...599).contains(parts[0]) {
+                ranges.append(parts[0]...parts[0])
+            } else if parts.count == 2, (100...599).contains(parts[0]), (parts[0]...599).contains(parts[1]) {
+                ranges.append(parts[0]...parts[1])
+            } else {
+                fail(item, key, "must be status codes such as 200, 200-399 or a list of them, not \(text)")
+                return nil
+            }
+        }
+        return ranges
+    }
+
+    static let serviceKeys = ["name", "vip", "port", "protocol", "scheduler", "persistence", "follow",
+                              "failover", "drop-on-failure", "check", "sorry", "reals"]
+
+    mutating func service(_ node: Node, _ key: String, defaults: Config.Defaults) -> Config.Service? {
+        guard let m = mapping(node, key, allowed: Self.serviceKeys) else { return nil }
+        let name = string(m["name"], "\(key).name")
+        let at = name.map { "services.\($0)" } ?? key
+        if m["name"] == nil { fail(node, "\(key).name", "is required") }
+        let vip = address(m["vip"], "\(at).vip")
+        if m["vip"] == nil { fail(node, "\(at).vip", "is required") }
+        let port = int(m["port"], "\(at).port", 1...65535)
+        if m["port"] == nil { fail(node, "\(at).port", "is required") }
+
+        // Check every other key even when a required one is wrong.
+        var s = Config.Service(name: name ?? "?", vip: vip ?? IPAddress("0.0.0.0")!,
+                               port: UInt16(port ?? 0), line: node.mark?.line ?? 0)
+        s.proto = choice(m["protocol"], "\(at).protocol", ProtocolName.self)?.l4 ?? .tcp
+        s.scheduler = choice(m["scheduler"], "\(at).scheduler", Scheduler.self) ?? .maglev
+        s.failover = choice(m["failover"], "\(at).failover", Config.Failover.self) ?? .group
+        s.dropOnFailure = bool(m["drop-on-failure"], "\(at).drop-on-failure") ?? false
+        s.check = check(m["check"], "\(at).check", defaults: defaults)
+        if let p = mapping(m["persistence"], "\(at).persistence", allowed: ["mode", "timeout", "netmask"]) {
+            let mode = string(p["mode"], "\(at).persistence.mode") ?? "source-ip"
+            if mode != "source-ip" { fail(p["mode"], "\(at).persistence.mode", "must be source-ip, not \(mode)") }
+            let timeout = duration(p["timeout"], "\(at).persistence.timeout") ?? 30 * 60_000_000_000
+            let netmask = int(p["netmask"], "\(at).persistence.netmask", 0...s.vip.maxPrefix) ?? s.vip.maxPrefix
+            s.persistence = Config.Persistence(timeoutNs: timeout, netmask: netmask)
+        }
+        if let f = sequence(m["follow"], "\(at).follow") {
+            s.follow = f.compactMap { string($0, "\(at).follow") }
+        }
+        let checkReals = vip != nil && port != nil
+        if let sorry = m["sorry"] { s.sorry = real(sorry, "\(at).sorry", service: s, checkAgainstService: checkReals) }
+        if let list = sequence(m["reals"], "\(at).reals") {
+            for (i, r) in list.enumerated() {
+                if let real = real(r, "\(at).reals[\(i)]", service: s, checkAgainstService: checkReals) { s.reals.append(real) }
+            }
+            if list.isEmpty { fail(m["reals"], "\(at).reals", "needs at least one real server") }
+        } else if m["reals"] == nil {
+            fail(node, "\(at).reals", "is required: the real servers")
+        }
+        guard name != nil, vip != nil, port != nil else { return nil }
+        return s
+    }
+
+    mutating func real(_ node: Node, _ key: String, service: Config.Service,
+                       checkAgainstService: Bool) -> Config.Real? {
+        guard let m = mapping(node, key, allowed: ["address", "port", "weight", "state"]) else { return nil }
+        guard let address = address(m["address"], "\(key).address") else {
+            if m["address"] == nil { fail(node, "\(key).address", "is required") }
+            return nil
+        }
+        var r = Config.Real(address: address, port: service.port, line: node.mark?.line ?? 0)
+        if let p = int(m["port"], "\(key).port", 1...65535) { r.port = UInt16(p) }
+        if let w = int(m["weight"], "\(key).weight", 0...65535) { r.weight = UInt32(w) }
+        r.state = choice(m["state"], "\(key).state", Config.RealState.self) ?? .enabled
+        guard checkAgainstService else { return r }
+        if address.family != service.vip.family {
+            fail(m["address"], "\(key).address", "\(address) is not of the VIP's family (\(service.vip))")
+        }
+        if r.port != service.port {
+            fail(m["port"], "\(key).port", "\(r.port) differs from the service port \(service.port): direct server return forwards without changing the port")
+        }
+        return r
+    }
+}

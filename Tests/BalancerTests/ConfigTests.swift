@@ -1,0 +1,182 @@
+import Testing
+@testable import Balancer
+
+/// The SPEC §5 example, and variations with one thing wrong each.
+enum Configs {
+    static let spec = """
+    interface: eth0             # NIC whose XDP hook runs the dataplane
+    xdp-mode: native            # native | generic
+    defaults:
+      check: { interval: 2s, timeout: 1s, rise: 2, fall: 3 }
+    services:
+      - name: shop-http
+        vip: 198.18.0.100
+        port: 80
+        protocol: tcp
+        scheduler: maglev
+        persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
+        follow: [shop-https]
+        check: { type: http, path: /health }
+        reals:
+          - { address: 198.18.0.21, port: 80 }
+          - { address: 198.18.0.22, port: 80, weight: 2 }
+      - name: shop-https
+        vip: 198.18.0.100
+        port: 443
+        protocol: tcp
+        scheduler: maglev
+        persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
+        follow: [shop-http]
+        check: { type: tls }
+        reals:
+          - { address: 198.18.0.21, port: 443 }
+          - { address: 198.18.0.22, port: 443, weight: 2 }
+    """
+
+    static func errors(_ yaml: String) -> [ConfigError] {
+        do {
+            let config = try ConfigParser.parse(yaml, file: "t.yaml")
+            _ = try ConfigValidator.validate(config, file: "t.yaml")
+            return []
+        } catch let e as ConfigErrors {
+            return e.errors
+        } catch {
+            return [ConfigError(file: "?", line: 0, key: "?", message: "\(error)")]
+        }
+    }
+}
+
+@Suite("Config")
+struct ConfigTests {
+    @Test("the SPEC example parses, with defaults, into one follow group")
+    func specExample() throws {
+        let config = try ConfigParser.parse(Configs.spec, file: "t.yaml")
+        #expect(config.interface == "eth0" && config.xdpMode == .native)
+        #expect(config.pinDirectory == "/sys/fs/bpf/tandem" && config.socket == "/run/tandem/tandem.sock")
+        #expect(config.metrics == nil)
+        #expect(config.services.count == 2)
+        let http = config.services[0]
+        #expect(http.persistence == Config.Persistence(timeoutNs: 30 * 60_000_000_000, netmask: 32))
+        #expect(http.check.type == .http && http.check.path == "/health" && http.check.expect == [200...299])
+        #expect(http.check.timing.intervalNs == 2_000_000_000 && http.check.timing.fall == 3)
+        #expect(http.reals.map(\.weight) == [1, 2])
+        #expect(http.failover == .group && !http.dropOnFailure)
+        #expect(http.line == 6)
+        #expect(try ConfigValidator.validate(config, file: "t.yaml") == [["shop-http", "shop-https"]])
+    }
+
+    @Test("an unknown key is named with its line", arguments: [
+        ("interfase: eth0\nservices: []", 1, "interfase"),
+        (Configs.spec.replacingOccurrences(of: "scheduler: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]", with: "schedular: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]"), 10, "services[0].schedular"),
+        (Configs.spec.replacingOccurrences(of: "weight: 2 }\n  - name", with: "wieght: 2 }\n  - name"), 16, "services.shop-http.reals[1].wieght"),
+    ])
+    func unknownKey(yaml: String, line: Int, key: String) {
+        let e = Configs.errors(yaml)
+        #expect(e.contains { $0.line == line && $0.key == key && $0.message.hasPrefix("unknown key") }, "\(e)")
+    }
+
+    @Test("bad values: each error has file, line, key and what is wrong")
+    func badValues() {
+        let yaml = Configs.spec
+            .replacingOccurrences(of: "address: 198.18.0.21, port: 80 }", with: "address: 198.18.0.321, port: 80 }")
+            .replacingOccurrences(of: "port: 443\n    protocol: tcp", with: "port: 70000\n    protocol: sctp")
+            .replacingOccurrences(of: "rise: 2", with: "rise: zero")
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e.contains("t.yaml:4: defaults.check.rise: must be a whole number in 1...100, not zero"), "\(e)")
+        #expect(e.contains("t.yaml:15: services.shop-http.reals[0].address: 198.18.0.321 is not an IPv4 or IPv6 address"), "\(e)")
+        #expect(e.contains("t.yaml:19: services.shop-https.port: must be a whole number in 1...65535, not 70000"), "\(e)")
+        #expect(e.contains("t.yaml:20: services.shop-https.protocol: must be one of tcp, udp, not sctp"), "\(e)")
+    }
+
+    @Test("invalid YAML is one error with its line")
+    func invalidYAML() {
+        let e = Configs.errors("interface: eth0\nservices:\n  - name: [unclosed\n")
+        #expect(e.count == 1 && e[0].message.hasPrefix("not valid YAML") && e[0].line >= 3, "\(e)")
+    }
+
+    @Test("a one-sided link is an error naming both services")
+    func oneSided() {
+        let e = Configs.errors(Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: []"))
+        #expect(e.map(\.description) == ["t.yaml:6: services.shop-http.follow: shop-http follows shop-https but shop-https does not follow shop-http: links must be mutual (add shop-http to the follow list of shop-https)"])
+    }
+
+    @Test("following an unknown service, or itself")
+    func unknownTarget() {
+        let e = Configs.errors(Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-htps, shop-https]"))
+        #expect(e.contains { $0.key == "services.shop-https.follow" && $0.message == "follows shop-htps, which is not a service" })
+        #expect(e.contains { $0.message == "a service cannot follow itself" })
+    }
+
+    @Test("linked services must share VIP, real addresses and persistence: all reported at once")
+    func groupRules() {
+        let yaml = Configs.spec
+            .replacingOccurrences(of: "vip: 198.18.0.100\n    port: 443", with: "vip: 198.18.0.101\n    port: 443")
+            .replacingOccurrences(of: "address: 198.18.0.22, port: 443", with: "address: 198.18.0.23, port: 443")
+            .replacingOccurrences(of: "timeout: 30m, netmask: 32 }\n    follow: [shop-http]", with: "timeout: 10m, netmask: 24 }\n    follow: [shop-http]")
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e == [
+            "t.yaml:17: services.shop-https.vip: shop-https has VIP 198.18.0.101 but shop-http, which it follows, has 198.18.0.100: linked services share the VIP",
+            "t.yaml:17: services.shop-https.reals: shop-https and shop-http are linked but their real servers differ (only shop-https has 198.18.0.23; only shop-http has 198.18.0.22): linked services have the same real addresses",
+            "t.yaml:17: services.shop-https.persistence: shop-https has persistence source-ip /24 10m but shop-http, which it follows, has source-ip /32 30m: linked services use the same persistence options",
+        ])
+    }
+
+    @Test("following requires persistence")
+    func followNeedsPersistence() {
+        let yaml = Configs.spec.replacingOccurrences(of: "    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-http]", with: "    follow: [shop-http]")
+        let e = Configs.errors(yaml)
+        #expect(e.contains { $0.key == "services.shop-https.persistence" && $0.message.contains("has no persistence") }, "\(e)")
+    }
+
+    @Test("links are transitive; protocols may differ (HTTP/3 on UDP :443 follows)")
+    func transitive() throws {
+        let quic = """
+
+          - name: shop-quic
+            vip: 198.18.0.100
+            port: 443
+            protocol: udp
+            persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
+            follow: [shop-https]
+            reals:
+              - { address: 198.18.0.21 }
+              - { address: 198.18.0.22 }
+        """
+        let yaml = Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-quic]") + quic
+        let config = try ConfigParser.parse(yaml, file: "t.yaml")
+        #expect(try ConfigValidator.validate(config, file: "t.yaml") == [["shop-http", "shop-https", "shop-quic"]])
+    }
+
+    @Test("duplicates: names and VIP:port/protocol")
+    func duplicates() {
+        let yaml = Configs.spec.replacingOccurrences(of: "name: shop-https", with: "name: shop-http")
+            .replacingOccurrences(of: "443", with: "80")
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e.contains("t.yaml:17: services.shop-http.name: shop-http is already the name of the service at line 6"), "\(e)")
+        #expect(e.contains { $0.contains("198.18.0.100:80/tcp is already served by shop-http (line 6)") }, "\(e)")
+    }
+
+    @Test("DSR: a real's port must be the service's; its family the VIP's")
+    func realRules() {
+        let yaml = Configs.spec.replacingOccurrences(of: "address: 198.18.0.21, port: 443", with: "address: 2001:db8::21, port: 8443")
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e.contains("t.yaml:26: services.shop-https.reals[0].address: 2001:db8::21 is not of the VIP's family (198.18.0.100)"), "\(e)")
+        #expect(e.contains("t.yaml:26: services.shop-https.reals[0].port: 8443 differs from the service port 443: direct server return forwards without changing the port"), "\(e)")
+    }
+
+    @Test("HTTP-only check keys on a TCP check are refused")
+    func checkKeys() {
+        let e = Configs.errors(Configs.spec.replacingOccurrences(of: "check: { type: tls }", with: "check: { type: tls, path: /x }"))
+        #expect(e.map(\.description) == ["t.yaml:24: services.shop-https.check.path: applies to http and https checks only (type is tls)"])
+    }
+
+    @Test("durations", arguments: [("500ms", UInt64(500_000_000)), ("2s", 2_000_000_000), ("30m", 1_800_000_000_000), ("1h30m", 5_400_000_000_000)])
+    func durations(text: String, ns: UInt64) {
+        #expect(DurationText.parse(text) == ns)
+    }
+
+    @Test("not durations", arguments: ["", "2", "s", "2x", "-1s", "1.5s"])
+    func notDurations(text: String) {
+        #expect(DurationText.parse(text) == nil)
+    }
+}
