@@ -4,6 +4,7 @@ import PackageDescription
 let package = Package(
     name: "Tandem",
     products: [
+        .executable(name: "tandem", targets: ["tandem"]),
         .library(name: "Dataplane", targets: ["Dataplane"]),
     ],
     dependencies: [
@@ -31,6 +32,12 @@ let package = Package(
         ),
         // Frame builder shared by tests, benchmarks and the traffic generator.
         .target(name: "Frames", dependencies: ["Balancer"]),
+        // The command: check, serve, down, ...
+        .executableTarget(
+            name: "tandem",
+            dependencies: ["Balancer", "Dataplane", "BPF",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Benchmarks (tools/bench).
         .executableTarget(
             name: "tandem-bench",

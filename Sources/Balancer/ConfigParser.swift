@@ -11,6 +11,40 @@ public enum ConfigParser {
         return try parse(String(decoding: data, as: UTF8.self), file: path)
     }
 
+    /// Parses and validates: every problem of both stages in one error, or
+    /// the config with its follow groups (service names, config order).
+    public static func loadValidated(path: String) throws -> (Config, [[String]]) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, key: "-", message: "cannot read the file")])
+        }
+        return try parseValidated(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    public static func parseValidated(_ text: String, file: String) throws -> (Config, [[String]]) {
+        var reader = Reader(file: file)
+        let config = reader.config(try compose(text, file: file))
+        guard let config else { throw ConfigErrors(errors: reader.errors) }
+        var errors = reader.errors
+        do {
+            let groups = try ConfigValidator.validate(config, file: file, unparsed: reader.failedServices)
+            if errors.isEmpty { return (config, groups) }
+        } catch let more as ConfigErrors {
+            errors += more.errors
+        }
+        // By line; errors of one line keep the order they were found in.
+        let ordered = errors.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
+        throw ConfigErrors(errors: ordered.map(\.element))
+    }
+
+    static func compose(_ text: String, file: String) throws -> Node? {
+        do {
+            return try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
+                                                    message: "not valid YAML: \(yamlProblem(error))")])
+        }
+    }
+
     public static func parse(_ text: String, file: String) throws -> Config {
         let root: Node?
         do {
@@ -51,6 +85,8 @@ enum ProtocolName: String, CaseIterable {
 struct Reader {
     let file: String
     var errors: [ConfigError] = []
+    /// Names of services left out for errors (not "unknown" to others).
+    var failedServices: Set<String> = []
 
     mutating func fail(_ node: Node?, _ key: String, _ message: String) {
         errors.append(ConfigError(file: file, line: node?.mark?.line ?? 0, key: key, message: message))
@@ -185,7 +221,11 @@ struct Reader {
             return config
         }
         for (i, node) in list.enumerated() {
-            if let s = service(node, "services[\(i)]", defaults: config.defaults) { config.services.append(s) }
+            if let s = service(node, "services[\(i)]", defaults: config.defaults) {
+                config.services.append(s)
+            } else if let name = node.mapping?["name"]?.scalar?.string {
+                failedServices.insert(name)
+            }
         }
         return config
     }

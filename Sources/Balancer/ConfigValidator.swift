@@ -3,7 +3,9 @@
 /// violation is reported, each naming the services, the rule and the values.
 public enum ConfigValidator {
     /// The follow groups (service names, in config order), or every problem.
-    public static func validate(_ config: Config, file: String) throws -> [[String]] {
+    /// `unparsed`: services dropped for errors of their own; links to them
+    /// are not reported again.
+    public static func validate(_ config: Config, file: String, unparsed: Set<String> = []) throws -> [[String]] {
         var errors: [ConfigError] = []
         func fail(_ s: Config.Service, _ key: String, _ message: String) {
             errors.append(ConfigError(file: file, line: s.line, key: "services.\(s.name)\(key)", message: message))
@@ -34,7 +36,7 @@ public enum ConfigValidator {
         for s in config.services {
             for target in s.follow {
                 guard let other = byName[target] else {
-                    fail(s, ".follow", "follows \(target), which is not a service")
+                    if !unparsed.contains(target) { fail(s, ".follow", "follows \(target), which is not a service") }
                     continue
                 }
                 if target == s.name {

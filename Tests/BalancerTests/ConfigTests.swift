@@ -35,8 +35,7 @@ enum Configs {
 
     static func errors(_ yaml: String) -> [ConfigError] {
         do {
-            let config = try ConfigParser.parse(yaml, file: "t.yaml")
-            _ = try ConfigValidator.validate(config, file: "t.yaml")
+            _ = try ConfigParser.parseValidated(yaml, file: "t.yaml")
             return []
         } catch let e as ConfigErrors {
             return e.errors
@@ -86,6 +85,22 @@ struct ConfigTests {
         #expect(e.contains("t.yaml:15: services.shop-http.reals[0].address: 198.18.0.321 is not an IPv4 or IPv6 address"), "\(e)")
         #expect(e.contains("t.yaml:19: services.shop-https.port: must be a whole number in 1...65535, not 70000"), "\(e)")
         #expect(e.contains("t.yaml:20: services.shop-https.protocol: must be one of tcp, udp, not sctp"), "\(e)")
+    }
+
+    @Test("syntax and follow-rule errors come together, sorted by line")
+    func bothStages() {
+        let yaml = Configs.spec.replacingOccurrences(of: "interval: 2s", with: "interval: 2x")
+            .replacingOccurrences(of: "follow: [shop-http]", with: "follow: []")
+        let e = Configs.errors(yaml)
+        #expect(e.map(\.line) == [4, 6], "\(e)")
+        #expect(e.map(\.key) == ["defaults.check.interval", "services.shop-http.follow"])
+    }
+
+    @Test("a broken service does not make its partner's link an unknown target")
+    func brokenPartner() {
+        let yaml = Configs.spec.replacingOccurrences(of: "port: 443\n", with: "port: 0\n")
+        let e = Configs.errors(yaml)
+        #expect(e.map(\.key) == ["services.shop-https.port"], "\(e)")
     }
 
     @Test("invalid YAML is one error with its line")

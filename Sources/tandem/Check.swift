@@ -1,0 +1,86 @@
+import ArgumentParser
+import Balancer
+import Foundation
+
+/// `tandem check --config F`: validate and show what would be served.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a config; print its services and follow groups, or every error (exit 1).")
+
+    @Option(name: .shortAndLong, help: "The config file (YAML).")
+    var config: String
+
+    @Flag(help: "Print the resolved services as JSON.")
+    var json = false
+
+    func run() throws {
+        let loaded: Config
+        let groups: [[String]]
+        do {
+            (loaded, groups) = try ConfigParser.loadValidated(path: config)
+        } catch let errors as ConfigErrors {
+            var stderr = StandardError()
+            print(errors.description, to: &stderr)
+            print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
+            throw ExitCode(1)
+        }
+        print(json ? try Self.json(loaded, groups: groups) : Self.text(loaded, groups: groups), terminator: "")
+    }
+
+    static func text(_ c: Config, groups: [[String]]) -> String {
+        let byName = Dictionary(c.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
+        for (i, group) in groups.enumerated() {
+            out += "\n" + (group.count > 1 ? "follow group \(i + 1): \(group.joined(separator: " <-> "))\n" : "service (not linked)\n")
+            for name in group {
+                guard let s = byName[name] else { continue }
+                let vip = s.vip.family == .inet ? "\(s.vip):\(s.port)" : "[\(s.vip)]:\(s.port)"
+                var line = "  \(s.proto == .tcp ? "TCP" : "UDP")  \(vip)  \(s.scheduler.rawValue)"
+                if let p = s.persistence { line += "  persistent \(DurationText.format(p.timeoutNs)) mask /\(p.netmask)" }
+                line += "  check \(describe(s.check))  (\(s.name))\n"
+                out += line
+                for r in s.reals {
+                    out += "    -> \(r.address.family == .inet ? "\(r.address):\(r.port)" : "[\(r.address)]:\(r.port)")"
+                    out += "  weight \(r.weight)\(r.state == .enabled ? "" : "  \(r.state.rawValue)")\n"
+                }
+                if let sorry = s.sorry { out += "    sorry \(sorry.address)\n" }
+            }
+        }
+        return out
+    }
+
+    static func describe(_ check: Config.Check) -> String {
+        var text = check.type.rawValue
+        if check.type == .http || check.type == .https { text += " \(check.method) \(check.path)" }
+        if check.type != .none {
+            text += " every \(DurationText.format(check.timing.intervalNs)) rise \(check.timing.rise) fall \(check.timing.fall)"
+        }
+        return text
+    }
+
+    static func json(_ c: Config, groups: [[String]]) throws -> String {
+        let groupOf = Dictionary(groups.enumerated().flatMap { i, g in g.map { ($0, i + 1) } }, uniquingKeysWith: { a, _ in a })
+        let services: [[String: Any]] = c.services.map { s in
+            var d: [String: Any] = [
+                "name": s.name, "vip": s.vip.description, "port": Int(s.port),
+                "protocol": s.proto == .tcp ? "tcp" : "udp", "scheduler": s.scheduler.rawValue,
+                "group": groupOf[s.name] ?? 0, "follow": s.follow, "failover": s.failover.rawValue,
+                "drop-on-failure": s.dropOnFailure, "check": describe(s.check),
+                "reals": s.reals.map { ["address": $0.address.description, "port": Int($0.port),
+                                        "weight": Int($0.weight), "state": $0.state.rawValue] as [String: Any] },
+            ]
+            if let p = s.persistence {
+                d["persistence"] = ["mode": "source-ip", "timeout": DurationText.format(p.timeoutNs), "netmask": p.netmask]
+            }
+            return d
+        }
+        let doc: [String: Any] = ["interface": c.interface, "xdp-mode": c.xdpMode.rawValue,
+                                  "groups": groups, "services": services]
+        let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) { FileHandle.standardError.write(Data(string.utf8)) }
+}
