@@ -106,6 +106,26 @@ public struct DataplaneModel: Equatable, Sendable {
 
     public func real(_ id: UInt32) -> Real? { reals.first { $0.id == id } }
 
+    /// Sets `real`'s state in every service that has it.
+    public mutating func setState(_ state: BackendState, real: UInt32) {
+        for s in services.indices {
+            for b in services[s].backends.indices where services[s].backends[b].real == real {
+                services[s].backends[b].state = state
+            }
+        }
+    }
+
+    /// What a failed health check does to `real` (an address within one
+    /// follow group): down in every service of the group, and its records
+    /// invalidated in O(1) by a generation bump; with `dropFlows` its
+    /// established flows are moved too.
+    public mutating func fail(real: UInt32, dropFlows: Bool = false) {
+        setState(.down, real: real)
+        guard let r = reals.firstIndex(where: { $0.id == real }) else { return }
+        reals[r].recGen &+= 1
+        if dropFlows { reals[r].flowGen &+= 1 }
+    }
+
     /// The scheduler table of `service`: its UP backends, by weight.
     public func ring(for service: Service, size: Int) -> [UInt32] {
         let addresses = Dictionary(reals.map { ($0.id, $0.address) }, uniquingKeysWith: { a, _ in a })

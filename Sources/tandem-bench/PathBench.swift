@@ -120,12 +120,7 @@ final class PathBench {
     /// controller does on a failed health check.
     static func failing(_ model: DataplaneModel, real: UInt32) -> DataplaneModel {
         var m = model
-        for s in m.services.indices {
-            for b in m.services[s].backends.indices where m.services[s].backends[b].real == real {
-                m.services[s].backends[b].state = .down
-            }
-        }
-        m.reals[m.reals.firstIndex { $0.id == real }!].recGen += 1
+        m.fail(real: real)
         return m
     }
 }

@@ -74,26 +74,11 @@ final class Rig {
     /// What the controller does when `real` fails in its follow group:
     /// down in every service that has it, its records invalidated.
     func fail(_ real: UInt32, dropFlows: Bool = false) throws {
-        try apply { m in
-            for s in m.services.indices {
-                for b in m.services[s].backends.indices where m.services[s].backends[b].real == real {
-                    m.services[s].backends[b].state = .down
-                }
-            }
-            let r = m.reals.firstIndex { $0.id == real }!
-            m.reals[r].recGen &+= 1
-            if dropFlows { m.reals[r].flowGen &+= 1 }
-        }
+        try apply { $0.fail(real: real, dropFlows: dropFlows) }
     }
 
     func setState(_ real: UInt32, _ state: DataplaneModel.BackendState) throws {
-        try apply { m in
-            for s in m.services.indices {
-                for b in m.services[s].backends.indices where m.services[s].backends[b].real == real {
-                    m.services[s].backends[b].state = state
-                }
-            }
-        }
+        try apply { $0.setState(state, real: real) }
     }
 
     /// The real the service's scheduler picks for `client` (maglev with

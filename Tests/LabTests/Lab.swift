@@ -115,15 +115,10 @@ final class LabBalancer {
     func fail(_ name: String, group: UInt32) throws {
         let index = Lab.names.firstIndex(of: name)!
         let address = ["198.18.0.21", "198.18.0.22", "198.18.0.23"][index]
-        let ids = model.reals.filter { $0.address.description == address }.map(\.id)
-        for s in model.services.indices where model.services[s].group == group {
-            for b in model.services[s].backends.indices where ids.contains(model.services[s].backends[b].real) {
-                model.services[s].backends[b].state = .down
-            }
-        }
-        for r in model.reals.indices where ids.contains(model.reals[r].id) {
-            let inGroup = model.services.contains { $0.group == group && $0.backends.contains { $0.real == model.reals[r].id } }
-            if inGroup { model.reals[r].recGen += 1 }
+        // Real ids are per (group, address): the group's id for that address.
+        let ids = Set(model.services.filter { $0.group == group }.flatMap { $0.backends.map(\.real) })
+        for real in model.reals where ids.contains(real.id) && real.address.description == address {
+            model.fail(real: real.id)
         }
         try dataplane.apply(model)
     }
