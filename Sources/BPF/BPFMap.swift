@@ -19,7 +19,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             throw BPFError("use map", name, errno: EINVAL,
                            hint: "key/value sizes \(info.key_size)/\(info.value_size) differ from "
                                + "\(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size): stale pin from another version? "
-                               + "remove it with 'tandem down'")
+                               + "remove it with 'tandem down' (stops forwarding)")
         }
         let type = bpf_map_type(rawValue: info.type)
         isPerCPU = [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH]

@@ -83,6 +83,21 @@ struct LoaderTests {
             unlink("\(pins)/\(dev)")
         }
 
+        // `tandem down` on a directory holding a pinned link detaches it.
+        let down = "/sys/fs/bpf/tandem-test-\(getpid())-down"
+        try BPFFS.prepare(directory: down)
+        do {
+            let link = try XDPLink.attach(program, interface: "tdm0", mode: .native)
+            try link.pin(at: "\(down)/link")
+        }
+        #expect(try xdpMode("tdm0") == "native")
+        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/tandem").path
+        let said = try sh("\(binary) down --pin-directory \(down)")
+        #expect(said == "removed \(down): XDP detached, maps released\n")
+        #expect(try xdpMode("tdm0") == "none")
+        #expect(try sh("\(binary) down --pin-directory \(down)") == "nothing to do: no pins at \(down)\n")
+
         let missing = try #require(throws: BPFError.self) {
             try XDPLink.attach(program, interface: "tdm-missing", mode: .native)
         }
