@@ -128,7 +128,15 @@ public struct DataplaneModel: Equatable, Sendable {
 
     /// The scheduler table of `service`: its UP backends, by weight.
     public func ring(for service: Service, size: Int) -> [UInt32] {
-        let addresses = Dictionary(reals.map { ($0.id, $0.address) }, uniquingKeysWith: { a, _ in a })
+        ring(for: service, size: size, addresses: realAddresses)
+    }
+
+    /// Real id -> address, for building many rings at once.
+    public var realAddresses: [UInt32: IPAddress] {
+        Dictionary(reals.map { ($0.id, $0.address) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func ring(for service: Service, size: Int, addresses: [UInt32: IPAddress]) -> [UInt32] {
         let members = service.backends.compactMap { backend -> RingMember? in
             guard backend.state == .up, let address = addresses[backend.real] else { return nil }
             return RingMember(id: backend.real, key: address.bytes, weight: backend.weight)

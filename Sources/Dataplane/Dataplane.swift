@@ -102,11 +102,13 @@ extension Dataplane {
         try writePortFilter(ports.union(old?.services.map(\.port) ?? []))
 
         // Rings and service entries.
+        let addresses = model.realAddresses
         for service in model.services {
             let previous = oldServices[service.id]
             let realsChanged = service.backends.contains { oldReals[$0.real] != newReals[$0.real] }
             if previous == service && !realsChanged { continue }
-            try write(service, model: model, replacing: previous)
+            try write(service, ring: model.ring(for: service, size: Self.ringSize, addresses: addresses),
+                      replacing: previous)
         }
 
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
@@ -128,11 +130,10 @@ extension Dataplane {
         try svcGens.update(id, (svcGens.lookup(id) ?? 0) &+ 1)
     }
 
-    private func write(_ service: DataplaneModel.Service, model: DataplaneModel,
+    private func write(_ service: DataplaneModel.Service, ring: [UInt32],
                        replacing previous: DataplaneModel.Service?) throws {
         let key = tandem_service_key(service)
         let existing = services.lookup(key)
-        let ring = model.ring(for: service, size: Self.ringSize)
         var live = liveRings[service.id]
         if live == nil, let existing, existing.id == service.id {
             // Adopting pinned state: the ring in use is the one the map names.

@@ -41,7 +41,8 @@ struct ReferenceModel {
         for s in model.services where !next.services.contains(where: { $0.id == s.id }) {
             svcGens[s.id, default: 0] &+= 1
         }
-        rings = Dictionary(uniqueKeysWithValues: next.services.map { ($0.id, next.ring(for: $0, size: Dataplane.ringSize)) })
+        let addresses = next.realAddresses
+        rings = Dictionary(uniqueKeysWithValues: next.services.map { ($0.id, next.ring(for: $0, size: Dataplane.ringSize, addresses: addresses)) })
         model = next
     }
 
