@@ -10,6 +10,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
@@ -30,13 +36,43 @@ let package = Package(
             dependencies: ["BPF", "TandemABI", "Balancer"],
             plugins: ["BPFCompile"]
         ),
+        // Health checks on SwiftNIO: probes (tcp, http, https, tls) and the
+        // rise/fall state machine.
+        .target(
+            name: "Health",
+            dependencies: ["Balancer",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "NIOTLS", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // `tandem serve`: dataplane, health checks and control socket wired
+        // together as lifecycle services; also the control protocol the CLI speaks.
+        .target(
+            name: "Controller",
+            dependencies: ["Balancer", "Dataplane", "BPF", "Health",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+        ),
         // Frame builder shared by tests, benchmarks and the traffic generator.
         .target(name: "Frames", dependencies: ["Balancer"]),
         // The command: check, serve, down, ...
         .executableTarget(
             name: "tandem",
-            dependencies: ["Balancer", "Dataplane", "BPF",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Balancer", "Dataplane", "BPF", "Controller",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Benchmarks (tools/bench).
         .executableTarget(

@@ -58,6 +58,13 @@ public final class XDPLink {
         try check("replace XDP program on", interface) { bpf_link_update(fd.raw, program.fd, nil) }
     }
 
+    /// The index of the interface the link runs on; nil once that
+    /// interface is gone (the link is defunct then).
+    public var attachedIndex: UInt32? {
+        let index = tandem_xdp_link_ifindex(fd.raw)
+        return index > 0 ? UInt32(index) : nil
+    }
+
     /// Detaches the program from the NIC now, whoever else holds the link.
     public func detach() throws {
         try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }

@@ -24,7 +24,7 @@ public struct Config: Equatable, Sendable {
     }
 
     /// Health-check timing; durations in nanoseconds.
-    public struct CheckTiming: Equatable, Sendable {
+    public struct CheckTiming: Hashable, Sendable {
         public var intervalNs: UInt64 = 2_000_000_000
         public var timeoutNs: UInt64 = 1_000_000_000
         public var rise = 2
@@ -34,7 +34,7 @@ public struct Config: Equatable, Sendable {
 
     public enum CheckType: String, Sendable, CaseIterable { case tcp, http, https, tls, none }
 
-    public struct Check: Equatable, Sendable {
+    public struct Check: Hashable, Sendable {
         public var type: CheckType = .tcp
         public var timing = CheckTiming()
         public var method = "GET"

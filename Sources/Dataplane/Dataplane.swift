@@ -310,3 +310,48 @@ extension tandem_vip_key: @retroactive Hashable, @retroactive Equatable {
 func bytesEqual<T>(_ a: T, _ b: T) -> Bool {
     withUnsafeBytes(of: a) { x in withUnsafeBytes(of: b) { y in x.elementsEqual(y) } }
 }
+
+// MARK: - Adopting and editing pinned state
+
+extension Dataplane {
+    /// What the maps hold now, for a controller that starts on pinned state.
+    public func pinnedState() -> PinnedState {
+        let pinnedServices = services.entries().compactMap { key, value -> PinnedState.Service? in
+            guard let vip = IPAddress(abiAddress: key.vip, family: key.af),
+                  let proto = DataplaneModel.L4Protocol(rawValue: key.proto) else { return nil }
+            return .init(key: ServiceKey(vip: vip, port: key.port, proto: proto), id: value.id,
+                         group: value.group, sorryReal: value.sorry_real)
+        }
+        let pinnedBackends = backends.entries().map { key, value in
+            PinnedState.Backend(service: key.service, real: key.real,
+                                state: DataplaneModel.BackendState(rawValue: value.state) ?? .up)
+        }
+        let pinnedReals = reals.entries().compactMap { id, value -> PinnedState.Real? in
+            guard value.af != 0, let address = IPAddress(abiAddress: value.addr, family: value.af) else { return nil }
+            return .init(id: id, address: address, recGen: value.rec_gen, flowGen: value.flow_gen,
+                         active: value.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0)
+        }
+        return PinnedState(services: pinnedServices, backends: pinnedBackends, reals: pinnedReals)
+    }
+
+    /// Deletes the records `matching` selects; returns how many.
+    @discardableResult
+    public func deleteRecords(matching: (Record) -> Bool) throws -> Int {
+        var deleted = 0
+        for (key, value) in persist.entries() {
+            guard let client = IPAddress(abiAddress: key.client, family: key.af) else { continue }
+            let record = Record(group: key.group, client: client, real: value.real, service: value.service,
+                                lastSeenNs: value.last_seen_ns, valid: true)
+            if matching(record) {
+                try persist.delete(key)
+                deleted += 1
+            }
+        }
+        return deleted
+    }
+
+    /// Entries in the flow and record tables, and their capacity.
+    public func tableFill() -> (flows: Int, flowCapacity: Int, records: Int, recordCapacity: Int) {
+        (flows.keys().count, Int(flows.maxEntries), persist.keys().count, Int(persist.maxEntries))
+    }
+}

@@ -28,7 +28,7 @@ typedef uint64_t __u64;
 #define TANDEM_MAX_SERVICES 1024
 #endif
 #ifndef TANDEM_MAX_REALS
-#define TANDEM_MAX_REALS 16384      /* real ids; id 0 means "none" */
+#define TANDEM_MAX_REALS 65536      /* real ids; id 0 means "none" */
 #endif
 #ifndef TANDEM_MAX_BACKENDS
 #define TANDEM_MAX_BACKENDS 65536   /* (service, real) pairs */

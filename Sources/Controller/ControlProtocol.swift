@@ -1,0 +1,148 @@
+import Balancer
+
+/// The control socket speaks one JSON object per line: a request from the
+/// CLI, then one response, then the connection closes.
+public enum ControlRequest: Codable, Sendable, Equatable {
+    case status
+    case stats
+    case listRecords(RecordFilter)
+    case flushRecords(RecordFilter)
+    case setReal(RealCommand)
+    case reload
+}
+
+/// Which records a `persistence` command means; every field narrows.
+public struct RecordFilter: Codable, Sendable, Equatable {
+    public var service: String?
+    /// An address or CIDR ("198.18.10.0/24").
+    public var client: String?
+    public var real: String?
+
+    public init(service: String? = nil, client: String? = nil, real: String? = nil) {
+        self.service = service
+        self.client = client
+        self.real = real
+    }
+}
+
+public struct RealCommand: Codable, Sendable, Equatable {
+    public enum Action: String, Codable, Sendable, CaseIterable { case enable, disable, drain }
+    public var action: Action
+    public var address: String
+    /// Nil: every service that has the address.
+    public var service: String?
+
+    public init(action: Action, address: String, service: String?) {
+        self.action = action
+        self.address = address
+        self.service = service
+    }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    /// Set when the request failed; nothing was changed then.
+    public var error: String?
+    public var message: String?
+    public var status: StatusReport?
+    public var stats: StatsReport?
+    public var records: [RecordReport]?
+
+    public init(error: String? = nil, message: String? = nil, status: StatusReport? = nil,
+                stats: StatsReport? = nil, records: [RecordReport]? = nil) {
+        self.error = error
+        self.message = message
+        self.status = status
+        self.stats = stats
+        self.records = records
+    }
+}
+
+public struct CountersReport: Codable, Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var newFlows: UInt64 = 0
+    public var persistHits: UInt64 = 0
+    public var followHits: UInt64 = 0
+    public var drops: UInt64 = 0
+    public init() {}
+}
+
+public struct RatesReport: Codable, Sendable, Equatable {
+    public var packetsPerSecond: Double = 0
+    public var bytesPerSecond: Double = 0
+    public var newFlowsPerSecond: Double = 0
+    public init() {}
+}
+
+public struct StatusReport: Codable, Sendable {
+    public var interface: String
+    public var xdpMode: String
+    public var pinDirectory: String
+    public var configPath: String
+    public var uptimeSeconds: Double
+    public var flows: Int
+    public var flowCapacity: Int
+    public var records: Int
+    public var recordCapacity: Int
+    public var services: [ServiceReport]
+}
+
+public struct ServiceReport: Codable, Sendable {
+    public var name: String
+    public var vip: String
+    public var port: Int
+    public var proto: String
+    public var scheduler: String
+    public var group: Int
+    /// Services sharing records with this one (itself excluded).
+    public var follows: [String]
+    public var persistence: String?
+    public var check: String
+    public var failover: String
+    public var dropOnFailure: Bool
+    public var sorry: String?
+    public var counters: CountersReport
+    public var rates: RatesReport
+    public var reals: [RealReport]
+}
+
+public struct RealReport: Codable, Sendable {
+    public var address: String
+    public var port: Int
+    public var weight: Int
+    /// up, draining, down, disabled or group-down.
+    public var state: String
+    /// up or down from the health check; n/a for `check: none`.
+    public var health: String
+    /// The last check result when it failed.
+    public var lastCheck: String?
+    /// Valid persistence records pointing at this real (its whole group).
+    public var records: Int
+    public var counters: CountersReport
+}
+
+public struct StatsReport: Codable, Sendable {
+    public var services: [ServiceStats]
+    /// Packets the program passed or dropped, per reason.
+    public var packets: [String: UInt64]
+    public var flows: Int
+    public var flowCapacity: Int
+    public var records: Int
+    public var recordCapacity: Int
+}
+
+public struct ServiceStats: Codable, Sendable {
+    public var name: String
+    public var counters: CountersReport
+    public var rates: RatesReport
+}
+
+public struct RecordReport: Codable, Sendable, Equatable {
+    public var group: Int
+    public var services: [String]
+    public var client: String
+    public var real: String
+    /// Service whose packet made or last refreshed the record.
+    public var service: String
+    public var ageSeconds: Double
+}

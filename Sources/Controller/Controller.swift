@@ -1,0 +1,264 @@
+import BPF
+import Balancer
+import Dataplane
+import Foundation
+import Glibc
+import Health
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+
+/// The running balancer: the dataplane, the control state, health
+/// verdicts and operator commands, serialized by the actor. Every change
+/// goes through `commit`, which writes only what differs to the maps.
+public actor Controller {
+    public let configPath: String
+    let dataplane: Dataplane
+    let link: XDPLink
+    let neighbours: Neighbours
+    let logger: Logger
+    let started = ContinuousClock.now
+    private(set) var state: ControlState
+    private var macs: [IPAddress: MACAddress]
+    private(set) var checker: HealthChecker?
+    /// Probe target -> the (service, real) verdicts it decides.
+    private var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
+    let rates = RateTracker()
+    let metrics: ControllerMetrics
+    public private(set) var events = Events()
+
+    /// Counts a user would graph: how often things changed.
+    public struct Events: Sendable {
+        public var transitions: [String: UInt64] = [:]
+        public var reloads = 0
+        public var failedReloads = 0
+    }
+
+    /// Loads (or adopts) the dataplane under the config's pin directory,
+    /// writes the config into it and makes sure XDP runs on the interface.
+    /// Nothing on the NIC changes unless every step before attaching worked.
+    public init(config: Config, groups: [[String]], configPath: String, logger: Logger,
+                group: any EventLoopGroup, registry: PrometheusCollectorRegistry = .init()) async throws {
+        self.configPath = configPath
+        self.metrics = ControllerMetrics(registry: registry)
+        self.logger = logger
+        _ = try Interface.index(config.interface)
+        try BPFFS.prepare(directory: config.pinDirectory)
+        let dataplane = try Dataplane(pinRoot: config.pinDirectory,
+                                      verifierLogPath: "/tmp/tandem-verifier.log")
+        let pinned = dataplane.pinnedState()
+        var state = try ControlState(config: config, groups: groups, adopting: pinned)
+        let neighbours = Neighbours(interface: config.interface, group: group)
+        let macs = try await neighbours.resolve(state.realAddresses)
+        let model = state.model(macs: macs)
+        try dataplane.apply(model)
+
+        let linkPath = config.pinDirectory + "/link"
+        let ifindex = try Interface.index(config.interface)
+        var adopted: XDPLink?
+        if FileManager.default.fileExists(atPath: linkPath) {
+            let pinnedLink = try XDPLink.pinned(at: linkPath, interface: config.interface)
+            if pinnedLink.attachedIndex == ifindex {
+                adopted = pinnedLink
+            } else {
+                // Its interface is gone or is another one: that link forwards nothing here.
+                logger.warning("pinned XDP link is not on the configured interface; attaching anew",
+                               metadata: ["link": "\(linkPath)", "interface": "\(config.interface)"])
+                try? pinnedLink.detach()
+                unlink(linkPath)
+            }
+        }
+        let link: XDPLink
+        if let adopted {
+            // A previous `tandem serve` left forwarding running: take it over.
+            try adopted.update(to: dataplane.program)
+            link = adopted
+            let fill = dataplane.tableFill()
+            logger.info("adopted pinned dataplane", metadata: [
+                "pins": "\(config.pinDirectory)", "services": "\(pinned.services.count)",
+                "records": "\(fill.records)", "flows": "\(fill.flows)"])
+        } else {
+            link = try XDPLink.attach(dataplane.program, interface: config.interface,
+                                      mode: config.xdpMode == .native ? .native : .generic)
+            try link.pin(at: linkPath)
+            logger.info("attached XDP", metadata: ["interface": "\(config.interface)",
+                                                   "mode": "\(config.xdpMode.rawValue)"])
+        }
+        self.dataplane = dataplane
+        self.link = link
+        self.neighbours = neighbours
+        self.state = state
+        self.macs = macs
+    }
+
+    // MARK: Health
+
+    /// Starts probing every (service, real) whose check is not `none`.
+    public func startHealthChecks(group: any EventLoopGroup) throws {
+        let checker = try HealthChecker(group: group, logger: logger) { [weak self] target, up, reason in
+            guard let self else { return }
+            Task { await self.healthChanged(target, up: up, reason: reason) }
+        }
+        self.checker = checker
+        updateProbes()
+    }
+
+    public func stopHealthChecks() {
+        checker?.stop()
+        checker = nil
+    }
+
+    private func updateProbes() {
+        var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
+        for s in state.config.services where s.check.type != .none {
+            for r in s.reals {
+                let target = ProbeTarget(address: r.address, port: s.check.port ?? r.port, check: s.check)
+                subscribers[target, default: []].append((s.name, r.address))
+            }
+        }
+        self.subscribers = subscribers
+        let targets = subscribers.mapValues { subs in subs.allSatisfy { state.isHealthy(service: $0.service, address: $0.address) } }
+        checker?.update(targets)
+    }
+
+    func healthChanged(_ target: ProbeTarget, up: Bool, reason: String) {
+        guard let subs = subscribers[target] else { return }
+        var next = state
+        var changed: [String] = []
+        for sub in subs where next.setHealth(service: sub.service, address: sub.address, up: up) {
+            changed.append(sub.service)
+            events.transitions[up ? "up" : "down", default: 0] += 1
+            Metrics.Counter(label: "tandem_health_transitions_total", dimensions: [("to", up ? "up" : "down")]).increment()
+        }
+        guard !changed.isEmpty else { return }
+        do {
+            try commit(next)
+            for service in changed {
+                logger.notice(up ? "real up" : "real down", metadata: [
+                    "service": "\(service)", "real": "\(target.address)", "reason": "\(reason)",
+                    "group": "\(state.group(of: service).joined(separator: ","))"])
+            }
+        } catch {
+            logger.error("cannot apply a health change", metadata: ["real": "\(target.address)", "error": "\(error)"])
+        }
+    }
+
+    /// Builds the model from `next`, writes it, and keeps `next` only if
+    /// the write worked.
+    private func commit(_ next: ControlState) throws {
+        var next = next
+        let model = next.model(macs: macs)
+        try dataplane.apply(model)
+        state = next
+    }
+
+    // MARK: Requests
+
+    public func handle(_ request: ControlRequest) async -> ControlResponse {
+        do {
+            switch request {
+            case .status: return ControlResponse(status: status())
+            case .stats: return ControlResponse(stats: stats())
+            case .listRecords(let filter): return ControlResponse(records: try records(filter))
+            case .flushRecords(let filter): return ControlResponse(message: try flush(filter))
+            case .setReal(let command): return ControlResponse(message: try setReal(command))
+            case .reload: return ControlResponse(message: try await reload())
+            }
+        } catch {
+            return ControlResponse(error: "\(error)")
+        }
+    }
+
+    /// Re-reads the config file and applies the difference. A config that
+    /// fails validation, or a real whose MAC cannot be found, changes nothing.
+    public func reload() async throws -> String {
+        do {
+            let (config, groups) = try ConfigParser.loadValidated(path: configPath)
+            let current = state.config
+            var fixed: [String] = []
+            if config.interface != current.interface { fixed.append("interface") }
+            if config.xdpMode != current.xdpMode { fixed.append("xdp-mode") }
+            if config.pinDirectory != current.pinDirectory { fixed.append("pin-directory") }
+            if config.socket != current.socket { fixed.append("socket") }
+            if config.metrics != current.metrics { fixed.append("metrics") }
+            if !fixed.isEmpty {
+                throw ControlError("\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)")
+            }
+            var next = state
+            try next.reload(config: config, groups: groups)
+            let newAddresses = next.realAddresses.subtracting(macs.keys)
+            let resolved = try await neighbours.resolve(newAddresses)
+            let before = Set(state.config.services.map(\.name))
+            let after = Set(config.services.map(\.name))
+            macs.merge(resolved) { _, new in new }
+            try commit(next)
+            updateProbes()
+            events.reloads += 1
+            Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()
+            let summary = "reloaded \(configPath): \(config.services.count) services (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed)"
+            logger.notice("reloaded", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
+                                                "added": "\(after.subtracting(before).sorted())",
+                                                "removed": "\(before.subtracting(after).sorted())"])
+            return summary
+        } catch let errors as ConfigErrors {
+            events.failedReloads += 1
+            Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
+            logger.error("reload refused", metadata: ["config": "\(configPath)", "errors": "\(errors.errors.count)"])
+            throw ControlError(errors.description + "\n\(configPath): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied")
+        } catch {
+            events.failedReloads += 1
+            Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
+            logger.error("reload refused", metadata: ["config": "\(configPath)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    private func setReal(_ command: RealCommand) throws -> String {
+        guard let address = IPAddress(command.address) else {
+            throw ControlError("\(command.address) is not an IP address")
+        }
+        let state: Config.RealState = switch command.action {
+        case .enable: .enabled
+        case .disable: .disabled
+        case .drain: .drain
+        }
+        var next = self.state
+        let services = try next.setOperator(state, address: address, service: command.service)
+        try commit(next)
+        for service in services {
+            logger.notice("operator \(command.action.rawValue)", metadata: ["service": "\(service)", "real": "\(address)"])
+        }
+        let done = switch command.action {
+        case .enable: "enabled"
+        case .disable: "disabled"
+        case .drain: "draining"
+        }
+        return "\(address): \(done) in \(services.joined(separator: ", "))"
+    }
+}
+
+/// Per-service rates from counter samples at least a second apart.
+final class RateTracker: @unchecked Sendable {
+    private var last: [String: (at: ContinuousClock.Instant, counters: CountersReport)] = [:]
+    private var rates: [String: RatesReport] = [:]
+
+    func rate(_ name: String, _ counters: CountersReport) -> RatesReport {
+        let now = ContinuousClock.now
+        guard let previous = last[name] else {
+            last[name] = (now, counters)
+            return RatesReport()
+        }
+        let elapsed = previous.at.duration(to: now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        if seconds >= 1 {
+            var r = RatesReport()
+            r.packetsPerSecond = Double(counters.packets &- previous.counters.packets) / seconds
+            r.bytesPerSecond = Double(counters.bytes &- previous.counters.bytes) / seconds
+            r.newFlowsPerSecond = Double(counters.newFlows &- previous.counters.newFlows) / seconds
+            rates[name] = r
+            last[name] = (now, counters)
+        }
+        return rates[name] ?? RatesReport()
+    }
+}

@@ -1,0 +1,53 @@
+import Balancer
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// `tandem serve`: the controller and its services in one ServiceGroup.
+/// SIGTERM or SIGINT stops the services in reverse order and exits; the
+/// pinned link and maps stay, so forwarding goes on and the next
+/// `tandem serve` adopts them with every flow and record.
+public enum Daemon {
+    public static func run(configPath: String, logger: Logger,
+                           registry: PrometheusCollectorRegistry) async throws {
+        let (config, groups) = try ConfigParser.loadValidated(path: configPath)
+        if await ControlClient.isServing(socket: config.socket) {
+            throw ControlError("tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
+        }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let controller = try await Controller(config: config, groups: groups, configPath: configPath,
+                                              logger: logger, group: group, registry: registry)
+        try await controller.startHealthChecks(group: group)
+
+        var services: [any Service] = [
+            ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
+            HangupReloader(controller: controller, logger: logger),
+        ]
+        if let address = config.metrics {
+            services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))
+        }
+        let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                        logger: logger)
+        logger.notice("serving", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
+                                            "interface": "\(config.interface)", "socket": "\(config.socket)"])
+        try await serviceGroup.run()
+        await controller.stopHealthChecks()
+        logger.notice("stopped; XDP keeps forwarding from the pinned state", metadata: ["pins": "\(config.pinDirectory)"])
+    }
+}
+
+/// SIGHUP re-reads the config, like `tandem reload`.
+struct HangupReloader: Service {
+    let controller: Controller
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            logger.info("SIGHUP: reloading")
+            _ = try? await controller.reload()
+        }
+    }
+}

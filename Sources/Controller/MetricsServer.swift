@@ -1,0 +1,146 @@
+import Balancer
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// Prometheus `/metrics` over HTTP, on the config's `metrics` address.
+/// Kernel counters are read from the maps at each scrape.
+public struct MetricsServer: Service {
+    let host: String
+    let port: Int
+    let controller: Controller
+    let group: any EventLoopGroup
+    let logger: Logger
+
+    /// `address` is "host:port" or "[v6]:port".
+    public init(address: String, controller: Controller, group: any EventLoopGroup, logger: Logger) throws {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+              (1...65535).contains(port) else {
+            throw ControlError("metrics: \(address) is not host:port")
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host
+        self.port = port
+        self.controller = controller
+        self.group = group
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        logger.info("metrics endpoint ready", metadata: ["address": "http://\(host):\(port)/metrics"])
+        try await cancelWhenGracefulShutdown {
+            try await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { tasks in
+                    for try await connection in connections {
+                        tasks.addTask { try? await serve(connection) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
+        try await connection.executeThenClose { inbound, outbound in
+            var uri = ""
+            for try await part in inbound {
+                switch part {
+                case .head(let head): uri = head.uri
+                case .body: continue
+                case .end:
+                    let found = uri == "/metrics" || uri.hasPrefix("/metrics?")
+                    let body = found ? await controller.metricsText() : "only /metrics is here\n"
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+                    headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+                    headers.add(name: "Connection", value: "close")
+                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: found ? .ok : .notFound,
+                                                                    headers: headers)))
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+                    try await outbound.write(.end(nil))
+                    return
+                }
+            }
+        }
+    }
+}
+
+extension Controller {
+    /// Brings the registry up to date with the maps, then renders it.
+    func metricsText() -> String {
+        let registry = metrics.registry
+        let status = status()
+        for s in status.services {
+            publish(registry, "tandem_service", [("service", s.name)], s.counters)
+            for r in s.reals {
+                registry.makeGauge(name: "tandem_real_up", labels: [("service", s.name), ("real", r.address)],
+                                   help: "1 while the real is scheduled in the service (state up)")
+                    .set(to: r.state == "up" ? 1.0 : 0.0)
+                registry.makeGauge(name: "tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
+                                   help: "1 while the real passes its health check (n/a counts as 1)")
+                    .set(to: r.health == "down" ? 0.0 : 1.0)
+                registry.makeGauge(name: "tandem_real_records", labels: [("service", s.name), ("real", r.address)],
+                                   help: "valid persistence records pointing at the real (its follow group)")
+                    .set(to: Double(r.records))
+                publish(registry, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
+            }
+        }
+        for (table, used, capacity) in [("flows", status.flows, status.flowCapacity),
+                                         ("records", status.records, status.recordCapacity)] {
+            registry.makeGauge(name: "tandem_table_entries", labels: [("table", table)],
+                               help: "entries in the flow or persistence table").set(to: Double(used))
+            registry.makeGauge(name: "tandem_table_capacity", labels: [("table", table)],
+                               help: "capacity of the flow or persistence table (LRU beyond it)").set(to: Double(capacity))
+        }
+        for (reason, count) in dataplane.packetReasons() {
+            metrics.advance(registry.makeCounter(name: "tandem_packets_total", labels: [("reason", reason.description)],
+                                                 help: "packets passed or dropped by the XDP program, by reason"),
+                            key: "packets/\(reason)", to: count)
+        }
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    private func publish(_ registry: PrometheusCollectorRegistry, _ prefix: String, _ labels: [(String, String)],
+                         _ c: CountersReport) {
+        let key = labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+        for (name, value, help) in [("packets_total", c.packets, "packets forwarded or dropped"),
+                                    ("bytes_total", c.bytes, "bytes of those packets"),
+                                    ("new_flows_total", c.newFlows, "flows scheduled"),
+                                    ("persistence_hits_total", c.persistHits, "new flows placed by a record"),
+                                    ("follow_hits_total", c.followHits, "new flows placed by a record another port made"),
+                                    ("drops_total", c.drops, "packets dropped (no real)")] {
+            metrics.advance(registry.makeCounter(name: "\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
+                            key: "\(prefix)_\(name)/\(key)", to: value)
+        }
+    }
+}
+
+/// The Prometheus registry, and the last kernel value behind each counter
+/// (the maps count; Prometheus counters only move by increments).
+final class ControllerMetrics: @unchecked Sendable {
+    let registry: PrometheusCollectorRegistry
+    private var last: [String: UInt64] = [:]
+
+    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    func advance(_ counter: Prometheus.Counter, key: String, to value: UInt64) {
+        let previous = last[key] ?? 0
+        // A counter that went back (a service re-created) restarts from its new value.
+        let delta = value >= previous ? value - previous : value
+        if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
+        last[key] = value
+    }
+}

@@ -1,0 +1,167 @@
+import Balancer
+import Dataplane
+import Foundation
+import Glibc
+import Health
+
+/// What `status`, `stats` and `persistence` read: the maps, named with the
+/// config's service names and real addresses.
+extension Controller {
+    func status() -> StatusReport {
+        let fill = dataplane.tableFill()
+        let records = validRecords()
+        var perReal: [UInt32: Int] = [:]
+        for r in records { perReal[r.real, default: 0] += 1 }
+        let probes = checker?.snapshot() ?? [:]
+        let config = state.config
+        let services = config.services.map { s -> ServiceReport in
+            let id = state.serviceID(s.name) ?? 0
+            let group = state.groupID(s.name) ?? 0
+            let counters = CountersReport(dataplane.counters(service: id))
+            let reals = s.reals.map { r -> RealReport in
+                let rid = state.ids.reals[RealKey(group: group, address: r.address)] ?? 0
+                let target = ProbeTarget(address: r.address, port: s.check.port ?? r.port, check: s.check)
+                var lastCheck: String?
+                if case .failure(let why)? = probes[target]?.last { lastCheck = why }
+                return RealReport(
+                    address: r.address.description, port: Int(r.port), weight: Int(r.weight),
+                    state: state.reason(service: s, address: r.address).rawValue,
+                    health: s.check.type == .none ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
+                    lastCheck: lastCheck, records: perReal[rid] ?? 0,
+                    counters: CountersReport(dataplane.counters(real: rid)))
+            }
+            return ServiceReport(
+                name: s.name, vip: s.vip.description, port: Int(s.port), proto: s.proto == .tcp ? "tcp" : "udp",
+                scheduler: s.scheduler.rawValue, group: Int(group),
+                follows: state.group(of: s.name).filter { $0 != s.name },
+                persistence: s.persistence.map { "source-ip \(DurationText.format($0.timeoutNs)) /\($0.netmask)" },
+                check: Self.describe(s.check), failover: s.failover.rawValue, dropOnFailure: s.dropOnFailure,
+                sorry: s.sorry.map { "\($0.address):\($0.port)" },
+                counters: counters, rates: rates.rate(s.name, counters), reals: reals)
+        }
+        let uptime = started.duration(to: .now)
+        return StatusReport(
+            interface: config.interface, xdpMode: config.xdpMode.rawValue, pinDirectory: config.pinDirectory,
+            configPath: configPath,
+            uptimeSeconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18,
+            flows: fill.flows, flowCapacity: fill.flowCapacity, records: records.count,
+            recordCapacity: fill.recordCapacity, services: services)
+    }
+
+    func stats() -> StatsReport {
+        let fill = dataplane.tableFill()
+        let services = state.config.services.map { s -> ServiceStats in
+            let counters = CountersReport(dataplane.counters(service: state.serviceID(s.name) ?? 0))
+            return ServiceStats(name: s.name, counters: counters, rates: rates.rate(s.name, counters))
+        }
+        let packets = Dictionary(dataplane.packetReasons().map { ($0.key.description, $0.value) },
+                                 uniquingKeysWith: { a, _ in a })
+        return StatsReport(services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
+                           records: validRecords().count, recordCapacity: fill.recordCapacity)
+    }
+
+    func validRecords() -> [Dataplane.Record] { dataplane.records().filter(\.valid) }
+
+    func records(_ filter: RecordFilter) throws -> [RecordReport] {
+        let match = try matcher(filter)
+        let now = Self.monotonicNs()
+        let names = serviceNamesByID()
+        let groupNames = Dictionary(grouping: state.config.services, by: { state.groupID($0.name) ?? 0 })
+            .mapValues { $0.map(\.name) }
+        return validRecords().filter(match).map { r in
+            RecordReport(group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
+                         real: state.ids.address[r.real]?.description ?? "#\(r.real)",
+                         service: names[r.service] ?? "#\(r.service)",
+                         ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
+        }.sorted { ($0.group, $0.client) < ($1.group, $1.client) }
+    }
+
+    func flush(_ filter: RecordFilter) throws -> String {
+        let match = try matcher(filter)
+        let deleted = try dataplane.deleteRecords(matching: match)
+        logger.notice("records flushed", metadata: ["service": "\(filter.service ?? "*")",
+                                                    "client": "\(filter.client ?? "*")",
+                                                    "real": "\(filter.real ?? "*")", "count": "\(deleted)"])
+        return "flushed \(deleted) record\(deleted == 1 ? "" : "s")"
+    }
+
+    /// A predicate for `filter`, or an error naming the bad field.
+    private func matcher(_ filter: RecordFilter) throws -> @Sendable (Dataplane.Record) -> Bool {
+        var group: UInt32?
+        if let name = filter.service {
+            guard let g = state.groupID(name) else {
+                throw ControlError("no service named \(name) (see 'tandem status')")
+            }
+            group = g
+        }
+        var network: (IPAddress, Int)?
+        if let text = filter.client {
+            network = try Self.parseCIDR(text)
+        }
+        var realIDs: Set<UInt32>?
+        if let text = filter.real {
+            guard let address = IPAddress(text) else { throw ControlError("--real \(text) is not an IP address") }
+            let ids = Set(state.ids.reals.filter { $0.key.address == address }.map(\.value))
+            if ids.isEmpty { throw ControlError("no service has a real \(address)") }
+            realIDs = ids
+        }
+        let (wantGroup, wantNetwork, wantReals) = (group, network, realIDs)
+        return { r in
+            if let group = wantGroup, r.group != group { return false }
+            if let (net, prefix) = wantNetwork {
+                guard r.client.family == net.family, r.client.masked(prefix: prefix) == net else { return false }
+            }
+            if let wantReals, !wantReals.contains(r.real) { return false }
+            return true
+        }
+    }
+
+    static func parseCIDR(_ text: String) throws -> (IPAddress, Int) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])), parts.count <= 2 else {
+            throw ControlError("--client \(text) is not an address or CIDR such as 198.18.10.0/24")
+        }
+        var prefix = address.maxPrefix
+        if parts.count == 2 {
+            guard let p = Int(parts[1]), (0...address.maxPrefix).contains(p) else {
+                throw ControlError("--client \(text): prefix must be 0-\(address.maxPrefix)")
+            }
+            prefix = p
+        }
+        return (address.masked(prefix: prefix), prefix)
+    }
+
+    private func serviceNamesByID() -> [UInt32: String] {
+        var names: [UInt32: String] = [:]
+        for s in state.config.services { if let id = state.serviceID(s.name) { names[id] = s.name } }
+        return names
+    }
+
+    /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
+    static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    static func describe(_ check: Config.Check) -> String {
+        var text = check.type.rawValue
+        if check.type == .http || check.type == .https { text += " \(check.method) \(check.path)" }
+        if check.type != .none {
+            text += " every \(DurationText.format(check.timing.intervalNs)) rise \(check.timing.rise) fall \(check.timing.fall)"
+        }
+        return text
+    }
+}
+
+extension CountersReport {
+    init(_ c: Counters) {
+        self.init()
+        packets = c.packets
+        bytes = c.bytes
+        newFlows = c.newFlows
+        persistHits = c.persistHits
+        followHits = c.followHits
+        drops = c.drops
+    }
+}

@@ -1,0 +1,84 @@
+import Balancer
+import Foundation
+
+/// Human output of the read commands, in the manner of `ipvsadm -Ln`.
+public enum Text {
+    public static func status(_ s: StatusReport) -> String {
+        var out = "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
+        out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
+        out += "Prot LocalAddress:Port Scheduler Flags\n"
+        // Real lines share columns across services; service lines run free.
+        var rows: [[String]] = [["  -> RemoteAddress:Port", "Weight", "State", "Health", "Records", "Packets", "Last check"]]
+        var serviceLines: [Int: String] = [:]
+        for svc in s.services {
+            var line = "\(svc.proto.uppercased())  \(hostPort(svc.vip, svc.port)) \(svc.scheduler)"
+            if let p = svc.persistence { line += " persistent \(p)" }
+            if !svc.follows.isEmpty { line += " follows \(svc.follows.joined(separator: ","))" }
+            if svc.dropOnFailure { line += " drop-on-failure" }
+            line += "  (\(svc.name))  \(rate(svc.rates.packetsPerSecond)) pkt/s \(rate(svc.rates.newFlowsPerSecond)) new/s"
+            serviceLines[rows.count] = line
+            for r in svc.reals {
+                rows.append(["  -> \(hostPort(r.address, r.port))", "\(r.weight)", r.state, r.health, "\(r.records)",
+                             "\(r.counters.packets)", r.lastCheck ?? ""])
+            }
+            if let sorry = svc.sorry { rows.append(["  sorry \(sorry)", "", "", "", "", "", ""]) }
+        }
+        let lines = table(rows).split(separator: "\n", omittingEmptySubsequences: false)
+        for (i, line) in lines.enumerated() where i < rows.count {
+            if let service = serviceLines[i] { out += service + "\n" }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    public static func stats(_ s: StatsReport) -> String {
+        var rows: [[String]] = [["SERVICE", "PACKETS", "BYTES", "NEW FLOWS", "PERSIST HITS", "FOLLOW HITS", "DROPS",
+                                 "PKTS/S", "NEW/S"]]
+        for svc in s.services {
+            let c = svc.counters
+            rows.append([svc.name, "\(c.packets)", "\(c.bytes)", "\(c.newFlows)", "\(c.persistHits)", "\(c.followHits)",
+                         "\(c.drops)", rate(svc.rates.packetsPerSecond), rate(svc.rates.newFlowsPerSecond)])
+        }
+        var out = table(rows)
+        out += "\nflows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
+        let reasons = s.packets.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        out += "packets not forwarded: " + (reasons.isEmpty ? "none" : reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + "\n"
+        return out
+    }
+
+    public static func records(_ records: [RecordReport]) -> String {
+        if records.isEmpty { return "no records\n" }
+        var rows: [[String]] = [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "SERVICES"]]
+        for r in records {
+            rows.append(["\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.services.joined(separator: ",")])
+        }
+        return table(rows) + "\(records.count) record\(records.count == 1 ? "" : "s")\n"
+    }
+
+    static func hostPort(_ address: String, _ port: Int) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+
+    static func rate(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded(.down))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+        return "\(s / 3600)h\((s % 3600) / 60)m"
+    }
+
+    /// Left-aligned columns, two spaces apart; the last column is free.
+    static func table(_ rows: [[String]]) -> String {
+        let columns = rows.map(\.count).max() ?? 0
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < columns - 1 { widths[i] = max(widths[i], cell.count) }
+        }
+        return rows.map { row in
+            row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }.joined(separator: "\n") + "\n"
+    }
+}

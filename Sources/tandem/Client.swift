@@ -1,0 +1,165 @@
+import ArgumentParser
+import Balancer
+import Controller
+import Foundation
+
+/// Options shared by the commands that talk to `tandem serve`.
+struct SocketOptions: ParsableArguments {
+    @Option(help: "The control socket of tandem serve.")
+    var socket = "/run/tandem/tandem.sock"
+
+    /// Sends `request`; prints the error and exits 1 when it failed.
+    func send(_ request: ControlRequest) async throws -> ControlResponse {
+        var stderr = StandardError()
+        let response: ControlResponse
+        do {
+            response = try await ControlClient.send(request, socket: socket)
+        } catch {
+            print("tandem: \(error)", to: &stderr)
+            throw ExitCode(1)
+        }
+        if let error = response.error {
+            print("tandem: \(error)", to: &stderr)
+            throw ExitCode(1)
+        }
+        return response
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Services, reals with state, weight and health, record counts and rates.")
+
+    @OptionGroup var options: SocketOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let status = try await options.send(.status).status else { return }
+        if json { try printJSON(status) } else { print(Text.status(status), terminator: "") }
+    }
+}
+
+struct RecordOptions: ParsableArguments {
+    @Option(help: "Only records of this service's follow group.") var service: String?
+    @Option(help: "Only clients in this address or CIDR.") var client: String?
+    @Option(help: "Only records pointing at this real address.") var real: String?
+
+    func validate() throws {
+        if let client, IPAddress(String(client.split(separator: "/").first ?? "")) == nil {
+            throw ValidationError("--client \(client) is not an address or CIDR such as 198.18.10.0/24")
+        }
+        if let real, IPAddress(real) == nil { throw ValidationError("--real \(real) is not an IP address") }
+    }
+
+    var filter: RecordFilter { RecordFilter(service: service, client: client, real: real) }
+}
+
+struct Persistence: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List or flush source-IP persistence records.", subcommands: [List.self, Flush.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Records with group, client, real and age.")
+        @OptionGroup var options: SocketOptions
+        @OptionGroup var filter: RecordOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let records = try await options.send(.listRecords(filter.filter)).records ?? []
+            if json { try printJSON(records) } else { print(Text.records(records), terminator: "") }
+        }
+    }
+
+    struct Flush: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clear matching records for their whole follow group; their clients are scheduled afresh.")
+        @OptionGroup var options: SocketOptions
+        @OptionGroup var filter: RecordOptions
+
+        func run() async throws {
+            print(try await options.send(.flushRecords(filter.filter)).message ?? "")
+        }
+    }
+}
+
+struct RealCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "real", abstract: "Operator state of a real: enable, disable (like a failure) or drain.",
+        subcommands: [Enable.self, Disable.self, Drain.self])
+
+    struct Target: ParsableArguments {
+        @Option(help: "The service; omitted: every service with that address.") var service: String?
+        @Argument(help: "The real's address.") var address: String
+
+        func validate() throws {
+            if IPAddress(address) == nil { throw ValidationError("\(address) is not an IP address") }
+        }
+    }
+
+    static func send(_ action: RealCommand.Action, _ target: Target, _ options: SocketOptions) async throws {
+        let command = RealCommand(action: action, address: target.address, service: target.service)
+        print(try await options.send(.setReal(command)).message ?? "")
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Schedule the real again (once its checks pass).")
+        @OptionGroup var options: SocketOptions
+        @OptionGroup var target: Target
+        func run() async throws { try await RealCommands.send(.enable, target, options) }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take the real out as if it failed: its records are cleared and its clients move.")
+        @OptionGroup var options: SocketOptions
+        @OptionGroup var target: Target
+        func run() async throws { try await RealCommands.send(.disable, target, options) }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "No new clients; records and flows stay until they expire.")
+        @OptionGroup var options: SocketOptions
+        @OptionGroup var target: Target
+        func run() async throws { try await RealCommands.send(.drain, target, options) }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-read the config and apply the difference without dropping a flow.")
+    @OptionGroup var options: SocketOptions
+
+    func run() async throws {
+        print(try await options.send(.reload).message ?? "")
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Counters and rates.")
+    @OptionGroup var options: SocketOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print again every --interval seconds until interrupted.") var watch = false
+    @Option(help: "Seconds between prints with --watch.") var interval: Double = 2
+
+    func validate() throws {
+        guard interval >= 0.1 && interval <= 3600 else { throw ValidationError("--interval must be 0.1-3600 seconds") }
+    }
+
+    func run() async throws {
+        repeat {
+            guard let stats = try await options.send(.stats).stats else { return }
+            if json { try printJSON(stats) } else {
+                if watch { print("--- \(Date())") }
+                print(Text.stats(stats), terminator: "")
+            }
+            if watch { try await Task.sleep(for: .seconds(interval)) }
+        } while watch
+    }
+}
