@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Balancer", "CTestSupport"]),
+        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Balancer", "Controller", "CTestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Dataplane", "BPFTestObjects", "CTestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "Frames", "CTestSupport"]),
     ]

@@ -6,6 +6,11 @@ One listener per process, so one port can be stopped alone:
   lab-server.py NAME https PORT CERT  HTTPS with CERT (key in the same file)
   lab-server.py NAME udp PORT         UDP: replies NAME to any datagram
   lab-server.py query HOST PORT SRC   UDP client: prints the reply (2 s timeout)
+  lab-server.py hold HOST PORT SRC DIR
+                                      one kept-alive HTTP connection: writes the
+                                      first answer to DIR/0, then for each DIR/go-N
+                                      asks again on it and writes DIR/N; stops at
+                                      DIR/stop (or after 5 minutes)
 Listens on every address (the VIP sits on lo), IPv4 and IPv6.
 """
 import http.server
@@ -50,12 +55,51 @@ def query(host, port, source):
     print(sock.recv(2048).decode().strip())
 
 
+def hold(host, port, source, directory):
+    import time
+    sock = socket.create_connection((host, port), timeout=3, source_address=(source, 0))
+    stream = sock.makefile("rb")
+
+    def ask():
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+            status = stream.readline()
+            if not status:
+                return "error: connection closed"
+            length = 0
+            while True:
+                line = stream.readline().strip()
+                if not line:
+                    break
+                key, _, value = line.partition(b":")
+                if key.lower() == b"content-length":
+                    length = int(value)
+            return stream.read(length).decode().strip()
+        except OSError as e:
+            return "error: %s" % e
+
+    def answer(n, text):
+        with open(os.path.join(directory, "%d.tmp" % n), "w") as f:
+            f.write(text)
+        os.rename(os.path.join(directory, "%d.tmp" % n), os.path.join(directory, str(n)))
+
+    answer(0, ask())
+    n, deadline = 1, time.time() + 300
+    while time.time() < deadline and not os.path.exists(os.path.join(directory, "stop")):
+        if os.path.exists(os.path.join(directory, "go-%d" % n)):
+            answer(n, ask())
+            n += 1
+        time.sleep(0.02)
+
+
 def main():
     # Descriptors inherited from whoever started the lab (a test runner's
     # output pipe, say) would keep that pipe open for as long as we run.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     if sys.argv[1] == "query":
         return query(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    if sys.argv[1] == "hold":
+        return hold(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     name, kind, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "udp":
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)

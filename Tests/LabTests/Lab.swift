@@ -34,6 +34,7 @@ enum Lab {
 
     static func up() throws { try run([root + "/tools/lab", "up"]) }
     static func down() { _ = try? run([root + "/tools/lab", "down"]) }
+    static func startPort(_ real: String, _ port: Int) throws { try run([root + "/tools/lab", "start-port", real, "\(port)"]) }
     static func stopPort(_ real: String, _ port: Int) throws { try run([root + "/tools/lab", "stop-port", real, "\(port)"]) }
 
     static func client4(_ i: Int) -> String { "198.18.10.\(i)" }
