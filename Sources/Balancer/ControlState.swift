@@ -404,6 +404,8 @@ public struct Identities: Sendable, Equatable {
             if gens[nextReal] != nil {
                 // The id had an earlier owner: nothing of theirs may match.
                 bump(nextReal, flows: true)
+            } else {
+                gens[nextReal] = Generations()
             }
         }
         // Ids given up now keep their generations; the next owner bumps them.

@@ -18,6 +18,23 @@ public struct RecordFilter: Codable, Sendable, Equatable {
     public var client: String?
     public var real: String?
 
+    /// "198.18.10.0/24" or a bare address: the network and prefix length.
+    public static func parseCIDR(_ text: String) throws -> (IPAddress, Int) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])), parts.count <= 2 else {
+            throw ControlError("--client \(text) is not an address or CIDR such as 198.18.10.0/24")
+        }
+        var prefix = address.maxPrefix
+        if parts.count == 2 {
+            guard let p = Int(parts[1]), (0...address.maxPrefix).contains(p) else {
+                throw ControlError("--client \(text): prefix must be 0-\(address.maxPrefix)")
+            }
+            prefix = p
+        }
+        return (address.masked(prefix: prefix), prefix)
+    }
+
+
     public init(service: String? = nil, client: String? = nil, real: String? = nil) {
         self.service = service
         self.client = client

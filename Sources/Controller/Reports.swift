@@ -96,7 +96,7 @@ extension Controller {
         }
         var network: (IPAddress, Int)?
         if let text = filter.client {
-            network = try Self.parseCIDR(text)
+            network = try RecordFilter.parseCIDR(text)
         }
         var realIDs: Set<UInt32>?
         if let text = filter.real {
@@ -114,21 +114,6 @@ extension Controller {
             if let wantReals, !wantReals.contains(r.real) { return false }
             return true
         }
-    }
-
-    static func parseCIDR(_ text: String) throws -> (IPAddress, Int) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard let address = IPAddress(String(parts[0])), parts.count <= 2 else {
-            throw ControlError("--client \(text) is not an address or CIDR such as 198.18.10.0/24")
-        }
-        var prefix = address.maxPrefix
-        if parts.count == 2 {
-            guard let p = Int(parts[1]), (0...address.maxPrefix).contains(p) else {
-                throw ControlError("--client \(text): prefix must be 0-\(address.maxPrefix)")
-            }
-            prefix = p
-        }
-        return (address.masked(prefix: prefix), prefix)
     }
 
     private func serviceNamesByID() -> [UInt32: String] {

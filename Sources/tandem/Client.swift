@@ -51,8 +51,8 @@ struct RecordOptions: ParsableArguments {
     @Option(help: "Only records pointing at this real address.") var real: String?
 
     func validate() throws {
-        if let client, IPAddress(String(client.split(separator: "/").first ?? "")) == nil {
-            throw ValidationError("--client \(client) is not an address or CIDR such as 198.18.10.0/24")
+        if let client {
+            do { _ = try RecordFilter.parseCIDR(client) } catch { throw ValidationError("\(error)") }
         }
         if let real, IPAddress(real) == nil { throw ValidationError("--real \(real) is not an IP address") }
     }

@@ -177,6 +177,21 @@ struct ServeTests {
         let stranger = lb.attempt(["real", "drain", "198.18.0.99"])
         #expect(stranger.status == 1 && stranger.output.contains("no service has a real 198.18.0.99"), "\(stranger.output)")
         #expect(lb.state("shop-http", address) == "up")
+
+        // Requests that are not Tandem's on the socket: an error each, the daemon carries on.
+        for junk in ["hello", "{\"setReal\":{\"_0\":{\"action\":\"explode\",\"address\":\"x\"}}}",
+                     "{\"listRecords\":{\"_0\":{\"client\":\"198.18.10.0/99\"}}}", String(repeating: "x", count: 70_000)] {
+            let reply = try Lab.run(["/usr/bin/python3", "-c", """
+                import socket, sys
+                s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+                try: s.sendall(sys.argv[2].encode() + b"\\n")
+                except OSError: pass
+                print(s.makefile().readline())
+                """, lb.socket, junk])
+            #expect(reply.hasPrefix("{\"error\":"), "\(junk.prefix(40)): \(reply)")
+        }
+        #expect(lb.state("shop-http", address) == "up")
+        #expect(try lb.status().services.count == 6)
     }
 
     @Test("reload adds a real without dropping a flow; only the shared record keeps :443 with :80; a broken reload changes nothing")

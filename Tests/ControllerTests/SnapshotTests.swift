@@ -1,0 +1,97 @@
+import CTestSupport
+@testable import Controller
+import Foundation
+import Testing
+
+/// Help and human output, compared with files under Snapshots/. After an
+/// intended change: TANDEM_UPDATE_SNAPSHOTS=1 swift test --filter SnapshotTests
+@Suite("Snapshots of help and output")
+struct SnapshotTests {
+    static let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    static let root = here.deletingLastPathComponent().deletingLastPathComponent().path
+    static let tandem = root + "/.build/debug/tandem"
+
+    static func compare(_ actual: String, _ name: String) throws {
+        let path = here.path + "/Snapshots/" + name
+        if ProcessInfo.processInfo.environment["TANDEM_UPDATE_SNAPSHOTS"] == "1" {
+            try actual.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let expected = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(actual == expected, "\(name) differs from its snapshot:\n\(actual)")
+    }
+
+    static func run(_ args: String) -> String {
+        var buffer = [CChar](repeating: 0, count: 65536)
+        _ = tandem_test_run("COLUMNS=100 '\(tandem)' \(args) 2>&1", &buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    @Test("help of every command", arguments: [
+        "--help", "serve --help", "check --help", "status --help", "persistence list --help",
+        "persistence flush --help", "real drain --help", "reload --help", "stats --help", "down --help",
+    ])
+    func help(_ args: String) throws {
+        try Self.compare(Self.run(args), "help-" + args.replacingOccurrences(of: " --help", with: "")
+            .replacingOccurrences(of: "--help", with: "tandem").replacingOccurrences(of: " ", with: "-") + ".txt")
+    }
+
+    @Test("a read command with no daemon says so in one line and exits 1")
+    func notRunning() {
+        let out = Self.run("status --socket /tmp/tandem-no-such-socket; echo exit=$?")
+        #expect(out == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\nexit=1\n")
+    }
+
+    @Test("bad arguments are refused before anything is sent")
+    func badArguments() {
+        let out = Self.run("real drain 198.18.0.300 --socket /tmp/x; echo exit=$?")
+        #expect(out.contains("198.18.0.300 is not an IP address") && out.hasSuffix("exit=64\n"), "\(out)")
+        let cidr = Self.run("persistence list --client 10.0.0.0/8/1 --socket /tmp/x; echo exit=$?")
+        #expect(cidr.contains("--client 10.0.0.0/8/1 is not an address or CIDR") && cidr.hasSuffix("exit=64\n"), "\(cidr)")
+    }
+
+    static let status = StatusReport(
+        interface: "eth0", xdpMode: "native", pinDirectory: "/sys/fs/bpf/tandem", configPath: "/etc/tandem.yaml",
+        uptimeSeconds: 754, flows: 12, flowCapacity: 262_144, records: 6, recordCapacity: 1_048_576,
+        services: [
+            ServiceReport(name: "shop-http", vip: "198.18.0.100", port: 80, proto: "tcp", scheduler: "maglev", group: 1,
+                          follows: ["shop-https"], persistence: "source-ip 30m /32", check: "http GET /health",
+                          failover: "group", dropOnFailure: false, sorry: nil,
+                          counters: .init(), rates: .init(),
+                          reals: [real("198.18.0.21", 80, "down", "down", records: 0, last: "connect: connection refused"),
+                                  real("198.18.0.22", 80, "up", "up", records: 6)]),
+            ServiceReport(name: "shop-https", vip: "198.18.0.100", port: 443, proto: "tcp", scheduler: "maglev", group: 1,
+                          follows: ["shop-http"], persistence: "source-ip 30m /32", check: "tls",
+                          failover: "group", dropOnFailure: true, sorry: "198.18.0.23:443",
+                          counters: .init(), rates: .init(),
+                          reals: [real("198.18.0.21", 443, "group-down", "up", records: 0),
+                                  real("198.18.0.22", 443, "up", "up", records: 6)]),
+        ])
+
+    static func real(_ address: String, _ port: Int, _ state: String, _ health: String, records: Int,
+                     last: String? = nil) -> RealReport {
+        var counters = CountersReport()
+        counters.packets = UInt64(records * 10)
+        return RealReport(address: address, port: port, weight: 1, state: state, health: health, lastCheck: last,
+                          records: records, counters: counters)
+    }
+
+    @Test("status, stats and persistence list read like ipvsadm -Ln")
+    func output() throws {
+        try Self.compare(Text.status(Self.status), "status.txt")
+        var counters = CountersReport()
+        counters.packets = 1200
+        counters.bytes = 96_000
+        counters.newFlows = 30
+        counters.followHits = 12
+        var rates = RatesReport()
+        rates.packetsPerSecond = 40
+        let stats = StatsReport(services: [ServiceStats(name: "shop-http", counters: counters, rates: rates)],
+                                packets: ["pass_not_vip": 17, "drop_fragment": 0], flows: 12, flowCapacity: 262_144,
+                                records: 6, recordCapacity: 1_048_576)
+        try Self.compare(Text.stats(stats), "stats.txt")
+        let records = [RecordReport(group: 1, services: ["shop-http", "shop-https"], client: "198.18.10.1",
+                                    real: "198.18.0.22", service: "shop-https", ageSeconds: 75)]
+        try Self.compare(Text.records(records), "persistence-list.txt")
+        #expect(Text.records([]) == "no records\n")
+    }
+}
