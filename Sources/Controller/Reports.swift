@@ -73,7 +73,10 @@ extension Controller {
                          real: state.ids.address[r.real]?.description ?? "#\(r.real)",
                          service: names[r.service] ?? "#\(r.service)",
                          ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
-        }.sorted { ($0.group, $0.client) < ($1.group, $1.client) }
+        }.sorted { a, b in
+            a.group != b.group ? a.group < b.group
+                : (IPAddress(a.client) ?? IPAddress("0.0.0.0")!) < (IPAddress(b.client) ?? IPAddress("0.0.0.0")!)
+        }
     }
 
     func flush(_ filter: RecordFilter) throws -> String {
