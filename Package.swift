@@ -77,8 +77,11 @@ let package = Package(
         // Benchmarks (tools/bench).
         .executableTarget(
             name: "tandem-bench",
-            dependencies: ["Dataplane", "BPF", "Balancer", "Frames",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Dataplane", "BPF", "Balancer", "Frames", "Health",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Build tools: clang -target bpf, then embed the object as Swift source.
         .executableTarget(name: "BPFEmbed"),

@@ -23,6 +23,20 @@ struct Bench: ParsableCommand {
     @Option(help: "bpffs directory for the benchmark's private maps (removed afterwards).")
     var pinRoot = "/sys/fs/bpf/tandem-bench"
 
+    @Option(help: "Services (in linked pairs) and reals each for the controller apply row.")
+    var applyServices = 1000
+    @Option(help: "Reals per service for the controller apply row.")
+    var applyReals = 64
+
+    @Option(help: "Reals checked every second for the health-check CPU rows.")
+    var checkReals = 10_000
+
+    @Option(help: "Seconds the health-check CPU is measured over.")
+    var checkSeconds = 10
+
+    @Option(help: "Which rows: all, paths (XDP), controller.")
+    var only = "all"
+
     @Flag(help: "Print the table as Markdown.")
     var markdown = false
 
@@ -33,14 +47,29 @@ struct Bench: ParsableCommand {
         guard (1...120_000).contains(clients) else { throw ValidationError("--clients must be 1...120000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
+        guard ["all", "paths", "controller"].contains(only) else { throw ValidationError("--only must be all, paths or controller") }
+        guard (2...1024).contains(applyServices), (1...64).contains(applyReals) else {
+            throw ValidationError("--apply-services must be 2...1024 and --apply-reals 1...64")
+        }
+        guard (1...62_500).contains(checkReals), (1...600).contains(checkSeconds) else {
+            throw ValidationError("--check-reals must be 1...62500 and --check-seconds 1...600")
+        }
     }
 
     mutating func run() throws {
         var table = ResultTable()
-        let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
-        try paths.measure(into: &table)
-        if !keep { paths.dataplane.removePins() }
-        try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
+        if only != "controller" {
+            let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
+            try paths.measure(into: &table)
+            if !keep { paths.dataplane.removePins() }
+            try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
+        }
+        if only != "paths" {
+            try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
+            for type in [Config.CheckType.tcp, .http] {
+                try ControllerBench.health(count: checkReals, type: type, seconds: checkSeconds, into: &table)
+            }
+        }
         print(markdown ? table.markdown : table.text)
     }
 }
