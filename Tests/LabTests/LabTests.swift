@@ -2,6 +2,10 @@ import Dataplane
 import Foundation
 import Testing
 
+/// Every suite that uses the lab: one lab per machine, so one test at a time.
+@Suite(.serialized) enum LabSuites {}
+
+extension LabSuites {
 /// End to end: real TCP, TLS and UDP clients and servers in the lab, the
 /// XDP program attached natively to the load balancer's veth.
 @Suite("Lab end to end", .enabled(if: Privilege.enabled, "needs root for namespaces and XDP (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"),
@@ -61,4 +65,5 @@ struct LabTests {
             }
         }
     }
+}
 }

@@ -2,6 +2,7 @@ import Controller
 import Foundation
 import Testing
 
+extension LabSuites {
 /// End to end through `tandem serve`: real clients and servers in the lab,
 /// health checks deciding, the CLI driving, as an operator would.
 @Suite("Lab end to end: tandem serve", .enabled(if: Privilege.enabled, "needs root for namespaces and XDP (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"),
@@ -275,4 +276,5 @@ struct ServeTests {
         #expect(after != real, "the established connection left \(real): \(after ?? "-")")
         #expect(Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(5)).map { $0 != real } ?? false)
     }
+}
 }
