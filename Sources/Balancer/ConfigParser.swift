@@ -38,7 +38,7 @@ public enum ConfigParser {
 
     static func compose(_ text: String, file: String) throws -> Node? {
         do {
-            return try Yams.compose(yaml: text)
+            return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
                                                     message: "not valid YAML: \(yamlProblem(error))")])
@@ -48,7 +48,7 @@ public enum ConfigParser {
     public static func parse(_ text: String, file: String) throws -> Config {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
                                                     message: "not valid YAML: \(yamlProblem(error))")])

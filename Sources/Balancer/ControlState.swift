@@ -15,11 +15,21 @@ public struct ControlState: Sendable {
     public private(set) var operatorState: [String: [IPAddress: Config.RealState]] = [:]
     /// Real ids out of scheduling for a failure, as of the last `model`.
     public private(set) var failed: Set<UInt32> = []
+    /// Lookups by service name, rebuilt with the config.
+    private var byName: [String: Config.Service] = [:]
+    private var groupOf: [String: [String]] = [:]
+
+    private mutating func index() {
+        byName = Dictionary(config.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        groupOf = [:]
+        for g in groups { for name in g { groupOf[name] = g } }
+    }
 
     public init(config: Config, groups: [[String]], adopting pinned: PinnedState = PinnedState()) throws {
         self.config = config
         self.groups = groups
         ids = Identities(adopting: pinned)
+        index()
         try ids.assign(config: config, groups: groups)
         for s in config.services {
             for r in s.reals where r.state != .enabled { operatorState[s.name, default: [:]][r.address] = r.state }
@@ -32,9 +42,9 @@ public struct ControlState: Sendable {
     private mutating func adoptStates(_ pinned: PinnedState) {
         let byID = Dictionary(pinned.services.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let address = Dictionary(pinned.reals.map { ($0.id, $0.address) }, uniquingKeysWith: { a, _ in a })
+        let byKey = Dictionary(config.services.map { (ServiceKey($0), $0) }, uniquingKeysWith: { a, _ in a })
         for b in pinned.backends {
-            guard let ps = byID[b.service], let addr = address[b.real],
-                  let s = config.services.first(where: { ServiceKey($0) == ps.key }) else { continue }
+            guard let ps = byID[b.service], let addr = address[b.real], let s = byKey[ps.key] else { continue }
             switch b.state {
             case .up: break
             case .draining: if operatorState[s.name]?[addr] == nil { operatorState[s.name, default: [:]][addr] = .drain }
@@ -57,6 +67,7 @@ public struct ControlState: Sendable {
         ids = next
         self.config = config
         self.groups = groups
+        index()
         let present = Dictionary(config.services.map { ($0.name, Set($0.reals.map(\.address))) },
                                  uniquingKeysWith: { a, _ in a })
         var health: [String: Set<IPAddress>] = [:]
@@ -143,9 +154,9 @@ public struct ControlState: Sendable {
         return .up
     }
 
-    public func service(named name: String) -> Config.Service? { config.services.first { $0.name == name } }
+    public func service(named name: String) -> Config.Service? { byName[name] }
 
-    public func group(of name: String) -> [String] { groups.first { $0.contains(name) } ?? [name] }
+    public func group(of name: String) -> [String] { groupOf[name] ?? [name] }
 
     /// The dataplane model for the current state. Reals that newly failed
     /// get their record generation bumped (and their flow generation when a
