@@ -250,7 +250,7 @@ final class RateTracker: @unchecked Sendable {
             return RatesReport()
         }
         let elapsed = previous.at.duration(to: now)
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         if seconds >= 1 {
             var r = RatesReport()
             r.packetsPerSecond = Double(counters.packets &- previous.counters.packets) / seconds

@@ -35,7 +35,7 @@ extension Controller {
                 scheduler: s.scheduler.rawValue, group: Int(group),
                 follows: state.group(of: s.name).filter { $0 != s.name },
                 persistence: s.persistence.map { "source-ip \(DurationText.format($0.timeoutNs)) /\($0.netmask)" },
-                check: Self.describe(s.check), failover: s.failover.rawValue, dropOnFailure: s.dropOnFailure,
+                check: s.check.summary, failover: s.failover.rawValue, dropOnFailure: s.dropOnFailure,
                 sorry: s.sorry.map { "\($0.address):\($0.port)" },
                 counters: counters, rates: rates.rate(s.name, counters), reals: reals)
         }
@@ -43,7 +43,7 @@ extension Controller {
         return StatusReport(
             interface: config.interface, xdpMode: config.xdpMode.rawValue, pinDirectory: config.pinDirectory,
             configPath: configPath,
-            uptimeSeconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18,
+            uptimeSeconds: uptime.inSeconds,
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: records.count,
             recordCapacity: fill.recordCapacity, services: services)
     }
@@ -132,14 +132,6 @@ extension Controller {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    static func describe(_ check: Config.Check) -> String {
-        var text = check.type.rawValue
-        if check.type == .http || check.type == .https { text += " \(check.method) \(check.path)" }
-        if check.type != .none {
-            text += " every \(DurationText.format(check.timing.intervalNs)) rise \(check.timing.rise) fall \(check.timing.fall)"
-        }
-        return text
-    }
 }
 
 extension CountersReport {

@@ -28,10 +28,6 @@ enum ControllerBench {
         return yaml
     }
 
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
-
     /// Parse + validate, build the model, write it all; then a reload that
     /// changes one weight.
     static func apply(services: Int, reals: Int, pinRoot: String, into table: inout ResultTable) throws {
@@ -48,9 +44,9 @@ enum ControllerBench {
         let write = try clock.measure { try dataplane.apply(model) }
         let label = "\(services) services x \(reals) reals"
         table.add("controller: apply \(label)",
-                  value: String(format: "%.0f ms", seconds(parse + build + write) * 1000),
+                  value: String(format: "%.0f ms", (parse + build + write).inSeconds * 1000),
                   method: String(format: "first apply: parse+validate %.0f ms, model (ids, %d maglev rings) %.0f ms, map writes %.0f ms",
-                                 seconds(parse) * 1000, services, seconds(build) * 1000, seconds(write) * 1000))
+                                 parse.inSeconds * 1000, services, build.inSeconds * 1000, write.inSeconds * 1000))
 
         var changed = parsed.0
         changed.services[0].reals[0].weight = 2
@@ -58,7 +54,7 @@ enum ControllerBench {
             try state.reload(config: changed, groups: parsed.1)
             try dataplane.apply(state.model(macs: macs))
         }
-        table.add("controller: reload one changed weight", value: String(format: "%.1f ms", seconds(reload) * 1000),
+        table.add("controller: reload one changed weight", value: String(format: "%.1f ms", reload.inSeconds * 1000),
                   method: "model of all \(services) services rebuilt, only the changed service's ring rewritten")
     }
 
@@ -106,7 +102,7 @@ enum ControllerBench {
         let before = usage(), beforeSplit = split(), start = ContinuousClock.now
         let checksBefore = checker.snapshot().values.reduce(0) { $0 + $1.checks }
         sleep(UInt32(duration))
-        let after = usage(), afterSplit = split(), wall = seconds(start.duration(to: .now))
+        let after = usage(), afterSplit = split(), wall = start.duration(to: .now).inSeconds
         let snapshot = checker.snapshot()
         checker.stop()
         let checks = snapshot.values.reduce(0) { $0 + $1.checks } - checksBefore

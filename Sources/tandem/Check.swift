@@ -37,7 +37,7 @@ struct Check: ParsableCommand {
                 let vip = s.vip.family == .inet ? "\(s.vip):\(s.port)" : "[\(s.vip)]:\(s.port)"
                 var line = "  \(s.proto == .tcp ? "TCP" : "UDP")  \(vip)  \(s.scheduler.rawValue)"
                 if let p = s.persistence { line += "  persistent \(DurationText.format(p.timeoutNs)) mask /\(p.netmask)" }
-                line += "  check \(describe(s.check))  (\(s.name))\n"
+                line += "  check \(s.check.summary)  (\(s.name))\n"
                 out += line
                 for r in s.reals {
                     out += "    -> \(r.address.family == .inet ? "\(r.address):\(r.port)" : "[\(r.address)]:\(r.port)")"
@@ -49,14 +49,6 @@ struct Check: ParsableCommand {
         return out
     }
 
-    static func describe(_ check: Config.Check) -> String {
-        var text = check.type.rawValue
-        if check.type == .http || check.type == .https { text += " \(check.method) \(check.path)" }
-        if check.type != .none {
-            text += " every \(DurationText.format(check.timing.intervalNs)) rise \(check.timing.rise) fall \(check.timing.fall)"
-        }
-        return text
-    }
 
     static func json(_ c: Config, groups: [[String]]) throws -> String {
         let groupOf = Dictionary(groups.enumerated().flatMap { i, g in g.map { ($0, i + 1) } }, uniquingKeysWith: { a, _ in a })
@@ -65,7 +57,7 @@ struct Check: ParsableCommand {
                 "name": s.name, "vip": s.vip.description, "port": Int(s.port),
                 "protocol": s.proto == .tcp ? "tcp" : "udp", "scheduler": s.scheduler.rawValue,
                 "group": groupOf[s.name] ?? 0, "follow": s.follow, "failover": s.failover.rawValue,
-                "drop-on-failure": s.dropOnFailure, "check": describe(s.check),
+                "drop-on-failure": s.dropOnFailure, "check": s.check.summary,
                 "reals": s.reals.map { ["address": $0.address.description, "port": Int($0.port),
                                         "weight": Int($0.weight), "state": $0.state.rawValue] as [String: Any] },
             ]
