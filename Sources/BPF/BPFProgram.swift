@@ -80,3 +80,30 @@ public struct BPFProgram {
             + UInt64(end.tv_nsec) - UInt64(start.tv_nsec)
     }
 }
+
+extension BPFProgram {
+    /// Time spent in the program and runs, as the kernel counts them while
+    /// `kernel.bpf_stats_enabled` is 1 (both zero otherwise).
+    public func runStats() throws -> (ns: UInt64, runs: UInt64) {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        try check("read info of program", name) { withUnsafeMutableBytes(of: &info) { bpf_obj_get_info_by_fd(fd, $0.baseAddress, &length) } }
+        return (info.run_time_ns, info.run_cnt)
+    }
+
+    /// Turns the kernel's per-program run-time counting on or off; returns
+    /// whether it was on.
+    @discardableResult
+    public static func countRunTime(_ on: Bool) throws -> Bool {
+        let path = "/proc/sys/kernel/bpf_stats_enabled"
+        var was = false
+        if let current = fopen(path, "r") {
+            was = fgetc(current) == 0x31 /* "1" */
+            fclose(current)
+        }
+        guard let file = fopen(path, "w") else { throw BPFError("open", path, errno: errno) }
+        defer { fclose(file) }
+        guard fputs(on ? "1\n" : "0\n", file) >= 0 else { throw BPFError("write", path, errno: errno) }
+        return was
+    }
+}

@@ -1,5 +1,9 @@
 #ifndef TANDEM_CLIBBPF_SHIM_H
 #define TANDEM_CLIBBPF_SHIM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sched.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/if_link.h>
@@ -18,5 +22,24 @@ static inline long long tandem_xdp_link_ifindex(int fd)
 	if (bpf_obj_get_info_by_fd(fd, &info, &len))
 		return -errno;
 	return info.xdp.ifindex;
+}
+/* Moves the calling thread into the network namespace open at fd. */
+static inline int tandem_enter_net_namespace(int fd)
+{
+	return setns(fd, CLONE_NEWNET) ? -errno : 0;
+}
+
+/* Pins thread tid (0: the caller) to one CPU, or to all when cpu < 0. */
+static inline int tandem_pin_thread(int tid, int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (cpu >= 0) {
+		CPU_SET(cpu, &set);
+	} else {
+		for (int i = 0; i < CPU_SETSIZE; i++)
+			CPU_SET(i, &set);
+	}
+	return sched_setaffinity(tid, sizeof(set), &set) ? -errno : 0;
 }
 #endif

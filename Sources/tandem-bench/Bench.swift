@@ -34,7 +34,21 @@ struct Bench: ParsableCommand {
     @Option(help: "Seconds the health-check CPU is measured over.")
     var checkSeconds = 10
 
-    @Option(help: "Which rows: all, paths (XDP), controller.")
+    @Option(help: "Seconds of each live-packet measurement (each program, each round).")
+    var liveSeconds = 1.0
+    @Option(help: "Rounds of the live-packet rows; programs alternate within a round.")
+    var liveRounds = 3
+
+    @Option(help: "Seconds of each wrk run for the connection rows.")
+    var connSeconds = 5
+    @Option(help: "Rounds of the connection rows; Tandem and HAProxy alternate within a round.")
+    var connRounds = 2
+    @Option(help: "Connections wrk keeps open at once.")
+    var connConcurrency = 64
+    @Option(help: "The tandem executable for the connection rows (default: beside tandem-bench).")
+    var tandem: String?
+
+    @Option(help: "Which rows: all, paths (XDP in the test loop), live (packets through the lab), connections (Tandem beside HAProxy), controller.")
     var only = "all"
 
     @Flag(help: "Print the table as Markdown.")
@@ -47,7 +61,15 @@ struct Bench: ParsableCommand {
         guard (1...120_000).contains(clients) else { throw ValidationError("--clients must be 1...120000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
-        guard ["all", "paths", "controller"].contains(only) else { throw ValidationError("--only must be all, paths or controller") }
+        guard ["all", "paths", "live", "connections", "controller"].contains(only) else {
+            throw ValidationError("--only must be all, paths, live, connections or controller")
+        }
+        guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency) else {
+            throw ValidationError("--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
+        }
+        guard (0.1...60).contains(liveSeconds), (1...20).contains(liveRounds) else {
+            throw ValidationError("--live-seconds must be 0.1...60 and --live-rounds 1...20")
+        }
         guard (2...1024).contains(applyServices), (1...64).contains(applyReals) else {
             throw ValidationError("--apply-services must be 2...1024 and --apply-reals 1...64")
         }
@@ -58,13 +80,21 @@ struct Bench: ParsableCommand {
 
     mutating func run() throws {
         var table = ResultTable()
-        if only != "controller" {
+        if only == "all" || only == "paths" {
             let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
             try paths.measure(into: &table)
             if !keep { paths.dataplane.removePins() }
             try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
         }
-        if only != "paths" {
+        if only == "all" || only == "live" {
+            try LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(into: &table)
+        }
+        if only == "all" || only == "connections" {
+            let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tandem").path
+            try ConnectionBench(seconds: connSeconds, rounds: connRounds, connections: connConcurrency,
+                                tandem: tandem ?? beside).measure(into: &table)
+        }
+        if only == "all" || only == "controller" {
             try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
             for type in [Config.CheckType.tcp, .http] {
                 try ControllerBench.health(count: checkReals, type: type, seconds: checkSeconds, into: &table)
@@ -83,6 +113,20 @@ struct ResultTable {
         rows.append(Row(name: name, value: String(format: "%.1f ns", ns),
                         baseline: baseline.map { String(format: "%.1f ns", $0) } ?? "",
                         ratio: baseline.map { String(format: "%.2fx", ns / $0) } ?? "", method: method))
+    }
+
+    /// A rate (higher is better): ratio is this over the baseline.
+    mutating func add(rate name: String, pps: Double, baseline: Double?, method: String) {
+        rows.append(Row(name: name, value: String(format: "%.2f Mpps", pps / 1e6),
+                        baseline: baseline.map { String(format: "%.2f Mpps", $0 / 1e6) } ?? "",
+                        ratio: baseline.map { String(format: "%.2fx", pps / $0) } ?? "", method: method))
+    }
+
+    /// A figure with a unit; ratio is this over the baseline.
+    mutating func add(count name: String, value: Double, unit: String, baseline: Double?, method: String) {
+        func text(_ v: Double) -> String { v >= 100 ? String(format: "%.0f %@", v, unit) : String(format: "%.2f %@", v, unit) }
+        rows.append(Row(name: name, value: text(value), baseline: baseline.map(text) ?? "",
+                        ratio: baseline.map { String(format: "%.2fx", value / $0) } ?? "", method: method))
     }
 
     mutating func add(_ name: String, value: String, method: String) {

@@ -1,0 +1,199 @@
+import BPF
+import Dataplane
+import Foundation
+import Frames
+
+/// Live packets per second through the lab's load balancer (tools/lab up).
+///
+/// The generator is bpf/live.bpf.c's live_gen, run by BPF_PROG_TEST_RUN in
+/// live-frames mode with p-lb (the far end of tdm-lb's eth0, in tdm-sw) as
+/// its ingress device: its XDP_TX sends each 64-byte frame out of p-lb into
+/// tdm-lb's eth0, where the program under test runs natively. What that
+/// program sends back (XDP_TX) arrives on p-lb, whose lab program is swapped
+/// for live_sink for the run: it counts and drops. The rate is frames
+/// counted by the sink over wall time; each program under test gets the same
+/// generator, veth and sink, alternating, in the same run.
+///
+/// One core: generator, eth0's NAPI and the sink all run on CPU 0 (veth
+/// schedules its NAPI on the sending CPU). Two cores: eth0's NAPI runs in
+/// its own kernel thread (threaded NAPI) pinned to CPU 1, with the sink
+/// (scheduled from there); the generator stays on CPU 0.
+final class LiveBench {
+    static let lbNamespace = "tdm-lb", switchNamespace = "tdm-sw"
+    static let lbInterface = "eth0", peerInterface = "p-lb"
+
+    let seconds: Double
+    let rounds: Int
+    let pinRoot: String
+
+    init(seconds: Double, rounds: Int, pinRoot: String) {
+        self.seconds = seconds
+        self.rounds = rounds
+        self.pinRoot = pinRoot
+    }
+
+    struct Subject {
+        var name: String
+        var program: BPFProgram
+        var newConnections: Bool
+    }
+
+    func measure(into table: inout ResultTable) throws {
+        for name in [Self.lbNamespace, Self.switchNamespace] where !FileManager.default.fileExists(atPath: "/run/netns/\(name)") {
+            throw DataplaneError(description: "live rows need the lab (tools/lab up): no namespace \(name)")
+        }
+        BPFFS.removeTree(pinRoot)
+        let dataplane = try Dataplane(pinRoot: pinRoot)
+        defer { dataplane.removePins() }
+        try dataplane.apply(PathBench.model(reals: 4))
+        let baselineObject = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
+        try baselineObject.load()
+        let live = try BPFObject(bytes: Objects.live, name: "live", pinRoot: nil)
+        try live.load()
+        let generator = try live.program("live_gen")
+        let sink = try live.program("live_sink")
+        let received = try live.map("live_received", key: UInt32.self, value: UInt64.self)
+        let sent = try live.map("live_sent", key: UInt32.self, value: UInt64.self)
+        let mode = try live.map("live_mode", key: UInt32.self, value: UInt32.self)
+
+        let home = try NetworkNamespace.current()
+        defer { try? NetworkNamespace.enter(home); try? CPUAffinity.pin(to: nil) }
+
+        // The program under test on the LB's eth0, through a link we can
+        // switch between programs without taking NAPI down.
+        let baseline = try baselineObject.program("baseline_swap")
+        try NetworkNamespace.enter(Self.lbNamespace)
+        let link = try XDPLink.attach(baseline, interface: Self.lbInterface, mode: .native)
+        defer { try? NetworkNamespace.enter(Self.lbNamespace); try? link.detach() }
+
+        // The sink in place of the lab's program on the far end.
+        try NetworkNamespace.enter(Self.switchNamespace)
+        let peer = try Interface.index(Self.peerInterface)
+        let labProgram = try NetlinkXDP.attachedID(interface: Self.peerInterface, mode: .native).map(BPFProgram.byID)
+        try NetlinkXDP.attach(sink, interface: Self.peerInterface, mode: .native)
+        defer {
+            try? NetworkNamespace.enter(Self.switchNamespace)
+            if let labProgram { try? NetlinkXDP.attach(labProgram, interface: Self.peerInterface, mode: .native) }
+        }
+        defer { try? Self.setThreadedNAPI(false) }
+
+        // 64 bytes on the wire: 60 + FCS. An ACK of one client to the VIP.
+        var spec = PacketSpec(src: "198.18.10.1", dst: PathBench.vip, sport: 40000, dport: 80, tcpFlags: TCPFlags.ack)
+        spec.payload = [UInt8](repeating: 0, count: 6)
+        let frame = spec.bytes
+        var synSpec = spec
+        synSpec.tcpFlags = TCPFlags.syn
+        let syn = synSpec.bytes
+
+        let subjects = [
+            Subject(name: "baseline: swap MACs, XDP_TX", program: baseline, newConnections: false),
+            Subject(name: "established flow", program: dataplane.program, newConnections: false),
+            Subject(name: "new connection every frame", program: dataplane.program, newConnections: true),
+        ]
+        for cores in [1, 2] {
+            var napiThread: Int32?
+            if cores == 2 {
+                napiThread = try Self.startNAPIThread()
+                try CPUAffinity.pin(thread: napiThread!, to: 1)
+            } else {
+                try Self.setThreadedNAPI(false)
+            }
+            try CPUAffinity.pin(to: 0)
+            var packets = [Double](repeating: 0, count: subjects.count)
+            var generated = [Double](repeating: 0, count: subjects.count)
+            var elapsed = [Double](repeating: 0, count: subjects.count)
+            for _ in 0..<rounds {
+                for (i, subject) in subjects.enumerated() {
+                    try link.update(to: subject.program)
+                    try mode.update(0, subject.newConnections ? 1 : 0)
+                    try dataplane.clearFlows()
+                    let r = try run(generator, subject.newConnections ? syn : frame, peer: peer,
+                                    received: received, sent: sent)
+                    packets[i] += r.received
+                    generated[i] += r.sent
+                    elapsed[i] += r.seconds
+                }
+            }
+            let base = packets[0] / elapsed[0]
+            let where_ = cores == 1 ? "generator, LB and sink on CPU 0"
+                : "generator on CPU 0; LB's NAPI thread (pid \(napiThread!)) and sink on CPU 1"
+            for (i, subject) in subjects.enumerated() {
+                let pps = packets[i] / elapsed[i]
+                let method = String(format: "64-byte frames, %d x %.1f s alternating; %@; %.0f%% of %.2f Mpps generated came back",
+                                    rounds, seconds, where_, 100 * packets[i] / max(generated[i], 1), generated[i] / elapsed[i] / 1e6)
+                table.add(rate: "live, \(cores) core\(cores == 1 ? "" : "s"): \(subject.name)", pps: pps,
+                          baseline: i == 0 ? nil : base, method: method)
+            }
+        }
+    }
+
+    /// Generates for `seconds` and returns what the sink counted, what the
+    /// generator sent and the wall time.
+    func run(_ generator: BPFProgram, _ frame: [UInt8], peer: UInt32,
+             received: BPFMap<UInt32, UInt64>, sent: BPFMap<UInt32, UInt64>) throws -> (received: Double, sent: Double, seconds: Double) {
+        func total(_ map: BPFMap<UInt32, UInt64>) -> UInt64 { map.lookupPerCPU(0)?.reduce(0, +) ?? 0 }
+        // Warm up: first flow, first records, page pool.
+        _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 10_000)
+        usleep(20_000)
+        let received0 = total(received), sent0 = total(sent)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var now = start
+        while Double(now - start) < seconds * 1e9 {
+            _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 100_000)
+            now = DispatchTime.now().uptimeNanoseconds
+        }
+        usleep(20_000)   // frames still in the rings; counted, not timed
+        return (Double(total(received) - received0), Double(total(sent) - sent0), Double(now - start) / 1e9)
+    }
+
+    static func setThreadedNAPI(_ on: Bool, namespace: String = lbNamespace, interface: String = lbInterface) throws {
+        try Command.run("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c",
+                                         "echo \(on ? 1 : 0) > /sys/class/net/\(interface)/threaded"])
+    }
+
+    /// Threads named napi/eth0-ID: every namespace's eth0 shares the name.
+    static func napiThreads(_ interface: String = lbInterface) -> Set<Int32> {
+        var found: Set<Int32> = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { continue }
+            if comm.hasPrefix("napi/\(interface)-") { found.insert(pid) }
+        }
+        return found
+    }
+
+    /// Turns threaded NAPI on for the LB's eth0 and returns its new kernel
+    /// thread: the one that was not there before.
+    static func startNAPIThread(namespace: String = lbNamespace, interface: String = lbInterface) throws -> Int32 {
+        let before = napiThreads(interface)
+        try setThreadedNAPI(true, namespace: namespace, interface: interface)
+        let new = napiThreads(interface).subtracting(before)
+        guard new.count == 1 else {
+            throw DataplaneError(description: "threaded NAPI on \(namespace)'s \(interface): wanted one new napi thread, found \(new.count)")
+        }
+        return new.first!
+    }
+}
+
+/// Runs a helper program to completion; throws with its output on failure.
+enum Command {
+    @discardableResult
+    static func output(_ path: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw DataplaneError(description: "\(path) \(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+
+    static func run(_ path: String, _ arguments: [String]) throws { try output(path, arguments) }
+}
