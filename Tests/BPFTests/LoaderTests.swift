@@ -103,4 +103,45 @@ struct LoaderTests {
         }
         #expect(missing.description == "cannot find interface tdm-missing: No such device (see 'ip link')")
     }
+
+    @Test("live frames: the generator's frames cross a veth, meet the program there and come back to the sink")
+    func liveFrames() throws {
+        let ns = "tandem-l\(getpid())"
+        // No IPv6: the stack's own router solicitations would cross the pair too.
+        try sh("ip netns add \(ns) && ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1"
+               + " net.ipv6.conf.default.disable_ipv6=1"
+               + " && ip -n \(ns) link add tdm0 type veth peer name tdm1"
+               + " && ip -n \(ns) link set tdm0 up && ip -n \(ns) link set tdm1 up")
+        defer { _ = try? sh("ip netns del \(ns)") }
+        let home = try NetworkNamespace.current()
+        try NetworkNamespace.enter(ns)
+        defer { try? NetworkNamespace.enter(home) }
+
+        let baseline = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
+        try baseline.load()
+        let live = try BPFObject(bytes: Objects.live, name: "live", pinRoot: nil)
+        try live.load()
+        let swap = try baseline.program("baseline_swap")
+        let sink = try live.program("live_sink")
+        let received = try live.map("live_received", key: UInt32.self, value: UInt64.self)
+
+        // The program under test on tdm1; the sink (netlink-attached) on tdm0.
+        let link = try XDPLink.attach(swap, interface: "tdm1", mode: .native)
+        defer { try? link.detach() }
+        #expect(try NetlinkXDP.attachedID(interface: "tdm0", mode: .native) == nil)
+        try NetlinkXDP.attach(sink, interface: "tdm0", mode: .native)
+        #expect(try NetlinkXDP.attachedID(interface: "tdm0", mode: .native) != nil)
+
+        let wasCounting = try BPFProgram.countRunTime(true)
+        defer { try? BPFProgram.countRunTime(wasCounting) }
+        func sunk() -> UInt64 { received.lookupPerCPU(0)?.reduce(0, +) ?? 0 }
+        let before = try swap.runStats(), sunkBefore = sunk()
+        let frame = [UInt8](repeating: 0, count: 12) + [0x08, 0x00] + [UInt8](repeating: 0, count: 46)
+        _ = try live.program("live_gen").liveFrames(packet: frame, ifindex: try Interface.index("tdm0"), count: 1000)
+        usleep(50_000)
+        let after = try swap.runStats()
+        #expect(after.runs - before.runs == 1000, "the program on the far end ran once per frame")
+        #expect(after.ns > before.ns)
+        #expect(sunk() - sunkBefore == 1000, "every frame it sent back reached the sink")
+    }
 }
