@@ -1,9 +1,7 @@
 #ifndef TANDEM_CLIBBPF_SHIM_H
 #define TANDEM_CLIBBPF_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/if_link.h>
@@ -23,23 +21,24 @@ static inline long long tandem_xdp_link_ifindex(int fd)
 		return -errno;
 	return info.xdp.ifindex;
 }
-/* Moves the calling thread into the network namespace open at fd. */
+/* Moves the calling thread into the network namespace open at fd.
+ * (Raw syscalls: _GNU_SOURCE here would clash with Swift's Glibc module.) */
 static inline int tandem_enter_net_namespace(int fd)
 {
-	return setns(fd, CLONE_NEWNET) ? -errno : 0;
+	return syscall(SYS_setns, fd, 0x40000000 /* CLONE_NEWNET */) ? -errno : 0;
 }
 
-/* Pins thread tid (0: the caller) to one CPU, or to all when cpu < 0. */
+/* Pins thread tid (0: the caller) to one CPU (< 1024), or to all when cpu < 0. */
 static inline int tandem_pin_thread(int tid, int cpu)
 {
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	if (cpu >= 0) {
-		CPU_SET(cpu, &set);
-	} else {
-		for (int i = 0; i < CPU_SETSIZE; i++)
-			CPU_SET(i, &set);
-	}
-	return sched_setaffinity(tid, sizeof(set), &set) ? -errno : 0;
+	unsigned long mask[1024 / (8 * sizeof(unsigned long))];
+
+	for (unsigned i = 0; i < sizeof(mask) / sizeof(mask[0]); i++)
+		mask[i] = cpu < 0 ? ~0UL : 0;
+	if (cpu >= 1024)
+		return -EINVAL;
+	if (cpu >= 0)
+		mask[cpu / (8 * sizeof(unsigned long))] = 1UL << (cpu % (8 * sizeof(unsigned long)));
+	return syscall(SYS_sched_setaffinity, tid, sizeof(mask), mask) ? -errno : 0;
 }
 #endif
