@@ -32,7 +32,7 @@ struct {
 	__type(value, __u64);
 } live_sent SEC(".maps");
 
-
+/* 0: send the frame as it is; 1: a new connection in every frame. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

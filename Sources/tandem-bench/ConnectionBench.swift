@@ -44,7 +44,7 @@ struct ConnectionBench {
         try Self.haproxyConfig(pidFile: workDirectory + "/haproxy.pid")
             .write(toFile: workDirectory + "/haproxy.cfg", atomically: true, encoding: .utf8)
         for namespace in ["tdm-client", "tdm-lb"] {
-            try Command.run("/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
+            try Command.output("/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
         }
         let statsWereOn = try BPFProgram.countRunTime(true)
         defer { try? BPFProgram.countRunTime(statsWereOn) }
@@ -82,9 +82,8 @@ struct ConnectionBench {
         let serve = Process()
         serve.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         serve.arguments = ["--net=/run/netns/tdm-lb", tandem, "serve", "--config", workDirectory + "/tandem.yaml"]
-        let log = FileHandle(forWritingAtPath: workDirectory + "/tandem.log")
-            ?? { FileManager.default.createFile(atPath: workDirectory + "/tandem.log", contents: nil)
-                 return FileHandle(forWritingAtPath: workDirectory + "/tandem.log")! }()
+        FileManager.default.createFile(atPath: workDirectory + "/tandem.log", contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: workDirectory + "/tandem.log"))
         serve.standardOutput = log
         serve.standardError = log
         try serve.run()

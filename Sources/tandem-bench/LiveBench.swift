@@ -146,30 +146,26 @@ final class LiveBench {
         return (Double(total(received) - received0), Double(total(sent) - sent0), Double(now - start) / 1e9)
     }
 
-    static func setThreadedNAPI(_ on: Bool, namespace: String = lbNamespace, interface: String = lbInterface) throws {
-        try Command.run("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c",
-                                         "echo \(on ? 1 : 0) > /sys/class/net/\(interface)/threaded"])
-    }
-
-    /// Threads named napi/eth0-ID: every namespace's eth0 shares the name.
-    static func napiThreads(_ interface: String = lbInterface) -> Set<Int32> {
-        var found: Set<Int32> = []
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry),
-                  let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { continue }
-            if comm.hasPrefix("napi/\(interface)-") { found.insert(pid) }
-        }
-        return found
+    static func setThreadedNAPI(_ on: Bool) throws {
+        try Command.output("/usr/sbin/ip", ["netns", "exec", lbNamespace, "sh", "-c",
+                                            "echo \(on ? 1 : 0) > /sys/class/net/\(lbInterface)/threaded"])
     }
 
     /// Turns threaded NAPI on for the LB's eth0 and returns its new kernel
-    /// thread: the one that was not there before.
-    static func startNAPIThread(namespace: String = lbNamespace, interface: String = lbInterface) throws -> Int32 {
-        let before = napiThreads(interface)
-        try setThreadedNAPI(true, namespace: namespace, interface: interface)
-        let new = napiThreads(interface).subtracting(before)
+    /// thread. Every namespace's eth0 names its thread napi/eth0-ID, so the
+    /// LB's is the one that was not there before.
+    static func startNAPIThread() throws -> Int32 {
+        func threads() -> Set<Int32> {
+            let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return Set(all.compactMap(Int32.init).filter { pid in
+                (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("napi/\(lbInterface)-") ?? false
+            })
+        }
+        let before = threads()
+        try setThreadedNAPI(true)
+        let new = threads().subtracting(before)
         guard new.count == 1 else {
-            throw DataplaneError(description: "threaded NAPI on \(namespace)'s \(interface): wanted one new napi thread, found \(new.count)")
+            throw DataplaneError(description: "threaded NAPI on \(lbNamespace)'s \(lbInterface): wanted one new napi thread, found \(new.count)")
         }
         return new.first!
     }
@@ -194,6 +190,4 @@ enum Command {
         }
         return text
     }
-
-    static func run(_ path: String, _ arguments: [String]) throws { try output(path, arguments) }
 }
