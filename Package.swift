@@ -27,20 +27,26 @@ let package = Package(
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
-        .target(name: "BPF", dependencies: ["CLibBPF"]),
-        // Pure Swift: addresses, schedulers (maglev, wrr, fixed), dataplane model.
-        .target(name: "Balancer", dependencies: ["Yams"]),
+        .target(name: "BPF", dependencies: ["CLibBPF", "Model"]),
+        // Pure Swift, no dependencies: addresses, schedulers (maglev, wrr,
+        // fixed), the dataplane model, health-check definitions, pinned state.
+        .target(name: "Model"),
+        // The YAML config: parser (Yams) and the rules that span services.
+        .target(name: "Configuration", dependencies: ["Model", "Yams"]),
+        // What `tandem serve` decides: stable ids, health and operator
+        // states, invalidation, adoption of pinned state.
+        .target(name: "Control", dependencies: ["Model", "Configuration", "TandemABI"]),
         // Model -> ABI structs -> maps; carries the compiled XDP objects.
         .target(
             name: "Dataplane",
-            dependencies: ["BPF", "TandemABI", "Balancer"],
+            dependencies: ["BPF", "TandemABI", "Model"],
             plugins: ["BPFCompile"]
         ),
         // Health checks on SwiftNIO: probes (tcp, http, https, tls) and the
         // rise/fall state machine.
         .target(
             name: "Health",
-            dependencies: ["Balancer",
+            dependencies: ["Model",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -53,7 +59,7 @@ let package = Package(
         // together as lifecycle services; also the control protocol the CLI speaks.
         .target(
             name: "Controller",
-            dependencies: ["Balancer", "Dataplane", "BPF", "Health",
+            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -64,11 +70,11 @@ let package = Package(
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
         // Frame builder shared by tests, benchmarks and the traffic generator.
-        .target(name: "Frames", dependencies: ["Balancer"]),
+        .target(name: "Frames", dependencies: ["Model"]),
         // The command: check, serve, down, ...
         .executableTarget(
             name: "tandem",
-            dependencies: ["Balancer", "Dataplane", "BPF", "Controller",
+            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Controller",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -77,7 +83,7 @@ let package = Package(
         // Benchmarks (tools/bench).
         .executableTarget(
             name: "tandem-bench",
-            dependencies: ["Dataplane", "BPF", "Balancer", "Frames", "Health",
+            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -88,18 +94,22 @@ let package = Package(
         .plugin(name: "BPFCompile", capability: .buildTool(), dependencies: ["BPFEmbed"]),
 
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
-        .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "Balancer",
+        .testTarget(name: "ModelTests", dependencies: ["Model"]),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Model", "TestSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Configuration", "Model", "TestSupport"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Model",
                                                        .product(name: "NIOCore", package: "swift-nio"),
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                                        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                                        .product(name: "Logging", package: "swift-log")]),
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
+        // What tests and benchmarks share: configs, privilege check, subprocesses, clock.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "CTestSupport"]),
-        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Balancer", "Controller", "CTestSupport"]),
+        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "CTestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Dataplane", "BPFTestObjects", "CTestSupport"]),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Balancer", "Frames", "CTestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "CTestSupport"]),
     ]
 )

@@ -1,13 +1,8 @@
 import CLibBPF
 import Glibc
+import Model
 
-/// How the program is attached to the NIC.
-public enum XDPMode: String, Sendable, CaseIterable {
-    /// In the driver, before an skb exists: the fast path.
-    case native
-    /// After the skb is built: works on any NIC, slower.
-    case generic
-
+extension XDPMode {
     var flags: UInt32 {
         switch self {
         case .native: UInt32(XDP_FLAGS_DRV_MODE)

@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 
 /// The control socket speaks one JSON object per line: a request from the
 /// CLI, then one response, then the connection closes.

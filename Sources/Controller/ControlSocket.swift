@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Foundation
 import Logging
 import NIOCore

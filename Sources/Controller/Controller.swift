@@ -1,5 +1,7 @@
 import BPF
-import Balancer
+import Configuration
+import Control
+import Model
 import Dataplane
 import Foundation
 import Glibc
@@ -38,17 +40,18 @@ public actor Controller {
     /// Loads (or adopts) the dataplane under the config's pin directory,
     /// writes the config into it and makes sure XDP runs on the interface.
     /// Nothing on the NIC changes unless every step before attaching worked.
-    public init(config: Config, groups: [[String]], configPath: String, logger: Logger,
+    public init(_ validated: ValidatedConfig, configPath: String, logger: Logger,
                 group: any EventLoopGroup, registry: PrometheusCollectorRegistry = .init()) async throws {
         self.configPath = configPath
         self.metrics = ControllerMetrics(registry: registry)
         self.logger = logger
+        let config = validated.config
         _ = try Interface.index(config.interface)
         try BPFFS.prepare(directory: config.pinDirectory)
         let dataplane = try Dataplane(pinRoot: config.pinDirectory,
                                       verifierLogPath: "/tmp/tandem-verifier.log")
         let pinned = dataplane.pinnedState()
-        var state = try ControlState(config: config, groups: groups, adopting: pinned)
+        let state = try ControlState(validated, adopting: pinned)
         let neighbours = Neighbours(interface: config.interface, group: group)
         let macs = try await neighbours.resolve(state.realAddresses)
         let model = state.model(macs: macs)
@@ -80,7 +83,7 @@ public actor Controller {
                 "records": "\(fill.records)", "flows": "\(fill.flows)"])
         } else {
             link = try XDPLink.attach(dataplane.program, interface: config.interface,
-                                      mode: config.xdpMode == .native ? .native : .generic)
+                                      mode: config.xdpMode)
             try link.pin(at: linkPath)
             logger.info("attached XDP", metadata: ["interface": "\(config.interface)",
                                                    "mode": "\(config.xdpMode.rawValue)"])
@@ -147,7 +150,6 @@ public actor Controller {
     /// Builds the model from `next`, writes it, and keeps `next` only if
     /// the write worked.
     private func commit(_ next: ControlState) throws {
-        var next = next
         let model = next.model(macs: macs)
         try dataplane.apply(model)
         state = next
@@ -174,7 +176,8 @@ public actor Controller {
     /// fails validation, or a real whose MAC cannot be found, changes nothing.
     public func reload() async throws -> String {
         do {
-            let (config, groups) = try ConfigParser.loadValidated(path: configPath)
+            let validated = try ConfigParser.loadValidated(path: configPath)
+            let config = validated.config
             let current = state.config
             var fixed: [String] = []
             if config.interface != current.interface { fixed.append("interface") }
@@ -186,7 +189,7 @@ public actor Controller {
                 throw ControlError("\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)")
             }
             var next = state
-            try next.reload(config: config, groups: groups)
+            try next.reload(validated)
             let newAddresses = next.realAddresses.subtracting(macs.keys)
             let resolved = try await neighbours.resolve(newAddresses)
             let before = Set(state.config.services.map(\.name))

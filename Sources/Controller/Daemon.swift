@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Logging
 import NIOCore
 import NIOPosix
@@ -13,12 +15,13 @@ import UnixSignals
 public enum Daemon {
     public static func run(configPath: String, logger: Logger,
                            registry: PrometheusCollectorRegistry) async throws {
-        let (config, groups) = try ConfigParser.loadValidated(path: configPath)
+        let validated = try ConfigParser.loadValidated(path: configPath)
+        let config = validated.config
         if await ControlClient.isServing(socket: config.socket) {
             throw ControlError("tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
         }
         let group = MultiThreadedEventLoopGroup.singleton
-        let controller = try await Controller(config: config, groups: groups, configPath: configPath,
+        let controller = try await Controller(validated, configPath: configPath,
                                               logger: logger, group: group, registry: registry)
         try await controller.startHealthChecks(group: group)
 

@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Dataplane
 import Foundation
 import Glibc

@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Foundation
 
 /// Human output of the read commands, in the manner of `ipvsadm -Ln`.

@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import TandemABI
 
 /// 16 address bytes in network order, as the ABI stores addresses.

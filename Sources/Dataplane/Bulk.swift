@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Glibc
 import TandemABI
 

@@ -1,5 +1,5 @@
 import BPF
-import Balancer
+import Model
 import Foundation
 import TandemABI
 
@@ -318,7 +318,7 @@ extension Dataplane {
     public func pinnedState() -> PinnedState {
         let pinnedServices = services.entries().compactMap { key, value -> PinnedState.Service? in
             guard let vip = IPAddress(abiAddress: key.vip, family: key.af),
-                  let proto = DataplaneModel.L4Protocol(rawValue: key.proto) else { return nil }
+                  let proto = L4Protocol(rawValue: key.proto) else { return nil }
             return .init(key: ServiceKey(vip: vip, port: key.port, proto: proto), id: value.id,
                          group: value.group, sorryReal: value.sorry_real)
         }

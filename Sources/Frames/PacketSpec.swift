@@ -1,4 +1,4 @@
-import Balancer
+import Model
 
 /// Builds frames for tests, benchmarks and the traffic generator:
 /// Ethernet, optional VLAN tag, IPv4 (with options or fragment bits) or IPv6

@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

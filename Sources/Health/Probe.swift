@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Glibc
 import NIOCore
 import NIOHTTP1
@@ -11,9 +11,9 @@ import NIOTLS
 public struct ProbeTarget: Hashable, Sendable, CustomStringConvertible {
     public var address: IPAddress
     public var port: UInt16
-    public var check: Config.Check
+    public var check: HealthCheck
 
-    public init(address: IPAddress, port: UInt16, check: Config.Check) {
+    public init(address: IPAddress, port: UInt16, check: HealthCheck) {
         self.address = address
         self.port = port
         self.check = check

@@ -1,6 +1,6 @@
 import ArgumentParser
 import BPF
-import Balancer
+import Model
 import Dataplane
 import Foundation
 import Frames
@@ -96,7 +96,7 @@ struct Bench: ParsableCommand {
         }
         if only == "all" || only == "controller" {
             try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
-            for type in [Config.CheckType.tcp, .http] {
+            for type in [CheckType.tcp, .http] {
                 try ControllerBench.health(count: checkReals, type: type, seconds: checkSeconds, into: &table)
             }
         }

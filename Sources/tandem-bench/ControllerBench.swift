@@ -1,4 +1,6 @@
-import Balancer
+import Configuration
+import Control
+import Model
 import Dataplane
 import Foundation
 import Glibc
@@ -33,9 +35,9 @@ enum ControllerBench {
     static func apply(services: Int, reals: Int, pinRoot: String, into table: inout ResultTable) throws {
         let yaml = config(services: services, reals: reals)
         let clock = ContinuousClock()
-        var parsed: (Config, [[String]])!
+        var parsed: ValidatedConfig!
         let parse = try clock.measure { parsed = try ConfigParser.parseValidated(yaml, file: "bench.yaml") }
-        var state = try ControlState(config: parsed.0, groups: parsed.1)
+        var state = try ControlState(parsed)
         let macs = Dictionary(uniqueKeysWithValues: state.realAddresses.map { ($0, MACAddress(bytes: [2, 0, 0, 0, 0, 1])!) })
         var model: DataplaneModel!
         let build = clock.measure { model = state.model(macs: macs) }
@@ -48,10 +50,10 @@ enum ControllerBench {
                   method: String(format: "first apply: parse+validate %.0f ms, model (ids, %d maglev rings) %.0f ms, map writes %.0f ms",
                                  parse.inSeconds * 1000, services, build.inSeconds * 1000, write.inSeconds * 1000))
 
-        var changed = parsed.0
+        var changed = parsed.config
         changed.services[0].reals[0].weight = 2
         let reload = try clock.measure {
-            try state.reload(config: changed, groups: parsed.1)
+            try state.reload(ConfigValidator.validate(changed, file: "bench.yaml"))
             try dataplane.apply(state.model(macs: macs))
         }
         table.add("controller: reload one changed weight", value: String(format: "%.1f ms", reload.inSeconds * 1000),
@@ -61,7 +63,7 @@ enum ControllerBench {
     /// CPU of this process while `count` reals are checked every second
     /// against a server in another process that answers on every loopback
     /// address (127.0.x.y: one address per real; nothing leaves the host).
-    static func health(count: Int, type: Config.CheckType, seconds duration: Int, into table: inout ResultTable) throws {
+    static func health(count: Int, type: CheckType, seconds duration: Int, into table: inout ResultTable) throws {
         let port = 18_000 + Int(getpid() % 1000)
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -85,7 +87,7 @@ enum ControllerBench {
         defer { server.terminate(); server.waitUntilExit() }
         usleep(500_000)
 
-        var check = Config.Check()
+        var check = HealthCheck()
         check.type = type
         check.path = "/health"
         check.timing.intervalNs = 1_000_000_000

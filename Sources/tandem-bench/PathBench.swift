@@ -1,5 +1,5 @@
 import BPF
-import Balancer
+import Model
 import Dataplane
 import Foundation
 import Frames
@@ -48,7 +48,7 @@ final class PathBench {
             DataplaneModel.Real(id: UInt32(i), address: IPAddress("198.18.0.\(20 + i)")!,
                                 mac: MACAddress(bytes: [2, 0, 0, 0, 1, UInt8(i)])!)
         }
-        let persistence = DataplaneModel.Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
+        let persistence = Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
         let backends = reals.map { DataplaneModel.Backend(real: $0.id, weight: 1) }
         return DataplaneModel(services: [
             .init(id: 0, group: 1, vip: IPAddress(vip)!, port: 80, proto: .tcp, persistence: persistence, backends: backends),

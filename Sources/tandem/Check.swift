@@ -1,5 +1,7 @@
 import ArgumentParser
-import Balancer
+import Configuration
+import Control
+import Model
 import Foundation
 
 /// `tandem check --config F`: validate and show what would be served.
@@ -14,20 +16,20 @@ struct Check: ParsableCommand {
     var json = false
 
     func run() throws {
-        let loaded: Config
-        let groups: [[String]]
+        let validated: ValidatedConfig
         do {
-            (loaded, groups) = try ConfigParser.loadValidated(path: config)
+            validated = try ConfigParser.loadValidated(path: config)
         } catch let errors as ConfigErrors {
             var stderr = StandardError()
             print(errors.description, to: &stderr)
             print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
             throw ExitCode(1)
         }
-        print(json ? try Self.json(loaded, groups: groups) : Self.text(loaded, groups: groups), terminator: "")
+        print(json ? try Self.json(validated) : Self.text(validated), terminator: "")
     }
 
-    static func text(_ c: Config, groups: [[String]]) -> String {
+    static func text(_ validated: ValidatedConfig) -> String {
+        let c = validated.config, groups = validated.groups
         let byName = Dictionary(c.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
         for (i, group) in groups.enumerated() {
@@ -50,7 +52,8 @@ struct Check: ParsableCommand {
     }
 
 
-    static func json(_ c: Config, groups: [[String]]) throws -> String {
+    static func json(_ validated: ValidatedConfig) throws -> String {
+        let c = validated.config, groups = validated.groups
         let groupOf = Dictionary(groups.enumerated().flatMap { i, g in g.map { ($0, i + 1) } }, uniquingKeysWith: { a, _ in a })
         let services: [[String: Any]] = c.services.map { s in
             var d: [String: Any] = [

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Balancer
+import Configuration
+import Control
+import Model
 import Controller
 import Foundation
 

@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Frames
 @testable import Dataplane
 import TandemABI

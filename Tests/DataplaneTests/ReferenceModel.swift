@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Frames
 import Dataplane
 import TandemABI

@@ -1,5 +1,5 @@
 import BPF
-import Balancer
+import Model
 import Frames
 @testable import Dataplane
 import Foundation

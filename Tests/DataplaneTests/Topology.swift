@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Frames
 
 /// The services and reals every packet test starts from.
@@ -25,7 +25,7 @@ enum Topology {
     }
 
     static func service(_ id: UInt32, group: UInt32, _ vip: String, _ port: UInt16,
-                        _ proto: DataplaneModel.L4Protocol = .tcp, scheduler: Scheduler = .maglev,
+                        _ proto: L4Protocol = .tcp, scheduler: Scheduler = .maglev,
                         netmask: Int? = 32, reals: [(UInt32, UInt32)], sorry: UInt32? = nil,
                         state: DataplaneModel.BackendState = .up) -> DataplaneModel.Service {
         DataplaneModel.Service(

@@ -1,4 +1,4 @@
-import Balancer
+import Model
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -74,15 +74,15 @@ enum Fixtures {
         return try! NIOSSLContext(configuration: config)
     }()
 
-    static func check(_ type: Config.CheckType, timeoutMs: UInt64 = 500, _ edit: (inout Config.Check) -> Void = { _ in }) -> Config.Check {
-        var check = Config.Check()
+    static func check(_ type: CheckType, timeoutMs: UInt64 = 500, _ edit: (inout HealthCheck) -> Void = { _ in }) -> HealthCheck {
+        var check = HealthCheck()
         check.type = type
         check.timing.timeoutNs = timeoutMs * 1_000_000
         edit(&check)
         return check
     }
 
-    static func probe(_ port: UInt16, _ check: Config.Check) throws -> ProbeResult {
+    static func probe(_ port: UInt16, _ check: HealthCheck) throws -> ProbeResult {
         let prober = try Prober(group: MultiThreadedEventLoopGroup.singleton)
         return try prober.probe(ProbeTarget(address: IPAddress("127.0.0.1")!, port: port, check: check)).wait()
     }

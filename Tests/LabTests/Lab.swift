@@ -1,5 +1,7 @@
 import BPF
-import Balancer
+import Configuration
+import Control
+import Model
 import CTestSupport
 import Dataplane
 import Foundation
@@ -91,8 +93,8 @@ final class LabBalancer {
     /// Real ids: group 1 (shop :80, :443/tcp, :443/udp) 1-3; group 2 (:8080,
     /// not linked) 4-6; group 3 (IPv6 :80, :443) 7-9.
     static var model: DataplaneModel {
-        let persist = DataplaneModel.Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
-        let persist6 = DataplaneModel.Persistence(timeoutNs: 1_800_000_000_000, netmask: 128)
+        let persist = Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
+        let persist6 = Persistence(timeoutNs: 1_800_000_000_000, netmask: 128)
         func backends(_ ids: [UInt32]) -> [DataplaneModel.Backend] { ids.map { .init(real: $0, weight: 1) } }
         let v4 = IPAddress(Lab.vip4)!, v6 = IPAddress(Lab.vip6)!
         return DataplaneModel(

@@ -1,38 +1,10 @@
 import Testing
-@testable import Balancer
+import TestSupport
+@testable import Configuration
+import Model
 
-/// The SPEC §5 example, and variations with one thing wrong each.
-enum Configs {
-    static let spec = """
-    interface: eth0             # NIC whose XDP hook runs the dataplane
-    xdp-mode: native            # native | generic
-    defaults:
-      check: { interval: 2s, timeout: 1s, rise: 2, fall: 3 }
-    services:
-      - name: shop-http
-        vip: 198.18.0.100
-        port: 80
-        protocol: tcp
-        scheduler: maglev
-        persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
-        follow: [shop-https]
-        check: { type: http, path: /health }
-        reals:
-          - { address: 198.18.0.21, port: 80 }
-          - { address: 198.18.0.22, port: 80, weight: 2 }
-      - name: shop-https
-        vip: 198.18.0.100
-        port: 443
-        protocol: tcp
-        scheduler: maglev
-        persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
-        follow: [shop-http]
-        check: { type: tls }
-        reals:
-          - { address: 198.18.0.21, port: 443 }
-          - { address: 198.18.0.22, port: 443, weight: 2 }
-    """
-
+/// Variations of the SPEC example with one thing wrong each.
+extension Configs {
     static func errors(_ yaml: String) -> [ConfigError] {
         do {
             _ = try ConfigParser.parseValidated(yaml, file: "t.yaml")
@@ -55,13 +27,13 @@ struct ConfigTests {
         #expect(config.metrics == nil)
         #expect(config.services.count == 2)
         let http = config.services[0]
-        #expect(http.persistence == Config.Persistence(timeoutNs: 30 * 60_000_000_000, netmask: 32))
+        #expect(http.persistence == Persistence(timeoutNs: 30 * 60_000_000_000, netmask: 32))
         #expect(http.check.type == .http && http.check.path == "/health" && http.check.expect == [200...299])
         #expect(http.check.timing.intervalNs == 2_000_000_000 && http.check.timing.fall == 3)
         #expect(http.reals.map(\.weight) == [1, 2])
         #expect(http.failover == .group && !http.dropOnFailure)
         #expect(http.line == 6)
-        #expect(try ConfigValidator.validate(config, file: "t.yaml") == [["shop-http", "shop-https"]])
+        #expect(try ConfigValidator.validate(config, file: "t.yaml").groups == [["shop-http", "shop-https"]])
     }
 
     @Test("an unknown key is named with its line", arguments: [
@@ -159,7 +131,7 @@ struct ConfigTests {
         """
         let yaml = Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-quic]") + quic
         let config = try ConfigParser.parse(yaml, file: "t.yaml")
-        #expect(try ConfigValidator.validate(config, file: "t.yaml") == [["shop-http", "shop-https", "shop-quic"]])
+        #expect(try ConfigValidator.validate(config, file: "t.yaml").groups == [["shop-http", "shop-https", "shop-quic"]])
     }
 
     @Test("duplicates: names and VIP:port/protocol")

@@ -1,9 +1,9 @@
+import Model
+
 /// Tandem's configuration, as the YAML file states it (SPEC §5), with
 /// defaults applied. `ConfigParser` reads it; `ConfigValidator` checks the
 /// rules that span services (port following, duplicates).
 public struct Config: Equatable, Sendable {
-    public enum XDPMode: String, Sendable, CaseIterable { case native, generic }
-
     /// NIC whose XDP hook runs the dataplane.
     public var interface: String
     public var xdpMode: XDPMode = .native
@@ -23,44 +23,7 @@ public struct Config: Equatable, Sendable {
         public init() {}
     }
 
-    /// Health-check timing; durations in nanoseconds.
-    public struct CheckTiming: Hashable, Sendable {
-        public var intervalNs: UInt64 = 2_000_000_000
-        public var timeoutNs: UInt64 = 1_000_000_000
-        public var rise = 2
-        public var fall = 3
-        public init() {}
-    }
-
-    public enum CheckType: String, Sendable, CaseIterable { case tcp, http, https, tls, none }
-
-    public struct Check: Hashable, Sendable {
-        public var type: CheckType = .tcp
-        public var timing = CheckTiming()
-        public var method = "GET"
-        public var path = "/"
-        public var host: String?
-        /// Accepted status codes, as inclusive ranges (default 200-299).
-        public var expect: [ClosedRange<Int>] = [200...299]
-        /// Substring the body must contain.
-        public var body: String?
-        /// Verify the real's certificate (https, tls); off by default.
-        public var verify = false
-        /// Port to check; the real's port when nil.
-        public var port: UInt16?
-        public init() {}
-    }
-
     public enum Failover: String, Sendable, CaseIterable { case group, service }
-
-    public struct Persistence: Equatable, Sendable {
-        public var timeoutNs: UInt64
-        public var netmask: Int
-        public init(timeoutNs: UInt64, netmask: Int) {
-            self.timeoutNs = timeoutNs
-            self.netmask = netmask
-        }
-    }
 
     public enum RealState: String, Sendable, CaseIterable { case enabled, disabled, drain }
 
@@ -82,13 +45,13 @@ public struct Config: Equatable, Sendable {
         public var name: String
         public var vip: IPAddress
         public var port: UInt16
-        public var proto: DataplaneModel.L4Protocol = .tcp
+        public var proto: L4Protocol = .tcp
         public var scheduler: Scheduler = .maglev
         public var persistence: Persistence?
         public var follow: [String] = []
         public var failover: Failover = .group
         public var dropOnFailure = false
-        public var check = Check()
+        public var check = HealthCheck()
         public var sorry: Real?
         public var reals: [Real] = []
         /// Line of the service in the file, for messages.
@@ -124,4 +87,21 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [ConfigError]
     public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// A config that passed every check of `ConfigParser` and `ConfigValidator`,
+/// with its follow groups (service names, in config order). Only the
+/// validator makes one, so holding one means nothing is left to check.
+public struct ValidatedConfig: Equatable, Sendable {
+    public let config: Config
+    public let groups: [[String]]
+
+    init(config: Config, groups: [[String]]) {
+        self.config = config
+        self.groups = groups
+    }
+}
+
+extension ServiceKey {
+    public init(_ s: Config.Service) { self.init(vip: s.vip, port: s.port, proto: s.proto) }
 }

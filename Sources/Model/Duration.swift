@@ -36,15 +36,3 @@ extension Duration {
     /// The duration in seconds, as a Double.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
-
-extension Config.Check {
-    /// "http GET /health every 2s rise 2 fall 3", as check and status print it.
-    public var summary: String {
-        var text = type.rawValue
-        if type == .http || type == .https { text += " \(method) \(path)" }
-        if type != .none {
-            text += " every \(DurationText.format(timing.intervalNs)) rise \(timing.rise) fall \(timing.fall)"
-        }
-        return text
-    }
-}

@@ -1,5 +1,8 @@
 import Testing
-@testable import Balancer
+import TestSupport
+@testable import Control
+import Configuration
+import Model
 
 /// What `tandem serve` decides from config, health and operator states.
 @Suite("Control state")
@@ -11,7 +14,7 @@ struct ControlStateTests {
     static let r2 = IPAddress("198.18.0.22")!
 
     /// The SPEC example plus an unlinked :8080 on the same reals.
-    static func config(_ extra: String = "", failover: String = "group", drop: Bool = false) throws -> (Config, [[String]]) {
+    static func config(_ extra: String = "", failover: String = "group", drop: Bool = false) throws -> ValidatedConfig {
         let yaml = Configs.spec.replacingOccurrences(of: "    check: { type: tls }\n",
             with: "    check: { type: tls }\n    failover: \(failover)\n    drop-on-failure: \(drop)\n") + """
 
@@ -26,8 +29,7 @@ struct ControlStateTests {
     }
 
     static func state(_ extra: String = "", failover: String = "group", drop: Bool = false) throws -> ControlState {
-        let (c, g) = try config(extra, failover: failover, drop: drop)
-        return try ControlState(config: c, groups: g)
+        try ControlState(config(extra, failover: failover, drop: drop))
     }
 
     func backend(_ m: DataplaneModel, _ service: UInt32, _ address: IPAddress) -> DataplaneModel.Backend? {
@@ -120,10 +122,10 @@ struct ControlStateTests {
         let first = s.model(macs: Self.macs)
         let api = first.services[2]
         // Remove api's r2, then add r4 to api: r4 takes the freed id.
-        let yaml = try Self.config().0
+        let yaml = try Self.config().config
         var smaller = yaml
         smaller.services[2].reals.removeLast()
-        try s.reload(config: smaller, groups: try ConfigValidator.validate(smaller, file: "t"))
+        try s.reload(ConfigValidator.validate(smaller, file: "t"))
         let second = s.model(macs: Self.macs)
         #expect(second.services.map(\.id) == first.services.map(\.id))
         #expect(second.services.map(\.group) == first.services.map(\.group))
@@ -131,7 +133,7 @@ struct ControlStateTests {
         #expect(freed.count == 1)
         var bigger = smaller
         bigger.services[2].reals.append(Config.Real(address: IPAddress("198.18.0.24")!, port: 8080))
-        try s.reload(config: bigger, groups: try ConfigValidator.validate(bigger, file: "t"))
+        try s.reload(ConfigValidator.validate(bigger, file: "t"))
         let third = s.model(macs: Self.macs)
         let r4 = third.reals.first { $0.address == IPAddress("198.18.0.24")! }!
         #expect(freed.contains(r4.id))
@@ -142,7 +144,7 @@ struct ControlStateTests {
         var fewer = bigger
         fewer.services.remove(at: 0)
         fewer.services[0].follow = []
-        try s.reload(config: fewer, groups: try ConfigValidator.validate(fewer, file: "t"))
+        try s.reload(ConfigValidator.validate(fewer, file: "t"))
         let fourth = s.model(macs: Self.macs)
         #expect(fourth.services.map(\.id) == [first.services[1].id, api.id])
     }
@@ -159,8 +161,7 @@ struct ControlStateTests {
                                              group: $0.group + 5, sorryReal: 0) },
             backends: m.services.flatMap { svc in svc.backends.map { .init(service: svc.id + 10, real: $0.real, state: $0.state) } },
             reals: m.reals.map { .init(id: $0.id, address: $0.address, recGen: $0.recGen, flowGen: $0.flowGen, active: true) })
-        let (c, g) = try Self.config()
-        var adopted = try ControlState(config: c, groups: g, adopting: pinned)
+        var adopted = try ControlState(Self.config(), adopting: pinned)
         let again = adopted.model(macs: Self.macs)
         #expect(again.services.map(\.id) == m.services.map { $0.id + 10 })
         #expect(again.services.map(\.group) == m.services.map { $0.group + 5 })

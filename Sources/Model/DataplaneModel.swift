@@ -10,11 +10,6 @@ public struct DataplaneModel: Equatable, Sendable {
         self.reals = reals
     }
 
-    public enum L4Protocol: UInt8, Sendable, Codable, CaseIterable {
-        case tcp = 6
-        case udp = 17
-    }
-
     /// State of a real in one service.
     public enum BackendState: UInt32, Sendable, Codable, CaseIterable {
         /// Scheduled and keeps its persistence records.
@@ -28,17 +23,6 @@ public struct DataplaneModel: Equatable, Sendable {
 
         /// Whether a persistence record pointing at it may be honoured.
         public var keepsClients: Bool { self == .up || self == .draining }
-    }
-
-    public struct Persistence: Equatable, Sendable {
-        public var timeoutNs: UInt64
-        /// Prefix length applied to the client address.
-        public var netmask: Int
-
-        public init(timeoutNs: UInt64, netmask: Int) {
-            self.timeoutNs = timeoutNs
-            self.netmask = netmask
-        }
     }
 
     public struct Backend: Equatable, Sendable {
@@ -106,26 +90,6 @@ public struct DataplaneModel: Equatable, Sendable {
 
     public func real(_ id: UInt32) -> Real? { reals.first { $0.id == id } }
 
-    /// Sets `real`'s state in every service that has it.
-    public mutating func setState(_ state: BackendState, real: UInt32) {
-        for s in services.indices {
-            for b in services[s].backends.indices where services[s].backends[b].real == real {
-                services[s].backends[b].state = state
-            }
-        }
-    }
-
-    /// What a failed health check does to `real` (an address within one
-    /// follow group): down in every service of the group, and its records
-    /// invalidated in O(1) by a generation bump; with `dropFlows` its
-    /// established flows are moved too.
-    public mutating func fail(real: UInt32, dropFlows: Bool = false) {
-        setState(.down, real: real)
-        guard let r = reals.firstIndex(where: { $0.id == real }) else { return }
-        reals[r].recGen &+= 1
-        if dropFlows { reals[r].flowGen &+= 1 }
-    }
-
     /// The scheduler table of `service`: its UP backends, by weight.
     public func ring(for service: Service, size: Int) -> [UInt32] {
         ring(for: service, size: size, addresses: realAddresses)
@@ -143,4 +107,31 @@ public struct DataplaneModel: Equatable, Sendable {
         }
         return service.scheduler.ring(members, size: size)
     }
+}
+
+/// The transport protocol of a service.
+public enum L4Protocol: UInt8, Sendable, Codable, CaseIterable {
+    case tcp = 6
+    case udp = 17
+}
+
+/// Source-IP persistence: the same options in the config and the maps.
+public struct Persistence: Equatable, Sendable {
+    /// Idle time after which a record no longer counts.
+    public var timeoutNs: UInt64
+    /// Prefix length applied to the client address.
+    public var netmask: Int
+
+    public init(timeoutNs: UInt64, netmask: Int) {
+        self.timeoutNs = timeoutNs
+        self.netmask = netmask
+    }
+}
+
+/// How the XDP program is attached to the NIC.
+public enum XDPMode: String, Sendable, CaseIterable {
+    /// In the driver, before an skb exists: the fast path.
+    case native
+    /// After the skb is built: works on any NIC, slower.
+    case generic
 }

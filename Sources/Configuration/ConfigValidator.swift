@@ -1,11 +1,13 @@
+import Model
+
 /// Rules that span services (SPEC §3): unique names and VIP:port/protocol,
 /// mutual follow links, and what linked services must share. Every
 /// violation is reported, each naming the services, the rule and the values.
 public enum ConfigValidator {
-    /// The follow groups (service names, in config order), or every problem.
-    /// `unparsed`: services dropped for errors of their own; links to them
-    /// are not reported again.
-    public static func validate(_ config: Config, file: String, unparsed: Set<String> = []) throws -> [[String]] {
+    /// The config with its follow groups (service names, in config order),
+    /// or every problem. `unparsed`: services dropped for errors of their
+    /// own; links to them are not reported again.
+    public static func validate(_ config: Config, file: String, unparsed: Set<String> = []) throws -> ValidatedConfig {
         var errors: [ConfigError] = []
         func fail(_ s: Config.Service, _ key: String, _ message: String) {
             errors.append(ConfigError(file: file, line: s.line, key: "services.\(s.name)\(key)", message: message))
@@ -96,10 +98,10 @@ public enum ConfigValidator {
             }
         }
         if !errors.isEmpty { throw ConfigErrors(errors: errors) }
-        return groups
+        return ValidatedConfig(config: config, groups: groups)
     }
 
-    static func describe(_ p: Config.Persistence) -> String {
+    static func describe(_ p: Persistence) -> String {
         "source-ip /\(p.netmask) \(DurationText.format(p.timeoutNs))"
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-@testable import Balancer
+@testable import Model
 
 @Suite("Schedulers")
 struct SchedulerTests {

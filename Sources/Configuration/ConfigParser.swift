@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Yams
 
 /// Reads a config from YAML. Every problem is collected with its file, line
@@ -13,21 +14,21 @@ public enum ConfigParser {
 
     /// Parses and validates: every problem of both stages in one error, or
     /// the config with its follow groups (service names, config order).
-    public static func loadValidated(path: String) throws -> (Config, [[String]]) {
+    public static func loadValidated(path: String) throws -> ValidatedConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigErrors(errors: [ConfigError(file: path, line: 0, key: "-", message: "cannot read the file")])
         }
         return try parseValidated(String(decoding: data, as: UTF8.self), file: path)
     }
 
-    public static func parseValidated(_ text: String, file: String) throws -> (Config, [[String]]) {
+    public static func parseValidated(_ text: String, file: String) throws -> ValidatedConfig {
         var reader = Reader(file: file)
         let config = reader.config(try compose(text, file: file))
         guard let config else { throw ConfigErrors(errors: reader.errors) }
         var errors = reader.errors
         do {
-            let groups = try ConfigValidator.validate(config, file: file, unparsed: reader.failedServices)
-            if errors.isEmpty { return (config, groups) }
+            let validated = try ConfigValidator.validate(config, file: file, unparsed: reader.failedServices)
+            if errors.isEmpty { return validated }
         } catch let more as ConfigErrors {
             errors += more.errors
         }
@@ -78,7 +79,7 @@ public enum ConfigParser {
 
 enum ProtocolName: String, CaseIterable {
     case tcp, udp
-    var l4: DataplaneModel.L4Protocol { self == .tcp ? .tcp : .udp }
+    var l4: L4Protocol { self == .tcp ? .tcp : .udp }
 }
 
 /// Walks the YAML tree, converting and checking as it goes.
@@ -202,7 +203,7 @@ struct Reader {
             return nil
         }
         var config = Config(interface: interface)
-        config.xdpMode = choice(top["xdp-mode"], "xdp-mode", Config.XDPMode.self) ?? .native
+        config.xdpMode = choice(top["xdp-mode"], "xdp-mode", XDPMode.self) ?? .native
         if let dir = string(top["pin-directory"], "pin-directory") {
             if dir.hasPrefix("/") { config.pinDirectory = dir } else { fail(top["pin-directory"], "pin-directory", "must be an absolute path") }
         }
@@ -214,7 +215,7 @@ struct Reader {
             else { fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650") }
         }
         if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {
-            config.defaults.check = timing(defaults["check"], "defaults.check", base: Config.CheckTiming(), strict: true)
+            config.defaults.check = timing(defaults["check"], "defaults.check", base: CheckTiming(), strict: true)
         }
         guard let list = sequence(top["services"], "services") else {
             if top["services"] == nil { fail(root, "services", "is required: a list of services") }
@@ -232,7 +233,7 @@ struct Reader {
 
     static let timingKeys = ["interval", "timeout", "rise", "fall"]
 
-    mutating func timing(_ node: Node?, _ key: String, base: Config.CheckTiming, strict: Bool) -> Config.CheckTiming {
+    mutating func timing(_ node: Node?, _ key: String, base: CheckTiming, strict: Bool) -> CheckTiming {
         var t = base
         let allowed = strict ? Self.timingKeys : Self.timingKeys + Self.checkKeys
         guard let m = mapping(node, key, allowed: allowed) else { return t }
@@ -248,11 +249,11 @@ struct Reader {
 
     static let checkKeys = ["type", "method", "path", "host", "expect", "body", "verify", "port"]
 
-    mutating func check(_ node: Node?, _ key: String, defaults: Config.Defaults) -> Config.Check {
-        var c = Config.Check()
+    mutating func check(_ node: Node?, _ key: String, defaults: Config.Defaults) -> HealthCheck {
+        var c = HealthCheck()
         c.timing = timing(node, key, base: defaults.check, strict: false)
         guard let node, let m = node.mapping.map({ _ in mappingQuiet(node) }) else { return c }
-        c.type = choice(m["type"], "\(key).type", Config.CheckType.self) ?? .tcp
+        c.type = choice(m["type"], "\(key).type", CheckType.self) ?? .tcp
         if let v = string(m["method"], "\(key).method") { c.method = v.uppercased() }
         if let v = string(m["path"], "\(key).path") {
             if v.hasPrefix("/") { c.path = v } else { fail(m["path"], "\(key).path", "must start with /") }
@@ -321,7 +322,7 @@ struct Reader {
             if mode != "source-ip" { fail(p["mode"], "\(at).persistence.mode", "must be source-ip, not \(mode)") }
             let timeout = duration(p["timeout"], "\(at).persistence.timeout") ?? 30 * 60_000_000_000
             let netmask = int(p["netmask"], "\(at).persistence.netmask", 0...s.vip.maxPrefix) ?? s.vip.maxPrefix
-            s.persistence = Config.Persistence(timeoutNs: timeout, netmask: netmask)
+            s.persistence = Persistence(timeoutNs: timeout, netmask: netmask)
         }
         if let f = sequence(m["follow"], "\(at).follow") {
             s.follow = f.compactMap { string($0, "\(at).follow") }
