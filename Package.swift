@@ -109,7 +109,7 @@ let package = Package(
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "CTestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "CTestSupport"]),
-        .testTarget(name: "BPFTests", dependencies: ["BPF", "Dataplane", "BPFTestObjects", "CTestSupport"]),
+        .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "CTestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "CTestSupport"]),
     ]
 )

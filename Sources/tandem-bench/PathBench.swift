@@ -1,8 +1,10 @@
 import BPF
-import Model
+import Configuration
+import Control
 import Dataplane
 import Foundation
 import Frames
+import Model
 
 /// ns per packet for each path of the XDP program, each beside a MAC-swap
 /// baseline measured the same way in the same run, all inside the kernel's
@@ -19,6 +21,7 @@ final class PathBench {
     let baseline: BPFProgram
     let baselineNext: BPFProgram
     let nextClient: BPFProgram
+    let state: ControlState
     let model: DataplaneModel
     let repeatCount: Int32
     let clients: Int32
@@ -39,21 +42,43 @@ final class PathBench {
         baselineNext = try benchObject.program("bench_baseline_next_client")
         self.repeatCount = repeatCount
         self.clients = clients
-        model = Self.model(reals: 4)
+        state = Self.state(reals: 4)
+        model = Self.model(state)
         try dataplane.apply(model)
     }
 
-    static func model(reals count: Int) -> DataplaneModel {
-        let reals = (1...count).map { i in
-            DataplaneModel.Real(id: UInt32(i), address: IPAddress("198.18.0.\(20 + i)")!,
-                                mac: MACAddress(bytes: [2, 0, 0, 0, 1, UInt8(i)])!)
-        }
-        let persistence = Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
-        let backends = reals.map { DataplaneModel.Backend(real: $0.id, weight: 1) }
-        return DataplaneModel(services: [
-            .init(id: 0, group: 1, vip: IPAddress(vip)!, port: 80, proto: .tcp, persistence: persistence, backends: backends),
-            .init(id: 1, group: 1, vip: IPAddress(vip)!, port: 443, proto: .tcp, persistence: persistence, backends: backends),
-        ], reals: reals)
+    /// :80 and :443 on one VIP, linked, with `count` reals 198.18.0.21 on:
+    /// group 1, real ids 1...count in address order.
+    static func state(reals count: Int) -> ControlState {
+        let reals = (1...count).map { "{ address: 198.18.0.\(20 + $0), port: 80 }" }.joined(separator: ", ")
+        let yaml = """
+            interface: bench0
+            services:
+              - { name: http, vip: \(vip), port: 80, follow: [https], check: { type: none }, reals: [\(reals)],
+                  persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
+              - { name: https, vip: \(vip), port: 443, follow: [http], check: { type: none }, reals: [\(reals)],
+                  persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
+            """
+        return try! ControlState(ConfigParser.parseValidated(yaml, file: "bench.yaml"))
+    }
+
+    /// Real i's MAC is 02:00:00:00:01:i.
+    static func model(_ state: ControlState) -> DataplaneModel {
+        let macs = Dictionary(uniqueKeysWithValues: state.realAddresses.map { address in
+            (address, MACAddress(bytes: [2, 0, 0, 0, 1, address.bytes[3] - 20])!)
+        })
+        return state.model(macs: macs)
+    }
+
+    static func model(reals count: Int) -> DataplaneModel { model(state(reals: count)) }
+
+    /// Real `index` (1 = 198.18.0.21) fails its :80 check: what the
+    /// controller does on a failed health check (down in the follow group,
+    /// its records invalidated).
+    static func failing(_ state: ControlState, real index: Int) -> DataplaneModel {
+        var s = state
+        s.setHealth(service: "http", address: IPAddress("198.18.0.\(20 + index)")!, up: false)
+        return model(s)
     }
 
     static func address(_ hostOrder: UInt32) -> String {
@@ -124,18 +149,10 @@ final class PathBench {
         // Every record of these clients points at real 1, which then fails.
         let failedFirst = Self.firstClient + UInt32(clients) + 1024
         _ = try dataplane.fillRecords(count: Int(clients), group: 1, real: 1, firstClient: failedFirst)
-        try dataplane.apply(Self.failing(model, real: 1))
+        try dataplane.apply(Self.failing(state, real: 1))
         table.add("rescheduled after failure", ns: try run(nextClient, frame(Self.address(failedFirst), port: 443),
                   expect: .tx, count: c), baseline: baseNext, method: stateful + ", record of a failed real")
         try dataplane.apply(model)
-    }
-
-    /// `real` down in every service, its records invalidated: what the
-    /// controller does on a failed health check.
-    static func failing(_ model: DataplaneModel, real: UInt32) -> DataplaneModel {
-        var m = model
-        m.fail(real: real)
-        return m
     }
 }
 
@@ -148,11 +165,11 @@ struct InvalidationBench {
         BPFFS.removeTree(pinRoot)
         let dataplane = try Dataplane(pinRoot: pinRoot)
         defer { dataplane.removePins() }
-        let model = PathBench.model(reals: 64)
-        try dataplane.apply(model)
+        let state = PathBench.state(reals: 64)
+        try dataplane.apply(PathBench.model(state))
         let firstClient: UInt32 = 0xC612_0000
         let present = try dataplane.fillRecords(count: records, group: 1, real: 2, firstClient: firstClient)
-        let failed = PathBench.failing(model, real: 2)
+        let failed = PathBench.failing(state, real: 2)
         let start = DispatchTime.now().uptimeNanoseconds
         try dataplane.apply(failed)
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6

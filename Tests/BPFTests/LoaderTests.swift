@@ -1,4 +1,5 @@
 import BPF
+import Model
 import BPFTestObjects
 import CTestSupport
 import Dataplane

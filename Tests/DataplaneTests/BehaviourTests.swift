@@ -1,4 +1,5 @@
 import Model
+import Configuration
 import Frames
 @testable import Dataplane
 import TandemABI
@@ -130,12 +131,27 @@ struct BehaviourTests {
         for c in affected { #expect(try rig.send(ack(80, client: c)).real == failed) }
     }
 
+    @Test("a failed real's records stay invalid after it recovers: its quiet clients are scheduled anew")
+    func invalidatedRecordsStayInvalid() throws {
+        let rig = try Rig()
+        // A client whose record points at a real the ring would not pick,
+        // silent while that real fails and recovers.
+        let scheduled = rig.scheduled(service: 0, client: Self.client)
+        let other = Topology.shopReals.first { $0 != scheduled }!
+        try rig.seedRecord(service: 0, client: Self.client, real: other, ageNs: 1_000_000_000)
+        try rig.fail(other)
+        try rig.recover(other)
+        #expect(rig.model.services[0].backends.first { $0.real == other }?.state == .up)
+        #expect(try rig.send(syn(443)).real == scheduled, "the record written before the failure no longer counts")
+        #expect(rig.dataplane.counters(service: 1).followHits == 0)
+    }
+
     @Test("drop-on-failure also moves established flows off the failed real")
     func dropOnFailure() throws {
         let rig = try Rig()
-        let first = try rig.send(syn(80))
-        try rig.fail(first.real!, dropFlows: true)
-        let moved = try rig.send(ack(80))
+        let first = try rig.send(syn(8080))
+        try rig.fail(first.real!)  // alt (:8080) has drop-on-failure
+        let moved = try rig.send(ack(8080))
         #expect(moved.verdict == .tx && moved.real != first.real)
         #expect(rig.reason(.flowMissNotSYN) == 1)
     }
@@ -147,7 +163,7 @@ struct BehaviourTests {
         var before: [String: UInt32] = [:]
         for c in clients { before[c] = try rig.send(syn(80, client: c)).real }
         let drained = before[clients[0]]!
-        try rig.setState(drained, .draining)
+        try rig.drain(drained)
         for c in clients {
             #expect(try rig.send(syn(443, sport: 41000, client: c)).real == before[c], "existing client \(c)")
         }
@@ -162,7 +178,7 @@ struct BehaviourTests {
         let first = try rig.send(syn(80))
         try rig.fail(first.real!)
         let moved = try rig.send(syn(80, sport: 40001))
-        try rig.setState(first.real!, .up)
+        try rig.recover(first.real!)
         #expect(try rig.send(syn(443, sport: 40002)).real == moved.real)
         let newcomers = try (1...60).map { try rig.send(syn(80, client: "198.18.13.\($0)")).real! }
         #expect(newcomers.contains(first.real!))
@@ -205,17 +221,17 @@ struct BehaviourTests {
         var before: [String: UInt32] = [:]
         for c in clients { before[c] = try rig.send(syn(80, client: c)).real }
         let ringBefore = rig.dataplane.services.lookup(tandem_service_key(rig.model.services[0]))!.ring_id
-        try rig.apply { m in
-            m.reals.append(Topology.real(16, "198.18.0.24"))
-            for s in 0...2 { m.services[s].backends.append(.init(real: 16, weight: 1)) }
+        try rig.reload { c in
+            for s in 0...2 { c.services[s].reals.append(Config.Real(address: IPAddress("198.18.0.24")!, port: c.services[s].port)) }
         }
+        let added = try #require(rig.model.reals.first { $0.address == IPAddress("198.18.0.24")! }).id
         let ringAfter = rig.dataplane.services.lookup(tandem_service_key(rig.model.services[0]))!.ring_id
         #expect(ringBefore != ringAfter)
         for c in clients {
             #expect(try rig.send(syn(443, sport: 42000, client: c)).real == before[c], "client \(c) follows its record")
         }
         let newcomers = try (1...60).map { try rig.send(syn(80, client: "198.18.15.\($0)")).real! }
-        #expect(newcomers.contains(16))
+        #expect(newcomers.contains(added))
     }
 
     @Test("a real removed by reload loses its flows and records at once")
@@ -223,10 +239,8 @@ struct BehaviourTests {
         let rig = try Rig()
         let first = try rig.send(syn(80))
         let gone = first.real!
-        try rig.apply { m in
-            m.reals.removeAll { $0.id == gone }
-            for s in 0...2 { m.services[s].backends.removeAll { $0.real == gone } }
-        }
+        let address = rig.model.real(gone)!.address
+        try rig.reload { c in for s in 0...2 { c.services[s].reals.removeAll { $0.address == address } } }
         let next = try rig.send(ack(80))
         #expect(next.verdict == .tx && next.real != gone)
     }
@@ -235,12 +249,13 @@ struct BehaviourTests {
     func removedServiceRetiresFlows() throws {
         let rig = try Rig()
         #expect(try rig.send(syn(8080)).verdict == .tx)
-        try rig.apply { m in m.services.removeAll { $0.id == 3 } }
+        let original = rig.state.config
+        try rig.reload { c in c.services.removeAll { $0.name == "alt" } }
         let after = PacketSpec(src: Self.client, dst: Self.vip, dport: 8080, tcpFlags: TCPFlags.ack)
         #expect(try rig.send(after).verdict == .pass)
         #expect(rig.reason(.passNotVIP) == 1)
         // Re-adding it under the same id starts clean.
-        try rig.apply { m in m.services = Topology.model.services }
+        try rig.reload { c in c = original }
         #expect(try rig.send(after).verdict == .tx)
         #expect(rig.dataplane.counters(service: 3).packets == 1)
     }

@@ -1,4 +1,6 @@
 import BPF
+import Configuration
+import Control
 import Model
 import Frames
 @testable import Dataplane
@@ -16,20 +18,32 @@ enum Privilege {
     static let reason: Comment = "needs root for BPF; run as root (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"
 }
 
-/// A private dataplane: its own pin directory, removed when done.
+/// A private dataplane: its own pin directory, removed when done. Its
+/// state is a `ControlState`, changed through the same calls the daemon
+/// makes (`setHealth`, `setOperator`, `reload`), so a test fails a real the
+/// way a health check does.
 final class Rig {
     nonisolated(unsafe) private static var counter = 0
     private static let lock = NSLock()
 
     let dataplane: Dataplane
-    var model: DataplaneModel
+    private(set) var state: ControlState
+    /// What was last written: `state`'s model, with a MAC per real id.
+    private(set) var model: DataplaneModel
 
-    init(_ model: DataplaneModel = Topology.model) throws {
+    init(_ state: ControlState? = nil) throws {
         _ = Self.sweep
         let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
         dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-\(n)")
-        self.model = model
+        self.state = try state ?? Topology.state()
+        model = Self.model(self.state)
         try dataplane.apply(model)
+    }
+
+    static func model(_ state: ControlState) -> DataplaneModel {
+        var m = state.model(macs: [:])
+        for i in m.reals.indices { m.reals[i].mac = Topology.mac(m.reals[i].id) }
+        return m
     }
 
     deinit { dataplane.removePins() }
@@ -66,19 +80,56 @@ final class Rig {
         return Result(verdict: verdict, input: bytes, output: run.output, real: real)
     }
 
-    func apply(_ change: (inout DataplaneModel) -> Void) throws {
-        change(&model)
-        try dataplane.apply(model)
+    /// Changes the state as the daemon would, then writes the new model.
+    func change(_ body: (inout ControlState) throws -> Void) throws {
+        var next = state
+        try body(&next)
+        let m = Self.model(next)
+        try dataplane.apply(m)
+        state = next
+        model = m
     }
 
-    /// What the controller does when `real` fails in its follow group:
-    /// down in every service that has it, its records invalidated.
-    func fail(_ real: UInt32, dropFlows: Bool = false) throws {
-        try apply { $0.fail(real: real, dropFlows: dropFlows) }
+    /// A reload with the config `edit` makes (validated, as `tandem reload` does).
+    func reload(_ edit: (inout Config) -> Void) throws {
+        var config = state.config
+        edit(&config)
+        let validated = try ConfigValidator.validate(config, file: "topology.yaml")
+        try change { try $0.reload(validated) }
     }
 
-    func setState(_ real: UInt32, _ state: DataplaneModel.BackendState) throws {
-        try apply { $0.setState(state, real: real) }
+    /// The address of real `id` and the services whose backends it is.
+    func services(of id: UInt32) -> (address: IPAddress, names: [String]) {
+        let address = model.real(id)!.address
+        let serviceIDs = Set(model.services.filter { $0.backends.contains { $0.real == id } }.map(\.id))
+        let names = state.config.services.filter { s in serviceIDs.contains(state.serviceID(s.name) ?? .max) }.map(\.name)
+        return (address, names)
+    }
+
+    /// What a failed health check does: `real` fails its check in the first
+    /// service that has it; the controller takes it out of the follow
+    /// group and invalidates its records (and its flows where the service
+    /// has drop-on-failure).
+    func fail(_ real: UInt32) throws {
+        let (address, names) = services(of: real)
+        try change { $0.setHealth(service: names[0], address: address, up: false) }
+    }
+
+    /// Every check of `real` passes again and the operator enables it.
+    func recover(_ real: UInt32) throws {
+        let (address, names) = services(of: real)
+        try change { s in
+            for name in names {
+                s.setHealth(service: name, address: address, up: true)
+                _ = try s.setOperator(.enabled, address: address, service: name)
+            }
+        }
+    }
+
+    /// `tandem real drain` of `real` in every service that has it.
+    func drain(_ real: UInt32) throws {
+        let (address, names) = services(of: real)
+        try change { s in for name in names { _ = try s.setOperator(.drain, address: address, service: name) } }
     }
 
     /// The real the service's scheduler picks for `client` (maglev with

@@ -65,19 +65,20 @@ enum Lab {
 }
 
 /// The load balancer of the lab: Tandem's XDP program on tdm-lb's eth0,
-/// programmed through Dataplane the way the controller does.
+/// programmed the way the controller does: a `ControlState` from a config,
+/// changed through its own calls, its model written by Dataplane.
 final class LabBalancer {
     let dataplane: Dataplane
     let link: XDPLink
-    var model: DataplaneModel
+    private(set) var state: ControlState
 
     init() throws {
         let saved = tandem_test_enter_netns("/run/netns/tdm-lb")
         guard saved >= 0 else { throw LabError(description: "cannot enter tdm-lb: errno \(-saved)") }
         defer { _ = tandem_test_leave_netns(saved) }
         dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-lab")
-        model = Self.model
-        try dataplane.apply(model)
+        state = try ControlState(ConfigParser.parseValidated(Self.yaml, file: "lab.yaml"))
+        try dataplane.apply(state.model(macs: Self.macs))
         link = try XDPLink.attach(dataplane.program, interface: "eth0", mode: .native)
     }
 
@@ -86,43 +87,46 @@ final class LabBalancer {
         dataplane.removePins()
     }
 
-    static func real(_ id: UInt32, _ address: String, byte: UInt8) -> DataplaneModel.Real {
-        .init(id: id, address: IPAddress(address)!, mac: MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, byte])!)
+    /// The lab's fixed MACs: 02:00:c6:12:00:NN, NN the last address byte.
+    /// r1 has 198.18.0.21 and 2001:db8::21, both behind 02:00:c6:12:00:15.
+    static let macs: [IPAddress: MACAddress] = Dictionary(uniqueKeysWithValues: (21...23).flatMap { byte in
+        let mac = MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, UInt8(byte)])!
+        return [(IPAddress("198.18.0.\(byte)")!, mac), (IPAddress("2001:db8::\(byte)")!, mac)]
+    })
+
+    /// Group 1: shop :80, :443/tcp, :443/udp; group 2: :8080, not linked;
+    /// group 3: IPv6 :80 and :443 (service ids 0-5 in this order).
+    static let yaml = """
+        interface: eth0
+        services:
+          - { name: shop-http, vip: \(Lab.vip4), port: 80, follow: [shop-https, shop-quic], check: { type: none },
+              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 80))] }
+          - { name: shop-https, vip: \(Lab.vip4), port: 443, follow: [shop-http, shop-quic], check: { type: none },
+              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 443))] }
+          - { name: shop-quic, vip: \(Lab.vip4), port: 443, protocol: udp, follow: [shop-http, shop-https],
+              check: { type: none }, persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 443))] }
+          - { name: alt, vip: \(Lab.vip4), port: 8080, check: { type: none },
+              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 8080))] }
+          - { name: shop6-http, vip: "\(Lab.vip6)", port: 80, follow: [shop6-https], check: { type: none },
+              persistence: { mode: source-ip, timeout: 30m, netmask: 128 }, reals: [\(reals(6, port: 80))] }
+          - { name: shop6-https, vip: "\(Lab.vip6)", port: 443, follow: [shop6-http], check: { type: none },
+              persistence: { mode: source-ip, timeout: 30m, netmask: 128 }, reals: [\(reals(6, port: 443))] }
+        """
+
+    static func reals(_ family: Int, port: Int) -> String {
+        (1...3).map { family == 4 ? "{ address: 198.18.0.2\($0), port: \(port) }" : "{ address: \"2001:db8::2\($0)\", port: \(port) }" }
+            .joined(separator: ", ")
     }
 
-    /// Real ids: group 1 (shop :80, :443/tcp, :443/udp) 1-3; group 2 (:8080,
-    /// not linked) 4-6; group 3 (IPv6 :80, :443) 7-9.
-    static var model: DataplaneModel {
-        let persist = Persistence(timeoutNs: 1_800_000_000_000, netmask: 32)
-        let persist6 = Persistence(timeoutNs: 1_800_000_000_000, netmask: 128)
-        func backends(_ ids: [UInt32]) -> [DataplaneModel.Backend] { ids.map { .init(real: $0, weight: 1) } }
-        let v4 = IPAddress(Lab.vip4)!, v6 = IPAddress(Lab.vip6)!
-        return DataplaneModel(
-            services: [
-                .init(id: 0, group: 1, vip: v4, port: 80, proto: .tcp, persistence: persist, backends: backends([1, 2, 3])),
-                .init(id: 1, group: 1, vip: v4, port: 443, proto: .tcp, persistence: persist, backends: backends([1, 2, 3])),
-                .init(id: 2, group: 1, vip: v4, port: 443, proto: .udp, persistence: persist, backends: backends([1, 2, 3])),
-                .init(id: 3, group: 2, vip: v4, port: 8080, proto: .tcp, persistence: persist, backends: backends([4, 5, 6])),
-                .init(id: 4, group: 3, vip: v6, port: 80, proto: .tcp, persistence: persist6, backends: backends([7, 8, 9])),
-                .init(id: 5, group: 3, vip: v6, port: 443, proto: .tcp, persistence: persist6, backends: backends([7, 8, 9])),
-            ],
-            reals: [
-                real(1, "198.18.0.21", byte: 0x15), real(2, "198.18.0.22", byte: 0x16), real(3, "198.18.0.23", byte: 0x17),
-                real(4, "198.18.0.21", byte: 0x15), real(5, "198.18.0.22", byte: 0x16), real(6, "198.18.0.23", byte: 0x17),
-                real(7, "2001:db8::21", byte: 0x15), real(8, "2001:db8::22", byte: 0x16), real(9, "2001:db8::23", byte: 0x17),
-            ])
-    }
-
-    /// What the controller does when `name` fails in group `group`: down in
-    /// every service of the group, records invalidated.
-    func fail(_ name: String, group: UInt32) throws {
+    /// What a failed health check of `name`'s `service` does: the
+    /// controller takes it out of the follow group and invalidates its
+    /// records.
+    func fail(_ name: String, service: String) throws {
         let index = Lab.names.firstIndex(of: name)!
-        let address = ["198.18.0.21", "198.18.0.22", "198.18.0.23"][index]
-        // Real ids are per (group, address): the group's id for that address.
-        let ids = Set(model.services.filter { $0.group == group }.flatMap { $0.backends.map(\.real) })
-        for real in model.reals where ids.contains(real.id) && real.address.description == address {
-            model.fail(real: real.id)
-        }
-        try dataplane.apply(model)
+        let address = IPAddress("198.18.0.2\(index + 1)")!
+        var next = state
+        next.setHealth(service: service, address: address, up: false)
+        try dataplane.apply(next.model(macs: Self.macs))
+        state = next
     }
 }

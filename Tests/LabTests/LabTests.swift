@@ -52,7 +52,7 @@ struct LabTests {
         // Fail the real of client 1 on :80 only; the group moves its clients.
         let failed = http[1]!
         try Lab.stopPort(failed, 80)
-        try lb.fail(failed, group: 1)
+        try lb.fail(failed, service: "shop-http")
         for i in Self.clients {
             let source = Lab.client4(i)
             let checkout = Lab.ask(Lab.https(Lab.vip4), from: source)
