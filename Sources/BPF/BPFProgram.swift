@@ -20,6 +20,12 @@ public struct BPFProgram {
         return BPFProgram(fd: fd, name: path, owner: OwnedFD(fd))
     }
 
+    /// Opens the loaded program with kernel id `id`.
+    public static func byID(_ id: UInt32) throws -> BPFProgram {
+        let fd = try check("open program id", String(id)) { bpf_prog_get_fd_by_id(id) }
+        return BPFProgram(fd: fd, name: "id \(id)", owner: OwnedFD(fd))
+    }
+
     public func pin(at path: String) throws {
         try check("pin program \(name) at", path) { bpf_obj_pin(fd, path) }
     }

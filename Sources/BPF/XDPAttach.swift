@@ -66,16 +66,6 @@ public final class XDPLink {
     }
 }
 
-public enum Interface {
-    public static func index(_ name: String) throws -> UInt32 {
-        let index = if_nametoindex(name)
-        guard index != 0 else {
-            throw BPFError("find interface", name, errno: ENODEV, hint: "see 'ip link'")
-        }
-        return index
-    }
-}
-
 /// XDP attached the older way, through netlink (as `ip link set dev X xdp`
 /// does): no link object, the program stays until replaced or removed.
 public enum NetlinkXDP {
@@ -93,13 +83,5 @@ public enum NetlinkXDP {
         try check("attach XDP (netlink) to", interface) {
             bpf_xdp_attach(Int32(ifindex), program.fd, mode.flags, nil)
         }
-    }
-}
-
-extension BPFProgram {
-    /// Opens the loaded program with kernel id `id`.
-    public static func byID(_ id: UInt32) throws -> BPFProgram {
-        let fd = try check("open program id", String(id)) { bpf_prog_get_fd_by_id(id) }
-        return BPFProgram(fd: fd, name: "id \(id)", owner: OwnedFD(fd))
     }
 }
