@@ -37,7 +37,11 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return try BPFMap(fd: fd, name: path, owner: owner)
     }
 
-    public static var possibleCPUs: Int { Int(libbpf_num_possible_cpus()) }
+    public static var possibleCPUs: Int {
+        let count = libbpf_num_possible_cpus()  // -errno on failure
+        precondition(count > 0, "cannot count possible CPUs: \(String(cString: strerror(-count)))")
+        return Int(count)
+    }
 
     public func lookup(_ key: Key) -> Value? {
         precondition(!isPerCPU, "\(name) is per-CPU: use lookupPerCPU")
@@ -82,10 +86,14 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     /// Deletes `key`; returns false when it was not there.
     @discardableResult
     public func delete(_ key: Key) throws -> Bool {
-        let rc = withUnsafeBytes(of: key) { bpf_map_delete_elem(fd, $0.baseAddress) }
-        if rc == 0 { return true }
-        if errno == ENOENT { return false }
-        throw BPFError("delete from map", name, errno: errno)
+        do {
+            _ = try withUnsafeBytes(of: key) { k in
+                try check("delete from map", name) { bpf_map_delete_elem(fd, k.baseAddress) }
+            }
+            return true
+        } catch let error as BPFError where error.errno == ENOENT {
+            return false
+        }
     }
 
     /// Every key, in the kernel's order. Entries may change meanwhile.
@@ -125,10 +133,9 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             var opts = bpf_map_batch_opts()
             opts.sz = MemoryLayout<bpf_map_batch_opts>.size
             let rc = bpf_map_lookup_batch(fd, first ? nil : inBatch, outBatch, keys, values, &count, &opts)
-            let err = errno
-            if rc != 0 && err != ENOENT { throw BPFError("batch-read map", name, errno: err) }
+            if rc < 0 && -rc != ENOENT { throw BPFError("batch-read map", name, errno: -rc) }
             for i in 0..<Int(count) { result.append((keys[i], values[i])) }
-            if rc != 0 { return result }   // ENOENT: that was the last batch
+            if rc < 0 { return result }   // ENOENT: that was the last batch
             inBatch.copyMemory(from: outBatch, byteCount: max(MemoryLayout<Key>.size, 8))
             first = false
         }
@@ -149,11 +156,12 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             }
         }
         if rc == 0 { return }
-        if errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP {
+        let err = -rc
+        if err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP {
             for (key, value) in items.dropFirst(Int(count)) { try update(key, value) }
             return
         }
-        throw BPFError("batch-update map", name, errno: errno)
+        throw BPFError("batch-update map", name, errno: err)
     }
 
     /// Deletes every entry (hash maps). Returns how many went.
