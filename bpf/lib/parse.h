@@ -56,7 +56,7 @@ static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end,
 {
 	/* Hide l4_len's origin, or clang proves the data_end test redundant
 	 * and drops the one check the verifier understands. */
-	asm volatile("" : "+r"(l4_len));
+	barrier_var(l4_len);
 	if (pkt->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
