@@ -49,14 +49,15 @@ static inline int tandem_enter_net_namespace(int fd)
 /* Pins thread tid (0: the caller) to one CPU (< 1024), or to all when cpu < 0. */
 static inline int tandem_pin_thread(int tid, int cpu)
 {
+	const unsigned int word_bits = 8 * sizeof(unsigned long);
 	unsigned long mask[1024 / (8 * sizeof(unsigned long))];
 
-	for (unsigned i = 0; i < sizeof(mask) / sizeof(mask[0]); i++)
+	for (unsigned int i = 0; i < sizeof(mask) / sizeof(mask[0]); i++)
 		mask[i] = cpu < 0 ? ~0UL : 0;
 	if (cpu >= 1024)
 		return -EINVAL;
 	if (cpu >= 0)
-		mask[cpu / (8 * sizeof(unsigned long))] = 1UL << (cpu % (8 * sizeof(unsigned long)));
+		mask[cpu / word_bits] = 1UL << (cpu % word_bits);
 	return syscall(SYS_sched_setaffinity, tid, sizeof(mask), mask) ? -errno : 0;
 }
 #endif
