@@ -31,7 +31,7 @@ static inline struct bpf_object *tandem_object_open_mem(const void *bytes, size_
  * -errno when the link cannot be read. */
 static inline long long tandem_xdp_link_ifindex(int fd)
 {
-	struct bpf_link_info info = {0};
+	struct bpf_link_info info = { 0 };
 	__u32 len = sizeof(info);
 	int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
 

@@ -11,8 +11,7 @@
 
 #include "maps.h"
 
-static __always_inline __u32 select_real(const struct tandem_service *svc,
-					 const struct packet *pkt,
+static __always_inline __u32 select_real(const struct tandem_service *svc, const struct packet *pkt,
 					 const struct tandem_persist_key *pk)
 {
 	__u32 slot;
