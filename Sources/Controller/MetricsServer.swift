@@ -86,13 +86,13 @@ extension Controller {
         for s in status.services {
             publish(registry, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
-                registry.makeGauge(name: "tandem_real_up", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_up", labels: [("service", s.name), ("real", r.address)],
                                    help: "1 while the real is scheduled in the service (state up)")
                     .set(to: r.state == "up" ? 1.0 : 0.0)
-                registry.makeGauge(name: "tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
                                    help: "1 while the real passes its health check (n/a counts as 1)")
                     .set(to: r.health == "down" ? 0.0 : 1.0)
-                registry.makeGauge(name: "tandem_real_records", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_records", labels: [("service", s.name), ("real", r.address)],
                                    help: "valid persistence records pointing at the real (its follow group)")
                     .set(to: Double(r.records))
                 publish(registry, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
@@ -100,13 +100,13 @@ extension Controller {
         }
         for (table, used, capacity) in [("flows", status.flows, status.flowCapacity),
                                          ("records", status.records, status.recordCapacity)] {
-            registry.makeGauge(name: "tandem_table_entries", labels: [("table", table)],
+            registry.gauge("tandem_table_entries", labels: [("table", table)],
                                help: "entries in the flow or persistence table").set(to: Double(used))
-            registry.makeGauge(name: "tandem_table_capacity", labels: [("table", table)],
+            registry.gauge("tandem_table_capacity", labels: [("table", table)],
                                help: "capacity of the flow or persistence table (LRU beyond it)").set(to: Double(capacity))
         }
         for (reason, count) in dataplane.packetReasons() {
-            metrics.advance(registry.makeCounter(name: "tandem_packets_total", labels: [("reason", reason.description)],
+            metrics.advance(registry.counter("tandem_packets_total", labels: [("reason", reason.description)],
                                                  help: "packets passed or dropped by the XDP program, by reason"),
                             key: "packets/\(reason)", to: count)
         }
@@ -124,7 +124,7 @@ extension Controller {
                                     ("persistence_hits_total", c.persistHits, "new flows placed by a record"),
                                     ("follow_hits_total", c.followHits, "new flows placed by a record another port made"),
                                     ("drops_total", c.drops, "packets dropped (no real)")] {
-            metrics.advance(registry.makeCounter(name: "\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
+            metrics.advance(registry.counter("\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
                             key: "\(prefix)_\(name)/\(key)", to: value)
         }
     }
@@ -144,5 +144,17 @@ final class ControllerMetrics: @unchecked Sendable {
         let delta = value >= previous ? value - previous : value
         if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
         last[key] = value
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    /// A gauge under its full name ("tandem_real_up"): no unit suffix added.
+    func gauge(_ name: String, labels: [(String, String)], help: String) -> Gauge {
+        makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    /// A counter under its full name ("tandem_packets_total").
+    func counter(_ name: String, labels: [(String, String)], help: String) -> Prometheus.Counter {
+        makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 }
