@@ -32,7 +32,8 @@ struct LogfmtHandler: LogHandler {
             line += " \(key)=\(Self.value("\(merged[key]!)"))"
         }
         line += "\n"
-        _ = line.withCString { fputs($0, Glibc.stderr) }
+        // One write per line, so lines of concurrent tasks never interleave.
+        FileHandle.standardError.write(Data(line.utf8))
     }
 
     /// A logfmt value: bare when it can be, else quoted with escapes.
