@@ -141,6 +141,75 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         }
     }
 
+    /// Reads the map a batch at a time, so a table of any size is walked
+    /// with `chunk` entries in memory. One cursor is used by one thread at
+    /// a time; entries may change between batches, as with `keys()`.
+    public final class BatchCursor {
+        let map: BPFMap
+        let chunk: Int
+        private let keys: UnsafeMutablePointer<Key>
+        private let values: UnsafeMutablePointer<Value>
+        private let inBatch: UnsafeMutableRawPointer
+        private let outBatch: UnsafeMutableRawPointer
+        private let cursorSize = max(MemoryLayout<Key>.size, 8)
+        private var started = false
+        private var finished = false
+        /// Maps without batch operations: walked key by key instead.
+        private var fallback: [Key]?
+
+        init(_ map: BPFMap, chunk: Int) {
+            self.map = map
+            self.chunk = chunk
+            keys = .allocate(capacity: chunk)
+            values = .allocate(capacity: chunk)
+            // The batch cursor is opaque to us; the kernel wants room for a key.
+            inBatch = .allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+            outBatch = .allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+        }
+
+        deinit {
+            keys.deallocate()
+            values.deallocate()
+            inBatch.deallocate()
+            outBatch.deallocate()
+        }
+
+        /// The next entries, or nil once the whole map was read.
+        public func next() throws -> [(Key, Value)]? {
+            if var rest = fallback {
+                guard !rest.isEmpty else { return nil }
+                let take = Array(rest.prefix(chunk))
+                rest.removeFirst(take.count)
+                fallback = rest
+                return take.compactMap { key in map.lookup(key).map { (key, $0) } }
+            }
+            if finished { return nil }
+            var count = UInt32(chunk)
+            var opts = bpf_map_batch_opts()
+            opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let rc = bpf_map_lookup_batch(map.fd, started ? inBatch : nil, outBatch, keys, values, &count, &opts)
+            if rc < 0 && -rc != ENOENT {
+                if !started && (-rc == EINVAL || -rc == ENOTSUP || -rc == EOPNOTSUPP) {
+                    fallback = map.keys()
+                    return try next()
+                }
+                throw BPFError("batch-read map", map.name, errno: -rc)
+            }
+            started = true
+            if rc < 0 { finished = true }  // ENOENT: that was the last batch
+            inBatch.copyMemory(from: outBatch, byteCount: cursorSize)
+            let batch = (0..<Int(count)).map { (keys[$0], values[$0]) }
+            if batch.isEmpty && finished { return nil }
+            return batch
+        }
+    }
+
+    /// A cursor over every entry, `chunk` at a time.
+    public func batches(chunk: Int = 4096) -> BatchCursor {
+        precondition(!isPerCPU, "\(name) is per-CPU")
+        return BatchCursor(self, chunk: chunk)
+    }
+
     /// Writes many entries in one BPF_MAP_UPDATE_BATCH call (key by key
     /// where the kernel lacks it for this map type).
     public func updateBatch(_ items: [(Key, Value)]) throws {

@@ -1,6 +1,7 @@
 import Configuration
 import Control
 import Model
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -62,7 +63,7 @@ public struct MetricsServer: Service {
                 case .body: continue
                 case .end:
                     let found = uri == "/metrics" || uri.hasPrefix("/metrics?")
-                    let body = found ? await controller.metricsText() : "only /metrics is here\n"
+                    let body = found ? try await controller.metricsText() : "only /metrics is here\n"
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
                     headers.add(name: "Content-Length", value: "\(body.utf8.count)")
@@ -79,12 +80,25 @@ public struct MetricsServer: Service {
 }
 
 extension Controller {
-    /// Brings the registry up to date with the maps, then renders it.
-    func metricsText() -> String {
+    /// Brings the registry up to date with the maps, then renders it; the
+    /// maps are read off the actor (see ReadView).
+    func metricsText() async throws -> String {
+        let view = readView()
+        let metrics = self.metrics
+        return try await offload { view.metricsText(metrics) }
+    }
+}
+
+extension ReadView {
+    func metricsText(_ metrics: ControllerMetrics) -> String {
+        metrics.lock.withLock { render(metrics) }
+    }
+
+    private func render(_ metrics: ControllerMetrics) -> String {
         let registry = metrics.registry
         let status = status()
         for s in status.services {
-            publish(registry, "tandem_service", [("service", s.name)], s.counters)
+            publish(metrics, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
                 registry.gauge("tandem_real_up", labels: [("service", s.name), ("real", r.address)],
                                    help: "1 while the real is scheduled in the service (state up)")
@@ -95,7 +109,7 @@ extension Controller {
                 registry.gauge("tandem_real_records", labels: [("service", s.name), ("real", r.address)],
                                    help: "valid persistence records pointing at the real (its follow group)")
                     .set(to: Double(r.records))
-                publish(registry, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
+                publish(metrics, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
             }
         }
         for (table, used, capacity) in [("flows", status.flows, status.flowCapacity),
@@ -115,8 +129,9 @@ extension Controller {
         return String(decoding: buffer, as: UTF8.self)
     }
 
-    private func publish(_ registry: PrometheusCollectorRegistry, _ prefix: String, _ labels: [(String, String)],
+    private func publish(_ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
                          _ c: CountersReport) {
+        let registry = metrics.registry
         let key = labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
         for (name, value, help) in [("packets_total", c.packets, "packets forwarded or dropped"),
                                     ("bytes_total", c.bytes, "bytes of those packets"),
@@ -131,9 +146,11 @@ extension Controller {
 }
 
 /// The Prometheus registry, and the last kernel value behind each counter
-/// (the maps count; Prometheus counters only move by increments).
+/// (the maps count; Prometheus counters only move by increments). One
+/// render at a time, under `lock`.
 final class ControllerMetrics: @unchecked Sendable {
     let registry: PrometheusCollectorRegistry
+    let lock = NSLock()
     private var last: [String: UInt64] = [:]
 
     init(registry: PrometheusCollectorRegistry) { self.registry = registry }
