@@ -27,6 +27,8 @@ public actor Controller {
     /// Probe target -> the (service, real) verdicts it decides.
     private var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
     let rates = RateTracker()
+    /// The latest count of the tables, by RecordCensus.
+    private(set) var census: (counts: Dataplane.Census, at: ContinuousClock.Instant)?
     let metrics: ControllerMetrics
     public private(set) var events = Events()
 
@@ -93,6 +95,10 @@ public actor Controller {
         self.neighbours = neighbours
         self.state = state
         self.macs = macs
+    }
+
+    func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
+        census = (counts, time)
     }
 
     // MARK: Health

@@ -28,6 +28,7 @@ public enum Daemon {
         var services: [any Service] = [
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
+            RecordCensus(controller: controller, logger: logger),
         ]
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))

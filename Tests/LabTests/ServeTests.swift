@@ -1,5 +1,7 @@
 import Controller
+import Dataplane
 import Foundation
+import Model
 import Testing
 
 extension LabSuites {
@@ -193,6 +195,63 @@ struct ServeTests {
         }
         #expect(lb.state("shop-http", address) == "up")
         #expect(try lb.status().services.count == 6)
+    }
+
+    @Test("a full record table: the listing arrives whole with bounded daemon memory, and neither it nor status delays a failover")
+    func fullTable() throws {
+        try Lab.up()
+        defer { Lab.down() }
+        let lb = try Served(services: Self.services())
+        let address = Self.addresses["r1"]!
+
+        // Fill the record table: a million clients of r1 in the shop group.
+        let status = try lb.status()
+        let group = UInt32(try #require(status.services.first { $0.name == "shop-http" }).group)
+        let dataplane = try Dataplane(pinRoot: lb.pins)
+        let pinned = dataplane.pinnedState()
+        let r1 = try #require(pinned.reals.first { real in
+            real.address == IPAddress(address)! && real.active && Self.group(of: real.id, in: pinned) == group
+        })
+        let present = try dataplane.fillRecords(count: 1_048_576, group: group, real: r1.id, firstClient: 0xC613_0000)
+        #expect(present > 1_000_000)
+
+        // A listing of every record, as JSON, while r1 fails its :80 check.
+        let listing = lb.dir + "/records.json"
+        let lister = try lb.background(["persistence", "list", "--json"], output: listing)
+        try Lab.stopPort("r1", 80)
+        let failedAfter = Served.within(2 * 0.3 + 1) { lb.state("shop-http", address) == "down" }
+        #expect(failedAfter != nil, "the failure is applied within fall x interval + 1 s while the listing runs")
+        if let failedAfter { print("full table: failure applied \(String(format: "%.2f", failedAfter)) s after the server stopped, during a listing") }
+        let clock = ContinuousClock()
+        let statusTime = clock.measure { _ = try? lb.status() }
+        #expect(statusTime < .seconds(2), "status during a listing of a full table: \(statusTime)")
+        print("full table: status took \(statusTime) during the listing")
+        #expect(lister.wait() == 0)
+        let text = try String(contentsOfFile: listing, encoding: .utf8)
+        let records = try JSONDecoder().decode([RecordReport].self, from: Data(text.utf8))
+        // The failure invalidated r1's records in the middle of the listing:
+        // what was listed before it counts, what came after does not.
+        #expect(records.count > 4096, "more than one batch arrived")
+        #expect(records.count <= present)
+        let peak = lb.peakMemoryMB()
+        #expect(peak < 400, "daemon peak memory \(peak) MB while listing a full table")
+        print("full table: \(records.count) records listed; daemon peak RSS \(peak) MB")
+
+        // A daemon that dies mid-reply: the CLI says so and exits 1.
+        try Lab.startPort("r1", 80)
+        #expect(Served.within(3) { lb.state("shop-http", address) == "up" } != nil)
+        _ = try dataplane.fillRecords(count: 1_048_576, group: group, real: r1.id, firstClient: 0xC613_0000)
+        let cut = try lb.background(["persistence", "list"], output: lb.dir + "/cut.txt")
+        usleep(300_000)
+        lb.crash()
+        #expect(cut.wait() == 1)
+        let said = (try? String(contentsOfFile: lb.dir + "/cut.txt", encoding: .utf8)) ?? ""
+        #expect(said.contains("closed the connection"), "\(said.suffix(300))")
+    }
+
+    static func group(of real: UInt32, in pinned: PinnedState) -> UInt32? {
+        guard let service = pinned.backends.first(where: { $0.real == real })?.service else { return nil }
+        return pinned.services.first { $0.id == service }?.group
     }
 
     @Test("reload adds a real without dropping a flow; only the shared record keeps :443 with :80; a broken reload changes nothing")

@@ -66,6 +66,36 @@ final class Served {
         _ = try? Lab.run(["rm", "-rf", dir], check: false)
     }
 
+    /// SIGKILL: a daemon that dies (no clean stop).
+    func crash() {
+        guard let pid else { return }
+        kill(pid, SIGKILL)
+        for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
+        self.pid = nil
+    }
+
+    /// The daemon's peak resident memory so far (VmHWM), in MB.
+    func peakMemoryMB() -> Int {
+        guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+        return kb / 1024
+    }
+
+    /// A tandem command against this daemon, running in the background
+    /// with its output (stdout and stderr) in `output`.
+    func background(_ args: [String], output: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.tandem)
+        process.arguments = args + ["--socket", socket]
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
     /// Runs a tandem command against this daemon; its output (stdout and stderr).
     @discardableResult
     func cli(_ args: [String], check: Bool = true) throws -> String {
@@ -103,7 +133,11 @@ final class Served {
             if condition() { return Date().timeIntervalSince(start) }
             usleep(50_000)
         }
-        return condition() ? Date().timeIntervalSince(start) : nil
+        // One last look at the deadline; a condition that itself took past
+        // it (a slow status) does not count as met in time.
+        let met = condition()
+        let took = Date().timeIntervalSince(start)
+        return met && took <= seconds + 0.5 ? took : nil
     }
 }
 
@@ -141,5 +175,13 @@ final class HeldConnection {
         FileManager.default.createFile(atPath: "\(dir)/stop", contents: nil)
         usleep(100_000)
         try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+extension Process {
+    /// Waits for the process; its exit status.
+    func wait() -> Int32 {
+        waitUntilExit()
+        return terminationStatus
     }
 }
