@@ -34,7 +34,7 @@ let package = Package(
         // fixed), the dataplane model, health-check definitions, pinned state.
         .target(name: "Model"),
         // The YAML config: parser (Yams) and the rules that span services.
-        .target(name: "Configuration", dependencies: ["Model", "Yams"]),
+        .target(name: "Configuration", dependencies: ["Model", "TandemABI", "Yams"]),
         // What `tandem serve` decides: stable ids, health and operator
         // states, invalidation, adoption of pinned state.
         .target(name: "Control", dependencies: ["Model", "Configuration", "TandemABI"]),

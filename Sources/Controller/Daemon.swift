@@ -20,6 +20,9 @@ public enum Daemon {
         if await ControlClient.isServing(socket: config.socket) {
             throw ControlError("tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
         }
+        // Held until the process exits: one daemon per pin directory.
+        let lock = try PinLock.acquire(pins: config.pinDirectory, socket: config.socket, config: configPath)
+        defer { withExtendedLifetime(lock) {} }
         let group = MultiThreadedEventLoopGroup.singleton
         let controller = try await Controller(validated, configPath: configPath,
                                               logger: logger, group: group, registry: registry)
