@@ -249,6 +249,77 @@ struct ServeTests {
         #expect(said.contains("closed the connection"), "\(said.suffix(300))")
     }
 
+    @Test("one daemon per pin directory; down refuses while it runs; a start that cannot work changes nothing and leaves nothing")
+    func guards() throws {
+        try Lab.up()
+        defer { Lab.down() }
+        let lb = try Served(services: Self.services())
+        let answer = Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1))
+        #expect(answer != nil)
+        let tag = UUID().uuidString.prefix(8).lowercased()
+
+        /// `tandem serve` on a config like lb's with `changes` applied; its exit and output.
+        func serve(_ name: String, pins: String, socket: String) throws -> (status: Int32, output: String) {
+            let config = lb.dir + "/\(name).yaml"
+            let text = try String(contentsOfFile: lb.configPath, encoding: .utf8)
+                .replacingOccurrences(of: "pin-directory: \(lb.pins)", with: "pin-directory: \(pins)")
+                .replacingOccurrences(of: "socket: \(lb.socket)", with: "socket: \(socket)")
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            let out = try Lab.run(["sh", "-c", "timeout 30 nsenter --net=/run/netns/tdm-lb '\(Served.tandem)' serve -c '\(config)' 2>&1; echo \"exit=$?\""], check: false)
+            let status = out.components(separatedBy: "exit=").last.flatMap { Int32($0) } ?? -1
+            return (status, out)
+        }
+
+        // A second daemon on the same pins (its own socket): refused, naming the first.
+        let second = try serve("second", pins: lb.pins, socket: lb.dir + "/second.sock")
+        #expect(second.status == 1)
+        #expect(second.output.contains("already used by another tandem serve (pid \(lb.pid ?? -1), socket \(lb.socket)"), "\(second.output)")
+
+        // tandem down while the daemon runs: refused, forwarding untouched.
+        let down = lb.attemptPlain([Served.tandem, "down", "--pin-directory", lb.pins])
+        #expect(down.status == 1 && down.output.contains("owned by a running tandem serve"), "\(down.output)")
+        #expect(Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1)) == answer, "still forwarding")
+        #expect(try lb.status().services.count == 6)
+
+        // A socket directory others can write: refused before anything changes.
+        let open = "/tmp/tandem-test-\(getpid())-open-\(tag)"
+        try Lab.run(["mkdir", "-p", "-m", "1777", open])
+        defer { _ = try? Lab.run(["rm", "-rf", open]) }
+        let pinsA = "/sys/fs/bpf/tandem-test-\(getpid())-a-\(tag)"
+        let unsafeSocket = try serve("open", pins: pinsA, socket: open + "/tandem.sock")
+        #expect(unsafeSocket.status == 1 && unsafeSocket.output.contains("is writable by others"), "\(unsafeSocket.output)")
+        #expect(!FileManager.default.fileExists(atPath: pinsA), "no pins made")
+
+        // A pin directory that is not on bpffs: refused; nothing mounted over it, its files still there.
+        let plain = "/tmp/tandem-test-\(getpid())-plain-\(tag)"
+        try Lab.run(["mkdir", "-p", plain])
+        try "mine".write(toFile: plain + "/keep.txt", atomically: true, encoding: .utf8)
+        defer { _ = try? Lab.run(["rm", "-rf", plain]) }
+        let offBPFFS = try serve("plain", pins: plain + "/pins", socket: lb.dir + "/plain.sock")
+        #expect(offBPFFS.status == 1 && offBPFFS.output.contains("not on a BPF filesystem"), "\(offBPFFS.output)")
+        #expect(!(try Lab.run(["cat", "/proc/mounts"])).contains(plain), "nothing mounted")
+        #expect((try? String(contentsOfFile: plain + "/keep.txt", encoding: .utf8)) == "mine")
+
+        // A start that fails after making its maps (XDP is already attached
+        // to eth0 by lb): those maps are removed again.
+        let pinsB = "/sys/fs/bpf/tandem-test-\(getpid())-b-\(tag)"
+        let busy = try serve("busy", pins: pinsB, socket: lb.dir + "/busy.sock")
+        #expect(busy.status == 1, "\(busy.output)")
+        #expect(!FileManager.default.fileExists(atPath: pinsB), "the failed start left no pins: \(busy.output)")
+        #expect(Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1)) == answer, "lb still forwarding")
+
+        // Not root: told so, not "not running".
+        let user = lb.attemptPlain(["su", "nobody", "-s", "/bin/sh", "-c", "'\(Served.tandem)' status --socket '\(lb.socket)'"])
+        #expect(user.status == 1 && user.output.contains("permission denied"), "\(user.output)")
+
+        // SIGTERM: exit 0, the stop logged, the socket removed.
+        lb.stop()
+        #expect(lb.exitStatus == 0)
+        let log = (try? String(contentsOfFile: lb.log, encoding: .utf8)) ?? ""
+        #expect(log.contains("stopped"), "\(log.suffix(500))")
+        #expect(!FileManager.default.fileExists(atPath: lb.socket))
+    }
+
     static func group(of real: UInt32, in pinned: PinnedState) -> UInt32? {
         guard let service = pinned.backends.first(where: { $0.real == real })?.service else { return nil }
         return pinned.services.first { $0.id == service }?.group

@@ -12,6 +12,7 @@ final class Served {
     let socket: String
     var log: String { dir + "/serve.log" }
     private(set) var pid: Int32?
+    private var process: Process?
 
     /// `services` is the YAML list under `services:`; checks default to a
     /// 300 ms interval with rise 2 and fall 2.
@@ -42,11 +43,22 @@ final class Served {
     /// Starts `tandem serve` and waits until it answers and every checked
     /// real has settled (up or down, no longer in its first interval).
     func start() throws {
-        let line = try Lab.run(["sh", "-c", "nsenter --net=/run/netns/tdm-lb '\(Self.tandem)' serve -c '\(configPath)' >> '\(log)' 2>&1 < /dev/null & echo $!"])
-        pid = Int32(line)
+        // nsenter execs tandem: the child's pid and exit status are the daemon's.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = ["--net=/run/netns/tdm-lb", Self.tandem, "serve", "-c", configPath]
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        output.seekToEndOfFile()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        pid = process.processIdentifier
         for _ in 0..<100 {
             if (try? status()) != nil { return }
-            if let pid, kill(pid, 0) != 0 { break }
+            if process.isRunning == false { break }
             usleep(100_000)
         }
         throw LabError(description: "tandem serve did not come up: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
@@ -56,8 +68,20 @@ final class Served {
     func stop() {
         guard let pid else { return }
         kill(pid, SIGTERM)
-        for _ in 0..<100 where kill(pid, 0) == 0 { usleep(50_000) }
+        process?.waitUntilExit()
         self.pid = nil
+    }
+
+    /// How the daemon exited (after `stop` or `crash`), nil while it runs.
+    var exitStatus: Int32? { process?.isRunning == false ? process?.terminationStatus : nil }
+
+    /// Exit status and output (stdout and stderr) of any command.
+    func attemptPlain(_ args: [String]) -> (status: Int32, output: String) {
+        let command = args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            + " 2>&1; echo \"exit=$?\""
+        let text = (try? Lab.run(["sh", "-c", command], check: false)) ?? ""
+        let status = text.components(separatedBy: "exit=").last.flatMap { Int32($0) } ?? -1
+        return (status, text.components(separatedBy: "exit=").dropLast().joined())
     }
 
     deinit {
@@ -70,7 +94,7 @@ final class Served {
     func crash() {
         guard let pid else { return }
         kill(pid, SIGKILL)
-        for _ in 0..<100 where kill(pid, 0) == 0 { usleep(20_000) }
+        process?.waitUntilExit()
         self.pid = nil
     }
 
