@@ -279,27 +279,20 @@ struct Reader {
         return t
     }
 
-    static let checkKeys = ["type", "method", "path", "host", "expect", "body", "verify", "port"]
+    /// The check's own keys come from `HealthCheck`: each kind of check
+    /// knows its options.
+    static let checkKeys = HealthCheck.keys
 
     mutating func check(_ node: Node?, _ key: String, defaults: Config.Defaults) -> HealthCheck {
-        var c = HealthCheck()
-        c.timing = timing(node, key, base: defaults.check, strict: false)
-        guard let node, let m = node.mapping.map({ _ in mappingQuiet(node) }) else { return c }
-        c.type = choice(m["type"], "\(key).type", CheckType.self) ?? .tcp
-        if let v = string(m["method"], "\(key).method") { c.method = v.uppercased() }
-        if let v = string(m["path"], "\(key).path") {
-            if v.hasPrefix("/") { c.path = v } else { fail(m["path"], "\(key).path", "must start with /") }
+        let timing = timing(node, key, base: defaults.check, strict: false)
+        guard let node, node.mapping != nil else { return HealthCheck(timing: timing) }
+        var options = CheckOptions(mappingQuiet(node).mapValues(optionValue), line: node.mark?.line ?? 0)
+        let check = HealthCheck(reading: &options, timing: timing)
+        for problem in options.problems {
+            errors.append(ConfigError(file: file, line: problem.line, key: "\(key).\(problem.key)",
+                                      message: problem.message))
         }
-        c.host = string(m["host"], "\(key).host")
-        c.body = string(m["body"], "\(key).body")
-        c.verify = bool(m["verify"], "\(key).verify") ?? false
-        if let p = int(m["port"], "\(key).port", 1...65535) { c.port = UInt16(p) }
-        if let e = m["expect"] { c.expect = statuses(e, "\(key).expect") ?? c.expect }
-        let httpOnly = ["method", "path", "host", "expect", "body"].filter { m[$0] != nil }
-        if !httpOnly.isEmpty && c.type != .http && c.type != .https {
-            fail(m[httpOnly[0]], "\(key).\(httpOnly[0])", "applies to http and https checks only (type is \(c.type.rawValue))")
-        }
-        return c
+        return check
     }
 
     /// The mapping's entries without reporting (already checked by timing()).
@@ -309,23 +302,13 @@ struct Reader {
         return result
     }
 
-    /// "200", "200-299", or a list of them.
-    mutating func statuses(_ node: Node, _ key: String) -> [ClosedRange<Int>]? {
-        let items = node.sequence.map(Array.init) ?? [node]
-        var ranges: [ClosedRange<Int>] = []
-        for item in items {
-            let text = item.scalar?.string ?? ""
-            let parts = text.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if parts.count == 1, (100...599).contains(parts[0]) {
-                ranges.append(parts[0]...parts[0])
-            } else if parts.count == 2, (100...599).contains(parts[0]), (parts[0]...599).contains(parts[1]) {
-                ranges.append(parts[0]...parts[1])
-            } else {
-                fail(item, key, "must be status codes such as 200, 200-399 or a list of them, not \(text)")
-                return nil
-            }
-        }
-        return ranges
+    /// A YAML node as the check readers in Model see it: no Yams types.
+    func optionValue(_ node: Node) -> CheckOptions.Value {
+        let line = node.mark?.line ?? 0
+        if let list = node.sequence { return CheckOptions.Value(.list(list.map(optionValue)), line: line) }
+        if node.mapping != nil { return CheckOptions.Value(.mapping, line: line) }
+        guard let text = node.scalar?.string else { return CheckOptions.Value(.other, line: line) }
+        return CheckOptions.Value(.scalar(text), line: line)
     }
 
     static let serviceKeys = ["name", "vip", "port", "protocol", "scheduler", "persistence", "follow",

@@ -103,14 +103,19 @@ public actor Controller {
 
     // MARK: Health
 
-    /// Starts probing every (service, real) whose check is not `none`.
-    public func startHealthChecks(group: any EventLoopGroup) throws {
-        let checker = try HealthChecker(group: group, logger: logger) { [weak self] target, up, reason in
-            guard let self else { return }
-            Task { await self.healthChanged(target, up: up, reason: reason) }
-        }
+    /// Probes every (service, real) whose check is not `none` with
+    /// `checker`, from now on and after each reload.
+    public func startHealthChecks(_ checker: HealthChecker) {
         self.checker = checker
         updateProbes()
+    }
+
+    /// Applies the checker's transitions one at a time, in the order the
+    /// checker saw them, until it stops.
+    public func followHealth(_ checker: HealthChecker) async {
+        for await transition in checker.transitions {
+            healthChanged(transition)
+        }
     }
 
     public func stopHealthChecks() {
@@ -120,10 +125,10 @@ public actor Controller {
 
     private func updateProbes() {
         var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
-        for s in state.config.services where s.check.type != .none {
+        for s in state.config.services where s.check.kind != .none {
             for r in s.reals {
-                let target = ProbeTarget(address: r.address, port: s.check.port ?? r.port, check: s.check)
-                subscribers[target, default: []].append((s.name, r.address))
+                subscribers[ProbeTarget(real: r.address, port: r.port, check: s.check), default: []]
+                    .append((s.name, r.address))
             }
         }
         self.subscribers = subscribers
@@ -131,7 +136,8 @@ public actor Controller {
         checker?.update(targets)
     }
 
-    func healthChanged(_ target: ProbeTarget, up: Bool, reason: String) {
+    func healthChanged(_ transition: HealthChecker.Transition) {
+        let (target, up) = (transition.target, transition.up)
         guard let subs = subscribers[target] else { return }
         var next = state
         var changed: [String] = []
@@ -145,7 +151,7 @@ public actor Controller {
             try commit(next)
             for service in changed {
                 logger.notice(up ? "real up" : "real down", metadata: [
-                    "service": "\(service)", "real": "\(target.address)", "reason": "\(reason)",
+                    "service": "\(service)", "real": "\(target.address)", "reason": "\(transition.reason)",
                     "group": "\(state.group(of: service).joined(separator: ","))"])
             }
         } catch {

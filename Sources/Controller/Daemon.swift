@@ -1,6 +1,7 @@
 import BPF
 import Configuration
 import Control
+import Health
 import Model
 import Foundation
 import Logging
@@ -28,6 +29,7 @@ public enum Daemon {
         let lock = try PinLock.acquire(pins: config.pinDirectory, socket: config.socket, config: configPath)
         defer { withExtendedLifetime(lock) {} }
         let group = MultiThreadedEventLoopGroup.singleton
+        let checker = try HealthChecker(group: group, logger: logger)
         let fresh = !FileManager.default.fileExists(atPath: config.pinDirectory)
         let controller: Controller
         do {
@@ -38,9 +40,9 @@ public enum Daemon {
             if fresh { BPFFS.removeTree(config.pinDirectory) }
             throw error
         }
-        try await controller.startHealthChecks(group: group)
 
         var services: [any Service] = [
+            HealthService(checker: checker, controller: controller),
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
             RecordCensus(controller: controller, logger: logger),
@@ -53,8 +55,25 @@ public enum Daemon {
         logger.notice("serving", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
                                             "interface": "\(config.interface)", "socket": "\(config.socket)"])
         try await serviceGroup.run()
-        await controller.stopHealthChecks()
         logger.notice("stopped; XDP keeps forwarding from the pinned state", metadata: ["pins": "\(config.pinDirectory)"])
+    }
+}
+
+/// Health checks for as long as the group runs: the checker probes on the
+/// event loops and the controller applies its transitions in order. Graceful
+/// shutdown stops the probes, which ends the transitions.
+struct HealthService: Service {
+    let checker: HealthChecker
+    let controller: Controller
+
+    func run() async {
+        await controller.startHealthChecks(checker)
+        await withGracefulShutdownHandler {
+            await controller.followHealth(checker)
+        } onGracefulShutdown: {
+            checker.stop()
+        }
+        await controller.stopHealthChecks()
     }
 }
 

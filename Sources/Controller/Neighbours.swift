@@ -9,15 +9,23 @@ import NIOPosix
 /// shows it. DSR sends frames straight to the real, so every real must be
 /// on-link on the dataplane's interface; resolution is triggered by a UDP
 /// datagram to the discard port when the table has no entry yet.
+///
+/// `ip` runs as a subprocess that the calling thread waits for, so lookups
+/// are offloaded to NIO's thread pool, never run on the cooperative pool
+/// that health transitions and control requests need.
 struct Neighbours {
     let interface: String
     let group: any EventLoopGroup
 
     func resolve(_ addresses: Set<IPAddress>, timeout: Duration = .seconds(3)) async throws -> [IPAddress: MACAddress] {
-        var found: [IPAddress: MACAddress] = [:]
-        for address in addresses.sorted() {
-            try checkOnLink(address)
-            if let mac = try lookup(address) { found[address] = mac }
+        let sorted = addresses.sorted()
+        var found = try await offload { [self] in
+            var found: [IPAddress: MACAddress] = [:]
+            for address in sorted {
+                try checkOnLink(address)
+                if let mac = try lookup(address) { found[address] = mac }
+            }
+            return found
         }
         var missing = addresses.filter { found[$0] == nil }
         guard !missing.isEmpty else { return found }
@@ -26,12 +34,14 @@ struct Neighbours {
         let deadline = clock.now + timeout
         while !missing.isEmpty, clock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
-            for address in missing {
-                if let mac = try lookup(address) {
-                    found[address] = mac
-                    missing.remove(address)
+            let waiting = missing
+            let more = try await offload { [self] in
+                try waiting.reduce(into: [IPAddress: MACAddress]()) { more, address in
+                    more[address] = try lookup(address)
                 }
             }
+            found.merge(more) { _, new in new }
+            missing.subtract(more.keys)
         }
         if let first = missing.sorted().first {
             throw ControlError("cannot resolve the MAC address of real \(first) on \(interface): no answer to ARP/ND within \(timeout) (is it up and on this link? see 'ip neigh show dev \(interface)')")

@@ -46,13 +46,13 @@ extension ReadView {
             let counters = CountersReport(dataplane.counters(service: id))
             let reals = s.reals.map { r -> RealReport in
                 let rid = state.ids.reals[RealKey(group: group, address: r.address)] ?? 0
-                let target = ProbeTarget(address: r.address, port: s.check.port ?? r.port, check: s.check)
+                let target = ProbeTarget(real: r.address, port: r.port, check: s.check)
                 var lastCheck: String?
                 if case .failure(let why)? = probes[target]?.last { lastCheck = why }
                 return RealReport(
                     address: r.address.description, port: Int(r.port), weight: Int(r.weight),
                     state: state.reason(service: s, address: r.address).rawValue,
-                    health: s.check.type == .none ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
+                    health: s.check.kind == .none ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
                     lastCheck: lastCheck, records: perReal[rid] ?? 0,
                     counters: CountersReport(dataplane.counters(real: rid)))
             }

@@ -19,9 +19,14 @@ public struct ProbeTarget: Hashable, Sendable, CustomStringConvertible {
         self.check = check
     }
 
+    /// The check of `check` on `real`: at the check's port if it has one.
+    public init(real address: IPAddress, port: UInt16, check: HealthCheck) {
+        self.init(address: address, port: check.port ?? port, check: check)
+    }
+
     public var description: String {
         let host = address.family == .inet ? "\(address):\(port)" : "[\(address)]:\(port)"
-        return "\(check.type.rawValue) \(host)" + (check.type == .http || check.type == .https ? check.path : "")
+        return "\(check.kind.name) \(host)" + (check.kind.http?.path ?? "")
     }
 }
 
@@ -33,9 +38,8 @@ public enum ProbeResult: Sendable, Equatable {
     public var ok: Bool { self == .success }
 }
 
-/// Runs single probes on SwiftNIO: `tcp` connects, `tls` completes a
-/// handshake, `http`/`https` send one request and judge the status code
-/// and, if asked, the body. Every probe ends within the check's timeout.
+/// Runs single probes on SwiftNIO, one function per kind of check. Every
+/// probe ends within the check's timeout.
 public struct Prober: Sendable {
     let group: any EventLoopGroup
     let insecure: NIOSSLContext
@@ -54,55 +58,83 @@ public struct Prober: Sendable {
 
     public func probe(_ target: ProbeTarget, on loop: (any EventLoop)? = nil) -> EventLoopFuture<ProbeResult> {
         let loop = loop ?? group.next()
-        let check = target.check
-        if check.type == .none { return loop.makeSucceededFuture(.success) }
-        let outcome = Outcome(promise: loop.makePromise())
-        let timeout = TimeAmount.nanoseconds(Int64(clamping: check.timing.timeoutNs))
-        let deadline = loop.scheduleTask(in: timeout) {
-            outcome.finish(.failure("no answer within \(DurationText.format(check.timing.timeoutNs))"))
+        switch target.check.kind {
+        case .tcp: return tcp(target, on: loop)
+        case .http(let options): return http(target, options, tls: nil, on: loop)
+        case .https(let options, let secure): return http(target, options, tls: secure, on: loop)
+        case .tls(let options): return tls(target, options, on: loop)
+        case .none: return loop.makeSucceededFuture(.success)
         }
-        outcome.promise.futureResult.whenComplete { _ in deadline.cancel() }
+    }
 
+    /// `tcp`: the connection is accepted.
+    func tcp(_ target: ProbeTarget, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
+        connect(target, on: loop, connected: { $0.finish(.success) })
+    }
+
+    /// `tls`: the handshake completes.
+    func tls(_ target: ProbeTarget, _ options: TLSOptions, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
+        connect(target, on: loop) { pipeline, outcome in
+            try pipeline.addHandler(client(options, serverName: nil))
+            try pipeline.addHandler(HandshakeProbeHandler(outcome: outcome))
+        }
+    }
+
+    /// `http` and `https`: one request, judged by its status code and, if
+    /// asked, its body.
+    func http(_ target: ProbeTarget, _ options: HTTPOptions, tls: TLSOptions?,
+              on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
+        connect(target, on: loop) { pipeline, outcome in
+            if let tls { try pipeline.addHandler(client(tls, serverName: options.host)) }
+            try pipeline.addHTTPClientHandlers()
+            try pipeline.addHandler(HTTPProbeHandler(target: target, options: options, outcome: outcome))
+        }
+    }
+
+    /// A TLS client; the server name is sent only if it is a name, not an address.
+    func client(_ options: TLSOptions, serverName: String?) throws -> NIOSSLClientHandler {
+        let name = serverName.flatMap { IPAddress($0) == nil ? $0 : nil }
+        return try NIOSSLClientHandler(context: options.verify ? verifying : insecure, serverHostname: name)
+    }
+
+    /// Connects to the target with `handlers` in the pipeline (they decide
+    /// the result, unless `connected` does) and fails on an error, on close
+    /// or at the check's timeout.
+    private func connect(_ target: ProbeTarget, on loop: any EventLoop,
+                         handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations, Outcome) throws -> Void = { _, _ in },
+                         connected: @escaping @Sendable (Outcome) -> Void = { _ in }) -> EventLoopFuture<ProbeResult> {
         let address: SocketAddress
         do {
             address = try SocketAddress(ipAddress: target.address.description, port: Int(target.port))
         } catch {
-            outcome.finish(.failure("bad address: \(error)"))
-            return outcome.promise.futureResult
+            return loop.makeSucceededFuture(.failure("bad address: \(error)"))
         }
-        let tls = (check.type == .tls || check.type == .https) ? (check.verify ? verifying : insecure) : nil
-        let serverName = check.host ?? (check.verify ? target.address.description : nil)
-        let connect = ClientBootstrap(group: loop)
+        let timing = target.check.timing
+        let outcome = Outcome(promise: loop.makePromise())
+        let timeout = TimeAmount.nanoseconds(Int64(clamping: timing.timeoutNs))
+        let deadline = loop.scheduleTask(in: timeout) {
+            outcome.finish(.failure("no answer within \(DurationText.format(timing.timeoutNs))"))
+        }
+        outcome.promise.futureResult.whenComplete { _ in deadline.cancel() }
+        ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls {
-                        let name = serverName.flatMap { IPAddress($0) == nil ? $0 : nil }
-                        try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
-                    }
-                    switch check.type {
-                    case .http, .https:
-                        try sync.addHTTPClientHandlers()
-                        try sync.addHandler(HTTPProbeHandler(target: target, outcome: outcome))
-                    case .tls:
-                        try sync.addHandler(HandshakeProbeHandler(outcome: outcome))
-                    case .tcp, .none:
-                        break
-                    }
+                    try handlers(sync, outcome)
                     try sync.addHandler(ErrorProbeHandler(outcome: outcome))
                 }
             }
             .connect(to: address)
-        connect.whenComplete { result in
-            switch result {
-            case .success(let channel):
-                if check.type == .tcp { outcome.finish(.success) }
-                outcome.promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
-            case .failure(let error):
-                outcome.finish(.failure(Self.describe(error)))
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    connected(outcome)
+                    outcome.promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+                case .failure(let error):
+                    outcome.finish(.failure(Self.describe(error)))
+                }
             }
-        }
         return outcome.promise.futureResult
     }
 
@@ -163,23 +195,24 @@ final class HTTPProbeHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     let target: ProbeTarget
+    let options: HTTPOptions
     let outcome: Outcome
     private var status: Int?
     private var body = ""
 
-    init(target: ProbeTarget, outcome: Outcome) {
+    init(target: ProbeTarget, options: HTTPOptions, outcome: Outcome) {
         self.target = target
+        self.options = options
         self.outcome = outcome
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let check = target.check
         var headers = HTTPHeaders()
         let host = target.address.family == .inet ? target.address.description : "[\(target.address)]"
-        headers.add(name: "Host", value: check.host ?? host)
+        headers.add(name: "Host", value: options.host ?? host)
         headers.add(name: "User-Agent", value: "tandem-health-check")
         headers.add(name: "Connection", value: "close")
-        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: check.method), uri: check.path,
+        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: options.method), uri: options.path,
                                    headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -191,7 +224,7 @@ final class HTTPProbeHandler: ChannelInboundHandler {
         case .head(let head):
             status = Int(head.status.code)
         case .body(var buffer):
-            if target.check.body != nil, body.utf8.count < Prober.bodyLimit {
+            if options.body != nil, body.utf8.count < Prober.bodyLimit {
                 body += buffer.readString(length: min(buffer.readableBytes, Prober.bodyLimit - body.utf8.count)) ?? ""
             }
         case .end:
@@ -202,11 +235,10 @@ final class HTTPProbeHandler: ChannelInboundHandler {
 
     private func judge() -> ProbeResult {
         guard let status else { return .failure("no HTTP response") }
-        let check = target.check
-        guard check.expect.contains(where: { $0.contains(status) }) else {
-            return .failure("HTTP \(status), expected \(check.expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))")
+        guard options.expect.contains(where: { $0.contains(status) }) else {
+            return .failure("HTTP \(status), expected \(options.expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))")
         }
-        if let pattern = check.body, !body.contains(pattern) {
+        if let pattern = options.body, !body.contains(pattern) {
             return .failure("HTTP \(status) but the body lacks \"\(pattern)\"")
         }
         return .success

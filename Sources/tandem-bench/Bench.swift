@@ -96,8 +96,8 @@ struct Bench: ParsableCommand {
         }
         if only == "all" || only == "controller" {
             try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
-            for type in [CheckType.tcp, .http] {
-                try ControllerBench.health(count: checkReals, type: type, seconds: checkSeconds, into: &table)
+            for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
+                try ControllerBench.health(count: checkReals, kind: kind, seconds: checkSeconds, into: &table)
             }
         }
         print(markdown ? table.markdown : table.text)

@@ -63,7 +63,7 @@ enum ControllerBench {
     /// CPU of this process while `count` reals are checked every second
     /// against a server in another process that answers on every loopback
     /// address (127.0.x.y: one address per real; nothing leaves the host).
-    static func health(count: Int, type: CheckType, seconds duration: Int, into table: inout ResultTable) throws {
+    static func health(count: Int, kind: HealthCheck.Kind, seconds duration: Int, into table: inout ResultTable) throws {
         let port = 18_000 + Int(getpid() % 1000)
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -87,9 +87,7 @@ enum ControllerBench {
         defer { server.terminate(); server.waitUntilExit() }
         usleep(500_000)
 
-        var check = HealthCheck()
-        check.type = type
-        check.path = "/health"
+        var check = HealthCheck(kind)
         check.timing.intervalNs = 1_000_000_000
         check.timing.timeoutNs = 900_000_000
         // One address each: 127.0.0.1 and every loopback address after it.
@@ -98,7 +96,7 @@ enum ControllerBench {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let checker = try HealthChecker(group: group, logger: Logger(label: "bench")) { _, _, _ in }
+        let checker = try HealthChecker(group: group, logger: Logger(label: "bench"))
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         sleep(2) // past the random first delays
         let before = usage(), beforeSplit = split(), start = ContinuousClock.now
@@ -110,7 +108,7 @@ enum ControllerBench {
         let checks = snapshot.values.reduce(0) { $0 + $1.checks } - checksBefore
         let failures = snapshot.values.filter { $0.last != .success }.count
         let share = (after - before) / wall * 100
-        table.add("controller: \(type.rawValue) checks of \(count) reals at 1 s",
+        table.add("controller: \(kind.name) checks of \(count) reals at 1 s",
                   value: String(format: "%.1f %% of a core", share),
                   method: String(format: "%.0f checks/s over %.0f s, %d failing; getrusage of the checker (one event loop): user %.1f %%, system %.1f %% (loopback: system time includes the server side's TCP handshake); server in another process",
                                  Double(checks) / wall, wall, failures,

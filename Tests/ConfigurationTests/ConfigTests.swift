@@ -28,7 +28,8 @@ struct ConfigTests {
         #expect(config.services.count == 2)
         let http = config.services[0]
         #expect(http.persistence == Persistence(timeoutNs: 30 * 60_000_000_000, netmask: 32))
-        #expect(http.check.type == .http && http.check.path == "/health" && http.check.expect == [200...299])
+        #expect(http.check.kind == .http(HTTPOptions(method: "GET", path: "/health", expect: [200...299])))
+        #expect(http.check.port == nil && config.services[1].check.kind == .tls(TLSOptions(verify: false)))
         #expect(http.check.timing.intervalNs == 2_000_000_000 && http.check.timing.fall == 3)
         #expect(http.reals.map(\.weight) == [1, 2])
         #expect(http.failover == .group && !http.dropOnFailure)
@@ -193,6 +194,59 @@ struct ConfigTests {
     func checkKeys() {
         let e = Configs.errors(Configs.spec.replacingOccurrences(of: "check: { type: tls }", with: "check: { type: tls, path: /x }"))
         #expect(e.map(\.description) == ["t.yaml:24: services.shop-https.check.path: applies to http and https checks only (type is tls)"])
+    }
+
+    static func check(_ mapping: String) -> (HealthCheck?, [String]) {
+        let yaml = Configs.spec.replacingOccurrences(of: "check: { type: tls }", with: "check: \(mapping)")
+        do {
+            let config = try ConfigParser.parseValidated(yaml, file: "t.yaml").config
+            return (config.services[1].check, [])
+        } catch let e as ConfigErrors {
+            return (nil, e.errors.map(\.description))
+        } catch {
+            return (nil, ["\(error)"])
+        }
+    }
+
+    @Test("each check type reads its own options into its case", arguments: [
+        ("{ type: tcp, port: 8443 }", HealthCheck(.tcp, port: 8443)),
+        ("{ type: none }", HealthCheck(.none)),
+        ("{ type: tls, verify: true }", HealthCheck(.tls(TLSOptions(verify: true)))),
+        ("{ type: https, method: head, host: shop.example, expect: [200, 301-302], body: ok, verify: true }",
+         HealthCheck(.https(HTTPOptions(method: "HEAD", host: "shop.example", expect: [200...200, 301...302], body: "ok"),
+                            TLSOptions(verify: true)))),
+        ("{ type: http, expect: 503 }", HealthCheck(.http(HTTPOptions(expect: [503...503])))),
+        // As always: verify is accepted, and unused, where no TLS is spoken.
+        ("{ type: tcp, verify: true }", HealthCheck(.tcp)),
+        ("{ port: 81 }", HealthCheck(.tcp, port: 81)),
+    ])
+    func checkKinds(mapping: String, expected: HealthCheck) {
+        let (check, errors) = Self.check(mapping)
+        #expect(errors == [])
+        #expect(check == expected)
+    }
+
+    @Test("check options: errors name file, line and key", arguments: [
+        ("{ type: tcp, method: POST, expect: 99 }", [
+            "t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not 99",
+            "t.yaml:24: services.shop-https.check.method: applies to http and https checks only (type is tcp)"]),
+        ("{ type: none, body: ok }", ["t.yaml:24: services.shop-https.check.body: applies to http and https checks only (type is none)"]),
+        ("{ type: http, path: health }", ["t.yaml:24: services.shop-https.check.path: must start with /"]),
+        ("{ type: htp }", ["t.yaml:24: services.shop-https.check.type: must be one of tcp, http, https, tls, none, not htp"]),
+        ("{ type: tls, verify: yes }", ["t.yaml:24: services.shop-https.check.verify: must be true or false"]),
+        ("{ type: http, expect: [200, x] }", ["t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not x"]),
+        ("{ type: tcp, port: 0 }", ["t.yaml:24: services.shop-https.check.port: must be a whole number in 1...65535, not 0"]),
+        ("{ type: tcp, paht: /x }", ["t.yaml:24: services.shop-https.check.paht: unknown key (expected one of: interval, timeout, rise, fall, type, method, path, host, expect, body, verify, port)"]),
+    ])
+    func checkErrors(mapping: String, expected: [String]) {
+        #expect(Self.check(mapping).1 == expected)
+    }
+
+    @Test("check summaries, as check and status print them")
+    func summaries() {
+        #expect(Self.check("{ type: https, path: /up, rise: 3 }").0?.summary == "https GET /up every 2s rise 3 fall 3")
+        #expect(Self.check("{ type: tls }").0?.summary == "tls every 2s rise 2 fall 3")
+        #expect(Self.check("{ type: none }").0?.summary == "none")
     }
 
     @Test("durations", arguments: [("500ms", UInt64(500_000_000)), ("2s", 2_000_000_000), ("30m", 1_800_000_000_000), ("1h30m", 5_400_000_000_000)])

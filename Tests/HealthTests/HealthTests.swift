@@ -15,7 +15,7 @@ final class CannedServer: @unchecked Sendable {
     let received = NIOLockedValueBox("")
     var port: UInt16 { UInt16(channel.localAddress!.port!) }
 
-    init(reply: String?, tls: NIOSSLContext? = nil) throws {
+    init(reply: String?, tls: NIOSSLContext? = nil, port: UInt16 = 0) throws {
         let received = self.received
         channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -25,7 +25,7 @@ final class CannedServer: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(Replier(reply: reply, received: received))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).wait()
+            .bind(host: "127.0.0.1", port: Int(port)).wait()
     }
 
     deinit { try? channel.close().wait() }
@@ -45,7 +45,8 @@ final class CannedServer: @unchecked Sendable {
             let text = buffer.readString(length: buffer.readableBytes) ?? ""
             received.withLockedValue { $0 += text }
             guard let reply, text.contains("\r\n\r\n") || !text.hasPrefix("GET") else { return }
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply))).whenComplete { _ in context.close(promise: nil) }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply))).whenComplete { _ in bound.value.close(promise: nil) }
         }
     }
 }
@@ -74,11 +75,9 @@ enum Fixtures {
         return try! NIOSSLContext(configuration: config)
     }()
 
-    static func check(_ type: CheckType, timeoutMs: UInt64 = 500, _ edit: (inout HealthCheck) -> Void = { _ in }) -> HealthCheck {
-        var check = HealthCheck()
-        check.type = type
+    static func check(_ kind: HealthCheck.Kind, timeoutMs: UInt64 = 500) -> HealthCheck {
+        var check = HealthCheck(kind)
         check.timing.timeoutNs = timeoutMs * 1_000_000
-        edit(&check)
         return check
     }
 
@@ -109,20 +108,16 @@ struct ProbeTests {
     @Test("http: sends method, path and Host; judges status and body")
     func http() throws {
         let ok = try CannedServer(reply: Fixtures.http("200 OK", body: "all good\n"))
-        let check = Fixtures.check(.http) {
-            $0.path = "/health"
-            $0.host = "shop.example"
-            $0.body = "good"
-        }
+        let check = Fixtures.check(.http(HTTPOptions(path: "/health", host: "shop.example", body: "good")))
         #expect(try Fixtures.probe(ok.port, check) == .success)
         let request = ok.received.withLockedValue { $0 }
         #expect(request.hasPrefix("GET /health HTTP/1.1\r\n"))
         #expect(request.contains("Host: shop.example\r\n"))
 
         let failing = try CannedServer(reply: Fixtures.http("503 Service Unavailable", body: "busy"))
-        #expect(try Fixtures.probe(failing.port, Fixtures.check(.http)) == .failure("HTTP 503, expected 200-299"))
+        #expect(try Fixtures.probe(failing.port, Fixtures.check(.http(HTTPOptions()))) == .failure("HTTP 503, expected 200-299"))
 
-        let accepted = Fixtures.check(.http) { $0.expect = [503...503] }
+        let accepted = Fixtures.check(.http(HTTPOptions(expect: [503...503])))
         #expect(try Fixtures.probe(failing.port, accepted) == .success, "expected codes are configurable")
 
         let wrongBody = try CannedServer(reply: Fixtures.http("200 OK", body: "maintenance"))
@@ -133,20 +128,20 @@ struct ProbeTests {
     func timeout() throws {
         let silent = try CannedServer(reply: nil)
         let start = Date()
-        #expect(try Fixtures.probe(silent.port, Fixtures.check(.http, timeoutMs: 200)) == .failure("no answer within 200ms"))
+        #expect(try Fixtures.probe(silent.port, Fixtures.check(.http(HTTPOptions()), timeoutMs: 200)) == .failure("no answer within 200ms"))
         #expect(Date().timeIntervalSince(start) < 2, "the probe ended near its timeout, not later")
     }
 
     @Test("tls and https: handshake with a self-signed server; plain TCP or verification fails")
     func tls() throws {
         let secure = try CannedServer(reply: Fixtures.http("200 OK", body: "ok"), tls: Fixtures.tls)
-        #expect(try Fixtures.probe(secure.port, Fixtures.check(.tls)) == .success)
-        #expect(try Fixtures.probe(secure.port, Fixtures.check(.https)) == .success)
-        let verified = try Fixtures.probe(secure.port, Fixtures.check(.tls) { $0.verify = true })
+        #expect(try Fixtures.probe(secure.port, Fixtures.check(.tls(TLSOptions()))) == .success)
+        #expect(try Fixtures.probe(secure.port, Fixtures.check(.https(HTTPOptions(), TLSOptions()))) == .success)
+        let verified = try Fixtures.probe(secure.port, Fixtures.check(.tls(TLSOptions(verify: true))))
         #expect(!verified.ok, "an untrusted certificate fails when verification is asked: \(verified)")
 
         let plain = try CannedServer(reply: "SSH-2.0-not-tls\r\n")
-        let result = try Fixtures.probe(plain.port, Fixtures.check(.tls))
+        let result = try Fixtures.probe(plain.port, Fixtures.check(.tls(TLSOptions())))
         #expect(!result.ok, "a plain server fails the TLS check: \(result)")
     }
 }
@@ -170,27 +165,94 @@ struct RiseFallTests {
         #expect(states == [true, true, true, true, true, false, false, false, false, true])
     }
 
-    @Test("the checker reports each transition once, with the reason")
-    func checker() throws {
+    static func check(intervalMs: UInt64 = 50, rise: Int = 2, fall: Int = 2) -> HealthCheck {
+        var check = Fixtures.check(.tcp, timeoutMs: 40)
+        check.timing.intervalNs = intervalMs * 1_000_000
+        check.timing.rise = rise
+        check.timing.fall = fall
+        return check
+    }
+
+    /// The first `count` transitions, read as the controller reads them; at
+    /// `seconds`, the checker is stopped and what came is returned.
+    static func first(_ count: Int, of checker: HealthChecker, within seconds: Int = 5) async -> [HealthChecker.Transition] {
+        await withTaskGroup(of: [HealthChecker.Transition]?.self) { group in
+            group.addTask {
+                var seen: [HealthChecker.Transition] = []
+                for await transition in checker.transitions {
+                    seen.append(transition)
+                    if seen.count == count { break }
+                }
+                return seen
+            }
+            group.addTask {
+                do { try await Task.sleep(for: .seconds(seconds)) } catch { return nil }
+                checker.stop()
+                return nil
+            }
+            for await result in group {
+                if let result {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            return []
+        }
+    }
+
+    @Test("the checker streams each transition once, in order, with the reason")
+    func transitions() async throws {
         let server = try CannedServer(reply: nil)
         let port = server.port
-        let events = NIOLockedValueBox<[(Bool, String)]>([])
-        let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test")) { _, up, reason in
-            events.withLockedValue { $0.append((up, reason)) }
-        }
+        let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
         defer { checker.stop() }
-        var check = Fixtures.check(.tcp, timeoutMs: 100)
-        check.timing.intervalNs = 50_000_000
-        check.timing.rise = 2
-        check.timing.fall = 2
-        let target = ProbeTarget(address: IPAddress("127.0.0.1")!, port: port, check: check)
+        let target = ProbeTarget(address: IPAddress("127.0.0.1")!, port: port, check: Self.check())
         checker.update([target: true])
-        try server.channel.close().wait()
-        for _ in 0..<60 where events.withLockedValue({ $0.isEmpty }) { usleep(50_000) }
-        let seen = events.withLockedValue { $0 }
-        #expect(seen.count == 1)
-        #expect(seen.first?.0 == false)
-        #expect(seen.first?.1 == "2 checks in a row failed, last: connect: connection refused")
-        #expect(checker.snapshot()[target]?.state.up == false)
+        try await server.channel.close().get()
+        // The port comes back once the checker has seen it fail.
+        let reopen = Task {
+            for _ in 0..<300 where checker.snapshot()[target]?.state.up != false {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return try CannedServer(reply: nil, port: port)
+        }
+        let seen = await Self.first(2, of: checker)
+        _ = try await reopen.value // listening until here
+        #expect(seen.map(\.up) == [false, true])
+        #expect(seen.map(\.target) == [target, target])
+        #expect(seen.first?.reason == "2 checks in a row failed, last: connect: connection refused")
+        #expect(seen.last?.reason == "2 checks in a row passed")
+        #expect(checker.snapshot()[target]?.state.up == true)
+        #expect(checker.snapshot()[target]?.transitions == 2)
+    }
+
+    @Test("a transition that does not fit in the buffer is sent again after the next check")
+    func fullBuffer() async throws {
+        let closed = [try Fixtures.closedPort(), try Fixtures.closedPort()]
+        let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"),
+                                        buffer: 1)
+        defer { checker.stop() }
+        let targets = closed.map { ProbeTarget(address: IPAddress("127.0.0.1")!, port: $0, check: Self.check(fall: 1)) }
+        checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
+        // Nobody reads until both are down: the second transition finds the buffer full.
+        for _ in 0..<100 where checker.snapshot().values.contains(where: \.state.up) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let seen = await Self.first(2, of: checker)
+        #expect(Set(seen.map(\.target)) == Set(targets), "both targets' downs arrive: \(seen)")
+        #expect(seen.allSatisfy { !$0.up })
+        #expect(seen.last?.reason == "state sent again: the transition buffer was full")
+    }
+
+    @Test("stop ends the stream")
+    func stopEnds() async throws {
+        let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        checker.update([ProbeTarget(address: IPAddress("127.0.0.1")!, port: try Fixtures.closedPort(), check: Self.check()): true])
+        checker.stop()
+        var count = 0
+        for await _ in checker.transitions { count += 1 }
+        #expect(count == 0)
+        #expect(checker.snapshot().isEmpty)
     }
 }
