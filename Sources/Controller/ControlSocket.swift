@@ -42,7 +42,7 @@ public struct ControlServer: Service {
         }
         logger.info("control socket ready", metadata: ["socket": "\(path)"])
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try await cancelWhenGracefulShutdown {
+        try await serveUntilGracefulShutdown {
             try await server.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { tasks in
                     for try await connection in connections {

@@ -77,6 +77,16 @@ struct HealthService: Service {
     }
 }
 
+/// Runs a server's accept loop until graceful shutdown cancels it. The
+/// cancellation that ends it then is a clean stop, not an error: otherwise
+/// the group, and `tandem serve`, would fail on every SIGTERM.
+func serveUntilGracefulShutdown(_ operation: @Sendable @escaping () async throws -> Void) async throws {
+    do {
+        try await cancelWhenGracefulShutdown(operation)
+    } catch is CancellationError where Task.isShuttingDownGracefully {
+    }
+}
+
 /// SIGHUP re-reads the config, like `tandem reload`.
 struct HangupReloader: Service {
     let controller: Controller

@@ -43,7 +43,7 @@ public struct MetricsServer: Service {
                 }
             }
         logger.info("metrics endpoint ready", metadata: ["address": "http://\(host):\(port)/metrics"])
-        try await cancelWhenGracefulShutdown {
+        try await serveUntilGracefulShutdown {
             try await server.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { tasks in
                     for try await connection in connections {
