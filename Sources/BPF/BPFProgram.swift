@@ -14,6 +14,11 @@ public struct BPFProgram {
         self.owner = owner
     }
 
+    /// A program whose descriptor the caller opened (by id, say).
+    public init(adopting fd: OwnedFD, name: String) {
+        self.init(fd: fd.raw, name: name, owner: fd)
+    }
+
     /// Opens a program pinned at `path`.
     public static func pinned(at path: String) throws -> BPFProgram {
         let fd = try check("open pinned program", path) { bpf_obj_get(path) }
@@ -49,61 +54,5 @@ public struct BPFProgram {
         }
         output.removeSubrange(Int(opts.data_size_out)...)
         return TestRun(retval: opts.retval, output: output, durationNs: opts.duration)
-    }
-
-    /// Sends `packet` out of `ifindex` `count` times in live-frames mode:
-    /// the program runs on each copy and its verdict (XDP_TX, ...) is acted
-    /// on, which makes this a packet generator. Returns the elapsed ns.
-    public func liveFrames(packet: [UInt8], ifindex: UInt32, count: Int32,
-                           batch: UInt32 = 64) throws -> UInt64 {
-        var ctx = xdp_md()
-        ctx.data_end = UInt32(packet.count)
-        ctx.ingress_ifindex = ifindex
-        var opts = bpf_test_run_opts()
-        opts.sz = MemoryLayout<bpf_test_run_opts>.size
-        opts.repeat = count
-        opts.flags = UInt32(BPF_F_TEST_XDP_LIVE_FRAMES)
-        opts.batch_size = batch
-        var start = timespec(), end = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &start)
-        try packet.withUnsafeBytes { input in
-            try withUnsafeMutableBytes(of: &ctx) { ctxRaw in
-                opts.data_in = input.baseAddress
-                opts.data_size_in = UInt32(input.count)
-                opts.ctx_in = UnsafeRawPointer(ctxRaw.baseAddress)
-                opts.ctx_size_in = UInt32(ctxRaw.count)
-                try check("generate live frames with", name) { bpf_prog_test_run_opts(fd, &opts) }
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &end)
-        return UInt64(end.tv_sec - start.tv_sec) * 1_000_000_000
-            + UInt64(end.tv_nsec) - UInt64(start.tv_nsec)
-    }
-}
-
-extension BPFProgram {
-    /// Time spent in the program and runs, as the kernel counts them while
-    /// `kernel.bpf_stats_enabled` is 1 (both zero otherwise).
-    public func runStats() throws -> (ns: UInt64, runs: UInt64) {
-        var info = bpf_prog_info()
-        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-        try check("read info of program", name) { withUnsafeMutableBytes(of: &info) { bpf_obj_get_info_by_fd(fd, $0.baseAddress, &length) } }
-        return (info.run_time_ns, info.run_cnt)
-    }
-
-    /// Turns the kernel's per-program run-time counting on or off; returns
-    /// whether it was on.
-    @discardableResult
-    public static func countRunTime(_ on: Bool) throws -> Bool {
-        let path = "/proc/sys/kernel/bpf_stats_enabled"
-        var was = false
-        if let current = fopen(path, "r") {
-            was = fgetc(current) == 0x31 /* "1" */
-            fclose(current)
-        }
-        guard let file = fopen(path, "w") else { throw BPFError("open", path, errno: errno) }
-        defer { fclose(file) }
-        guard fputs(on ? "1\n" : "0\n", file) >= 0 else { throw BPFError("write", path, errno: errno) }
-        return was
     }
 }

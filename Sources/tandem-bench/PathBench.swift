@@ -5,6 +5,7 @@ import Dataplane
 import Foundation
 import Frames
 import Model
+import TestSupport
 
 /// ns per packet for each path of the XDP program, each beside a MAC-swap
 /// baseline measured the same way in the same run, all inside the kernel's
@@ -170,9 +171,7 @@ struct InvalidationBench {
         let firstClient: UInt32 = 0xC612_0000
         let present = try dataplane.fillRecords(count: records, group: 1, real: 2, firstClient: firstClient)
         let failed = PathBench.failing(state, real: 2)
-        let start = DispatchTime.now().uptimeNanoseconds
-        try dataplane.apply(failed)
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        let elapsed = try TestClock.measure { try dataplane.apply(failed) } * 1000
         // The very next packet of one of real 2's clients must go elsewhere.
         let client = PathBench.address(firstClient + UInt32(records / 2))
         let probe = try dataplane.program.testRun(

@@ -1,0 +1,77 @@
+import BPF
+import CTestSupport
+import Glibc
+
+/// Network namespaces, entered by the calling thread only: XDP attachment
+/// and BPF_PROG_TEST_RUN's ingress device name interfaces of the caller's
+/// namespace.
+///
+/// Code between entering and leaving must not suspend: after an `await` a
+/// task may go on on another thread, outside the namespace, and leave the
+/// first thread in it. `inside` takes a synchronous body for that reason.
+public enum NetworkNamespace {
+    /// The calling thread's namespace, to come back to.
+    public static func current() throws -> OwnedFD {
+        OwnedFD(try check("open network namespace of", "this thread") {
+            open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        })
+    }
+
+    /// Enters the namespace named `name` (`ip netns add`'s /run/netns/NAME).
+    public static func enter(_ name: String) throws {
+        let fd = OwnedFD(try check("open network namespace", "/run/netns/\(name)") {
+            open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        })
+        try check("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
+    }
+
+    public static func enter(_ namespace: OwnedFD) throws {
+        try check("enter network namespace", "fd \(namespace.raw)") { tandem_test_enter_netns(namespace.raw) }
+    }
+
+    /// Runs `body` with the calling thread in namespace `name`, then brings
+    /// the thread back.
+    public static func inside<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        let home = try current()
+        try enter(name)
+        defer {
+            // A thread left in the wrong namespace would break whatever runs on it next.
+            do { try enter(home) } catch { fatalError("cannot return to the original network namespace: \(error)") }
+        }
+        return try body()
+    }
+}
+
+public enum CPUAffinity {
+    /// Pins `thread` (0: the calling thread) to `cpu`; nil allows every CPU.
+    public static func pin(thread: Int32 = 0, to cpu: Int?) throws {
+        try check("pin thread to CPU", cpu.map(String.init) ?? "any") {
+            tandem_test_set_affinity(thread, Int32(cpu ?? -1))
+        }
+    }
+}
+
+/// Calls a syscall or libbpf function that returns a negative value on
+/// failure, retrying EINTR; throws with errno (libbpf returns -errno and
+/// sets errno).
+@discardableResult
+func check(_ operation: String, _ target: String, _ body: () -> Int32) throws -> Int32 {
+    while true {
+        errno = 0
+        let rc = body()
+        if rc >= 0 { return rc }
+        let err = errno != 0 ? errno : -rc
+        if err == EINTR { continue }
+        throw BPFError(operation, target, errno: err)
+    }
+}
+
+extension NetworkNamespace {
+    /// Removes the namespace named `name` as `ip netns del` does: it goes
+    /// once nothing else holds it. Synchronous, for `defer`.
+    public static func delete(_ name: String) {
+        let path = "/run/netns/\(name)"
+        umount2(path, Int32(MNT_DETACH))
+        unlink(path)
+    }
+}
