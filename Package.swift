@@ -27,6 +27,8 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev", "libelf-dev"])]
         ),
+        // sd_notify(3) for a Type=notify systemd unit, without libsystemd.
+        .target(name: "CSystemd"),
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
@@ -62,7 +64,7 @@ let package = Package(
         // together as lifecycle services; also the control protocol the CLI speaks.
         .target(
             name: "Controller",
-            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health",
+            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CSystemd",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

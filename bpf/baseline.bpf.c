@@ -4,7 +4,7 @@
  * XDP_TX frames (without a program there, veth drops them). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "lib/swap.h"
+#include "lib/mac_swap.h"
 
 SEC("xdp")
 int baseline_swap(struct xdp_md *ctx)

@@ -10,7 +10,7 @@
  *
  * Loaded with the dataplane's pin root, this object shares its maps. */
 #include "lib/pipeline.h"
-#include "lib/swap.h"
+#include "lib/mac_swap.h"
 
 /* Not inlined: clang otherwise merges its ctx->data_end load with the
  * pipeline's through a 32-bit move the verifier cannot follow. */

@@ -20,17 +20,3 @@ public struct BPFError: Error, CustomStringConvertible, Equatable {
         return text
     }
 }
-
-/// Calls a libbpf/syscall function returning a negative value on failure,
-/// retrying EINTR; throws with errno (libbpf returns -errno and sets errno).
-@discardableResult
-func check(_ operation: String, _ target: String, hint: String? = nil,
-           _ body: () -> Int32) throws -> Int32 {
-    while true {
-        let rc = body()
-        if rc >= 0 { return rc }
-        let err = Glibc.errno != 0 ? Glibc.errno : -rc
-        if err == EINTR { continue }
-        throw BPFError(operation, target, errno: err, hint: hint)
-    }
-}

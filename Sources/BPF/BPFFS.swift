@@ -10,8 +10,10 @@ public enum BPFFS {
             let root = mountPoint(for: directory)
             try? makeDirectories(root)
             if !isBPFFS(root) {
-                try check("mount bpffs on", root, hint: "are you root?") {
-                    mount("bpf", root, "bpf", 0, nil)
+                _ = try root.withCString { rootPath in
+                    try check("mount bpffs on", root, hint: "are you root?", reports: .minusOneAndErrno) {
+                        mount("bpf", rootPath, "bpf", 0, nil)
+                    }
                 }
             }
         }
@@ -64,8 +66,12 @@ public enum BPFFS {
         var built = ""
         for part in path.split(separator: "/") {
             built += "/" + part
-            if mkdir(built, 0o700) != 0 && errno != EEXIST {
-                throw BPFError("create directory", built, errno: errno)
+            do {
+                _ = try built.withCString { path in
+                    try check("create directory", built, reports: .minusOneAndErrno) { mkdir(path, 0o700) }
+                }
+            } catch let error as BPFError where error.errno == EEXIST {
+                continue
             }
         }
     }

@@ -37,7 +37,11 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return try BPFMap(fd: fd, name: path, owner: owner)
     }
 
-    public static var possibleCPUs: Int { Int(libbpf_num_possible_cpus()) }
+    public static var possibleCPUs: Int {
+        let count = libbpf_num_possible_cpus()  // -errno on failure
+        precondition(count > 0, "cannot count possible CPUs: \(String(cString: strerror(-count)))")
+        return Int(count)
+    }
 
     public func lookup(_ key: Key) -> Value? {
         precondition(!isPerCPU, "\(name) is per-CPU: use lookupPerCPU")
@@ -82,10 +86,14 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     /// Deletes `key`; returns false when it was not there.
     @discardableResult
     public func delete(_ key: Key) throws -> Bool {
-        let rc = withUnsafeBytes(of: key) { bpf_map_delete_elem(fd, $0.baseAddress) }
-        if rc == 0 { return true }
-        if errno == ENOENT { return false }
-        throw BPFError("delete from map", name, errno: errno)
+        do {
+            _ = try withUnsafeBytes(of: key) { k in
+                try check("delete from map", name) { bpf_map_delete_elem(fd, k.baseAddress) }
+            }
+            return true
+        } catch let error as BPFError where error.errno == ENOENT {
+            return false
+        }
     }
 
     /// Every key, in the kernel's order. Entries may change meanwhile.
@@ -125,13 +133,81 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             var opts = bpf_map_batch_opts()
             opts.sz = MemoryLayout<bpf_map_batch_opts>.size
             let rc = bpf_map_lookup_batch(fd, first ? nil : inBatch, outBatch, keys, values, &count, &opts)
-            let err = errno
-            if rc != 0 && err != ENOENT { throw BPFError("batch-read map", name, errno: err) }
+            if rc < 0 && -rc != ENOENT { throw BPFError("batch-read map", name, errno: -rc) }
             for i in 0..<Int(count) { result.append((keys[i], values[i])) }
-            if rc != 0 { return result }   // ENOENT: that was the last batch
+            if rc < 0 { return result }   // ENOENT: that was the last batch
             inBatch.copyMemory(from: outBatch, byteCount: max(MemoryLayout<Key>.size, 8))
             first = false
         }
+    }
+
+    /// Reads the map a batch at a time, so a table of any size is walked
+    /// with `chunk` entries in memory. One cursor is used by one thread at
+    /// a time; entries may change between batches, as with `keys()`.
+    public final class BatchCursor {
+        let map: BPFMap
+        let chunk: Int
+        private let keys: UnsafeMutablePointer<Key>
+        private let values: UnsafeMutablePointer<Value>
+        private let inBatch: UnsafeMutableRawPointer
+        private let outBatch: UnsafeMutableRawPointer
+        private let cursorSize = max(MemoryLayout<Key>.size, 8)
+        private var started = false
+        private var finished = false
+        /// Maps without batch operations: walked key by key instead.
+        private var fallback: [Key]?
+
+        init(_ map: BPFMap, chunk: Int) {
+            self.map = map
+            self.chunk = chunk
+            keys = .allocate(capacity: chunk)
+            values = .allocate(capacity: chunk)
+            // The batch cursor is opaque to us; the kernel wants room for a key.
+            inBatch = .allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+            outBatch = .allocate(byteCount: max(MemoryLayout<Key>.size, 8), alignment: 8)
+        }
+
+        deinit {
+            keys.deallocate()
+            values.deallocate()
+            inBatch.deallocate()
+            outBatch.deallocate()
+        }
+
+        /// The next entries, or nil once the whole map was read.
+        public func next() throws -> [(Key, Value)]? {
+            if var rest = fallback {
+                guard !rest.isEmpty else { return nil }
+                let take = Array(rest.prefix(chunk))
+                rest.removeFirst(take.count)
+                fallback = rest
+                return take.compactMap { key in map.lookup(key).map { (key, $0) } }
+            }
+            if finished { return nil }
+            var count = UInt32(chunk)
+            var opts = bpf_map_batch_opts()
+            opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let rc = bpf_map_lookup_batch(map.fd, started ? inBatch : nil, outBatch, keys, values, &count, &opts)
+            if rc < 0 && -rc != ENOENT {
+                if !started && (-rc == EINVAL || -rc == ENOTSUP || -rc == EOPNOTSUPP) {
+                    fallback = map.keys()
+                    return try next()
+                }
+                throw BPFError("batch-read map", map.name, errno: -rc)
+            }
+            started = true
+            if rc < 0 { finished = true }  // ENOENT: that was the last batch
+            inBatch.copyMemory(from: outBatch, byteCount: cursorSize)
+            let batch = (0..<Int(count)).map { (keys[$0], values[$0]) }
+            if batch.isEmpty && finished { return nil }
+            return batch
+        }
+    }
+
+    /// A cursor over every entry, `chunk` at a time.
+    public func batches(chunk: Int = 4096) -> BatchCursor {
+        precondition(!isPerCPU, "\(name) is per-CPU")
+        return BatchCursor(self, chunk: chunk)
     }
 
     /// Writes many entries in one BPF_MAP_UPDATE_BATCH call (key by key
@@ -149,11 +225,12 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             }
         }
         if rc == 0 { return }
-        if errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP {
+        let err = -rc
+        if err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP {
             for (key, value) in items.dropFirst(Int(count)) { try update(key, value) }
             return
         }
-        throw BPFError("batch-update map", name, errno: errno)
+        throw BPFError("batch-update map", name, errno: err)
     }
 
     /// Deletes every entry (hash maps). Returns how many went.

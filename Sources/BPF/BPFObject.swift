@@ -22,6 +22,7 @@ public final class BPFObject {
         buffer.initialize(to: 0)
         logBuffer = buffer
 
+        var err: Int32 = 0
         let opened: OpaquePointer? = name.withCString { namePtr in
             withOptionalCString(pinRoot) { pinPtr in
                 var opts = bpf_object_open_opts()
@@ -31,13 +32,13 @@ public final class BPFObject {
                 opts.kernel_log_buf = buffer
                 opts.kernel_log_size = Self.logSize
                 return bytes.withUnsafeBytes { raw in
-                    bpf_object__open_mem(raw.baseAddress, raw.count, &opts)
+                    tandem_object_open_mem(raw.baseAddress, raw.count, &opts, &err)
                 }
             }
         }
         guard let opened else {
             buffer.deallocate()
-            throw BPFError("open BPF object", name, errno: errno)
+            throw BPFError("open BPF object", name, errno: err)
         }
         handle = opened
     }
@@ -51,16 +52,16 @@ public final class BPFObject {
     /// to `verifierLogPath` and the error names that file.
     public func load(verifierLogPath: String = "/tmp/tandem-verifier.log") throws {
         if let pinRoot { try BPFFS.prepare(directory: pinRoot) }
-        let rc = bpf_object__load(handle)
-        guard rc == 0 else {
-            let err = errno != 0 ? errno : -rc
+        do {
+            // libbpf refuses a second load of the same object: no retry.
+            try check("load BPF object", name, retryingEINTR: false) { bpf_object__load(handle) }
+        } catch var error as BPFError {
             let log = String(cString: logBuffer)
             if !log.isEmpty {
                 _ = FileManager.default.createFile(atPath: verifierLogPath, contents: Data(log.utf8))
-                throw BPFError("load BPF object", name, errno: err,
-                               hint: "verifier log saved to \(verifierLogPath)")
+                error.hint = "verifier log saved to \(verifierLogPath)"
             }
-            throw BPFError("load BPF object", name, errno: err)
+            throw error
         }
         loaded = true
     }
@@ -83,6 +84,7 @@ public final class BPFObject {
         guard let map = bpf_object__find_map_by_name(handle, name) else {
             throw BPFError("find map", "\(name) in \(self.name)", errno: ENOENT)
         }
+        // An unloaded map's descriptor is -1, not an errno: say EBADF.
         let fd = bpf_map__fd(map)
         guard fd >= 0 else {
             throw BPFError("use map", name, errno: EBADF, hint: "object not loaded")

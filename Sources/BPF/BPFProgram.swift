@@ -14,15 +14,15 @@ public struct BPFProgram {
         self.owner = owner
     }
 
-    /// A program whose descriptor the caller opened (by id, say).
-    public init(adopting fd: OwnedFD, name: String) {
-        self.init(fd: fd.raw, name: name, owner: fd)
-    }
-
     /// Opens a program pinned at `path`.
     public static func pinned(at path: String) throws -> BPFProgram {
         let fd = try check("open pinned program", path) { bpf_obj_get(path) }
         return BPFProgram(fd: fd, name: path, owner: OwnedFD(fd))
+    }
+
+    /// A program whose descriptor the caller opened (by id, say).
+    public init(adopting fd: OwnedFD, name: String) {
+        self.init(fd: fd.raw, name: name, owner: fd)
     }
 
     public func pin(at path: String) throws {

@@ -11,14 +11,32 @@
 #include <linux/magic.h>
 #include <errno.h>
 
+/* Errors: libbpf 1.x returns -errno from calls that return int, and the
+ * shim's own functions do the same, reading errno in C right after the
+ * failing call, before any Swift code runs. */
+
+/* bpf_object__open_mem, with libbpf's error (errno, as it returns NULL)
+ * stored in *err before anything can overwrite it. */
+static inline struct bpf_object *tandem_object_open_mem(const void *bytes, size_t size,
+							const struct bpf_object_open_opts *opts,
+							int *err)
+{
+	struct bpf_object *obj = bpf_object__open_mem(bytes, size, opts);
+
+	*err = obj ? 0 : errno ? errno : EINVAL;
+	return obj;
+}
+
 /* The interface an XDP link is attached to: 0 once its netdev is gone,
  * -errno when the link cannot be read. */
 static inline long long tandem_xdp_link_ifindex(int fd)
 {
-	struct bpf_link_info info = {0};
+	struct bpf_link_info info = { 0 };
 	__u32 len = sizeof(info);
-	if (bpf_obj_get_info_by_fd(fd, &info, &len))
-		return -errno;
+	int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+
+	if (rc < 0)
+		return rc;
 	return info.xdp.ifindex;
 }
 #endif

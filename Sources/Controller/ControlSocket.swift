@@ -9,7 +9,9 @@ import ServiceLifecycle
 
 /// The control socket of `tandem serve`: a unix socket only root may open
 /// (mode 0600, directory 0700). Each connection carries one JSON request
-/// line and gets one JSON response line; anything else gets an error.
+/// line and gets one JSON response line, except a record listing: one line
+/// per batch of records (`{"records": [...]}`), then a closing line with
+/// the count; anything else gets an error line.
 public struct ControlServer: Service {
     public static let maxRequestBytes = 64 * 1024
 
@@ -50,7 +52,7 @@ public struct ControlServer: Service {
     }
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        try? await connection.executeThenClose { inbound, outbound in
+        try? await connection.executeThenClose { inbound, outbound -> Void in
             var request = ByteBuffer()
             for try await chunk in inbound {
                 var chunk = chunk
@@ -59,26 +61,65 @@ public struct ControlServer: Service {
                     break
                 }
             }
-            let response = await respond(to: request)
-            var data = try JSONEncoder.control.encode(response)
-            data.append(UInt8(ascii: "\n"))
-            try await outbound.write(ByteBuffer(bytes: data))
+            let send: @Sendable (ControlResponse) async throws -> Void = { response in
+                var data = try JSONEncoder.control.encode(response)
+                data.append(UInt8(ascii: "\n"))
+                try await outbound.write(ByteBuffer(bytes: data))
+            }
+            switch decode(request) {
+            case .failure(let failure):
+                try await send(failure.response)
+            case .success(let request):
+                try await answer(request, send: send)
+            }
+            outbound.finish()
         }
     }
 
-    private func respond(to buffer: ByteBuffer) async -> ControlResponse {
+    /// Reads run on a copy of the controller's state, off its actor, so a
+    /// slow one never delays a health transition or another client; a
+    /// record listing streams in batches. Changes go through the actor.
+    private func answer(_ request: ControlRequest,
+                        send: @escaping @Sendable (ControlResponse) async throws -> Void) async throws {
+        do {
+            switch request {
+            case .status:
+                let view = await controller.readView()
+                try await send(ControlResponse(status: try await offload { view.status() }))
+            case .stats:
+                let view = await controller.readView()
+                try await send(ControlResponse(stats: try await offload { view.stats() }))
+            case .listRecords(let filter):
+                let view = await controller.readView()
+                let count = try await RecordStream.run(view: view, filter: filter, send: send)
+                try await send(ControlResponse(message: "\(count) record\(count == 1 ? "" : "s")"))
+            case .flushRecords(let filter):
+                let view = await controller.readView()
+                try await send(ControlResponse(message: try await offload { try view.flush(filter) }))
+            case .setReal, .reload:
+                try await send(await controller.handle(request))
+            }
+        } catch let error as ControlError {
+            try await send(ControlResponse(error: error.description))
+        } catch is CancellationError {
+            return
+        } catch {
+            try await send(ControlResponse(error: "\(error)"))
+        }
+    }
+
+    private func decode(_ buffer: ByteBuffer) -> Result<ControlRequest, ControlResponseFailure> {
         guard buffer.readableBytes <= Self.maxRequestBytes else {
-            return ControlResponse(error: "request longer than \(Self.maxRequestBytes) bytes")
+            return .failure(.init(ControlResponse(error: "request longer than \(Self.maxRequestBytes) bytes")))
         }
         let line = buffer.readableBytesView.prefix { $0 != UInt8(ascii: "\n") }
-        let request: ControlRequest
         do {
-            request = try JSONDecoder().decode(ControlRequest.self, from: Data(line))
+            return .success(try JSONDecoder().decode(ControlRequest.self, from: Data(line)))
         } catch {
             logger.warning("bad control request", metadata: ["error": "\(error)"])
-            return ControlResponse(error: "bad request: not a Tandem control request (\(Self.brief(error)))")
+            return .failure(.init(ControlResponse(
+                error: "bad request: not a Tandem control request (\(Self.brief(error)))")))
         }
-        return await controller.handle(request)
     }
 
     static func brief(_ error: any Error) -> String {
@@ -94,8 +135,12 @@ public struct ControlServer: Service {
 
 /// The CLI's side of the control socket.
 public enum ControlClient {
+    /// Sends `request` and returns the reply. A record listing arrives as
+    /// batches, each handed to `onRecords` as it comes, then a closing
+    /// reply; a connection that ends before the closing reply is an error.
     public static func send(_ request: ControlRequest, socket path: String,
-                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ControlResponse {
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                            onRecords: ([RecordReport]) throws -> Void = { _ in }) async throws -> ControlResponse {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ControlError("tandem serve is not running: no control socket at \(path) (start it with 'tandem serve --config FILE')")
         }
@@ -116,14 +161,26 @@ public enum ControlClient {
         let payload = data
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: payload))
-            var response = ByteBuffer()
+            var pending = ByteBuffer()
+            var partials = 0
             for try await chunk in inbound {
                 var chunk = chunk
-                response.writeBuffer(&chunk)
+                pending.writeBuffer(&chunk)
+                while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                    let length = newline - pending.readerIndex
+                    let line = pending.readSlice(length: length)!
+                    pending.moveReaderIndex(forwardBy: 1)
+                    let response = try JSONDecoder().decode(ControlResponse.self, from: Data(line.readableBytesView))
+                    if response.error != nil || response.records == nil { return response }
+                    // A batch of a streamed listing; the closing line has no records.
+                    partials += 1
+                    try onRecords(response.records!)
+                }
+                pending.discardReadBytes()
             }
-            let line = response.readableBytesView.prefix { $0 != UInt8(ascii: "\n") }
-            guard !line.isEmpty else { throw ControlError("tandem serve closed the connection without answering") }
-            return try JSONDecoder().decode(ControlResponse.self, from: Data(line))
+            throw ControlError(partials == 0
+                ? "tandem serve closed the connection without answering"
+                : "tandem serve closed the connection before its reply was complete (\(partials) batch\(partials == 1 ? "" : "es") of records received); is it still running?")
         }
     }
 
@@ -140,5 +197,51 @@ extension JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
+    }
+}
+
+/// A reply that ends a request before it reached the controller.
+struct ControlResponseFailure: Error {
+    let response: ControlResponse
+    init(_ response: ControlResponse) { self.response = response }
+}
+
+/// Streams the records a filter selects to the client, batch by batch,
+/// with the scan on the thread pool and each batch written (and flushed
+/// to the socket) before the next is read: the daemon's memory stays at
+/// one batch whatever the table size.
+enum RecordStream {
+    static func run(view: ReadView, filter: RecordFilter,
+                    send: @escaping @Sendable (ControlResponse) async throws -> Void) async throws -> Int {
+        let (batches, continuation) = AsyncThrowingStream.makeStream(of: [RecordReport].self)
+        // At most two batches are read ahead of what the client took.
+        let room = DispatchSemaphore(value: 2)
+        let scan = Task {
+            do {
+                try await offload {
+                    try view.records(filter) { batch in
+                        room.wait()
+                        if case .terminated = continuation.yield(batch) { throw CancellationError() }
+                    }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        defer {
+            // The client left early: let a waiting scan see the stream is gone.
+            continuation.finish()
+            room.signal()
+            room.signal()
+            scan.cancel()
+        }
+        var count = 0
+        for try await batch in batches {
+            try await send(ControlResponse(records: batch))
+            count += batch.count
+            room.signal()
+        }
+        return count
     }
 }

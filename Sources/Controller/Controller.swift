@@ -160,10 +160,15 @@ public actor Controller {
     public func handle(_ request: ControlRequest) async -> ControlResponse {
         do {
             switch request {
-            case .status: return ControlResponse(status: status())
-            case .stats: return ControlResponse(stats: stats())
-            case .listRecords(let filter): return ControlResponse(records: try records(filter))
-            case .flushRecords(let filter): return ControlResponse(message: try flush(filter))
+            // The control socket serves reads off the actor (ReadView); these
+            // are for callers that hold the actor anyway.
+            case .status: return ControlResponse(status: readView().status())
+            case .stats: return ControlResponse(stats: readView().stats())
+            case .listRecords(let filter):
+                var all: [RecordReport] = []
+                try readView().records(filter) { all += $0 }
+                return ControlResponse(records: all)
+            case .flushRecords(let filter): return ControlResponse(message: try readView().flush(filter))
             case .setReal(let command): return ControlResponse(message: try setReal(command))
             case .reload: return ControlResponse(message: try await reload())
             }
@@ -245,8 +250,14 @@ public actor Controller {
 final class RateTracker: @unchecked Sendable {
     private var last: [String: (at: ContinuousClock.Instant, counters: CountersReport)] = [:]
     private var rates: [String: RatesReport] = [:]
+    private let lock = NSLock()
 
+    /// Reads run concurrently (ReadView): one update at a time.
     func rate(_ name: String, _ counters: CountersReport) -> RatesReport {
+        lock.withLock { update(name, counters) }
+    }
+
+    private func update(_ name: String, _ counters: CountersReport) -> RatesReport {
         let now = ContinuousClock.now
         guard let previous = last[name] else {
             last[name] = (now, counters)

@@ -1,6 +1,7 @@
 import Configuration
 import Control
 import Model
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -62,7 +63,7 @@ public struct MetricsServer: Service {
                 case .body: continue
                 case .end:
                     let found = uri == "/metrics" || uri.hasPrefix("/metrics?")
-                    let body = found ? await controller.metricsText() : "only /metrics is here\n"
+                    let body = found ? try await controller.metricsText() : "only /metrics is here\n"
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
                     headers.add(name: "Content-Length", value: "\(body.utf8.count)")
@@ -79,34 +80,47 @@ public struct MetricsServer: Service {
 }
 
 extension Controller {
-    /// Brings the registry up to date with the maps, then renders it.
-    func metricsText() -> String {
+    /// Brings the registry up to date with the maps, then renders it; the
+    /// maps are read off the actor (see ReadView).
+    func metricsText() async throws -> String {
+        let view = readView()
+        let metrics = self.metrics
+        return try await offload { view.metricsText(metrics) }
+    }
+}
+
+extension ReadView {
+    func metricsText(_ metrics: ControllerMetrics) -> String {
+        metrics.lock.withLock { render(metrics) }
+    }
+
+    private func render(_ metrics: ControllerMetrics) -> String {
         let registry = metrics.registry
         let status = status()
         for s in status.services {
-            publish(registry, "tandem_service", [("service", s.name)], s.counters)
+            publish(metrics, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
-                registry.makeGauge(name: "tandem_real_up", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_up", labels: [("service", s.name), ("real", r.address)],
                                    help: "1 while the real is scheduled in the service (state up)")
                     .set(to: r.state == "up" ? 1.0 : 0.0)
-                registry.makeGauge(name: "tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
                                    help: "1 while the real passes its health check (n/a counts as 1)")
                     .set(to: r.health == "down" ? 0.0 : 1.0)
-                registry.makeGauge(name: "tandem_real_records", labels: [("service", s.name), ("real", r.address)],
+                registry.gauge("tandem_real_records", labels: [("service", s.name), ("real", r.address)],
                                    help: "valid persistence records pointing at the real (its follow group)")
                     .set(to: Double(r.records))
-                publish(registry, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
+                publish(metrics, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
             }
         }
         for (table, used, capacity) in [("flows", status.flows, status.flowCapacity),
                                          ("records", status.records, status.recordCapacity)] {
-            registry.makeGauge(name: "tandem_table_entries", labels: [("table", table)],
+            registry.gauge("tandem_table_entries", labels: [("table", table)],
                                help: "entries in the flow or persistence table").set(to: Double(used))
-            registry.makeGauge(name: "tandem_table_capacity", labels: [("table", table)],
+            registry.gauge("tandem_table_capacity", labels: [("table", table)],
                                help: "capacity of the flow or persistence table (LRU beyond it)").set(to: Double(capacity))
         }
         for (reason, count) in dataplane.packetReasons() {
-            metrics.advance(registry.makeCounter(name: "tandem_packets_total", labels: [("reason", reason.description)],
+            metrics.advance(registry.counter("tandem_packets_total", labels: [("reason", reason.description)],
                                                  help: "packets passed or dropped by the XDP program, by reason"),
                             key: "packets/\(reason)", to: count)
         }
@@ -115,8 +129,9 @@ extension Controller {
         return String(decoding: buffer, as: UTF8.self)
     }
 
-    private func publish(_ registry: PrometheusCollectorRegistry, _ prefix: String, _ labels: [(String, String)],
+    private func publish(_ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
                          _ c: CountersReport) {
+        let registry = metrics.registry
         let key = labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
         for (name, value, help) in [("packets_total", c.packets, "packets forwarded or dropped"),
                                     ("bytes_total", c.bytes, "bytes of those packets"),
@@ -124,16 +139,18 @@ extension Controller {
                                     ("persistence_hits_total", c.persistHits, "new flows placed by a record"),
                                     ("follow_hits_total", c.followHits, "new flows placed by a record another port made"),
                                     ("drops_total", c.drops, "packets dropped (no real)")] {
-            metrics.advance(registry.makeCounter(name: "\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
+            metrics.advance(registry.counter("\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
                             key: "\(prefix)_\(name)/\(key)", to: value)
         }
     }
 }
 
 /// The Prometheus registry, and the last kernel value behind each counter
-/// (the maps count; Prometheus counters only move by increments).
+/// (the maps count; Prometheus counters only move by increments). One
+/// render at a time, under `lock`.
 final class ControllerMetrics: @unchecked Sendable {
     let registry: PrometheusCollectorRegistry
+    let lock = NSLock()
     private var last: [String: UInt64] = [:]
 
     init(registry: PrometheusCollectorRegistry) { self.registry = registry }
@@ -144,5 +161,17 @@ final class ControllerMetrics: @unchecked Sendable {
         let delta = value >= previous ? value - previous : value
         if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
         last[key] = value
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    /// A gauge under its full name ("tandem_real_up"): no unit suffix added.
+    func gauge(_ name: String, labels: [(String, String)], help: String) -> Gauge {
+        makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    /// A counter under its full name ("tandem_packets_total").
+    func counter(_ name: String, labels: [(String, String)], help: String) -> Prometheus.Counter {
+        makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 }

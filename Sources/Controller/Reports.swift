@@ -5,16 +5,43 @@ import Dataplane
 import Foundation
 import Glibc
 import Health
+import Logging
+
+/// What the read commands need, copied from the controller's actor in
+/// O(config): the scans of a full record table behind `status`,
+/// `persistence list|flush` and `/metrics` then run without holding the
+/// actor, so a health transition is applied while a slow read goes on.
+struct ReadView: Sendable {
+    let dataplane: Dataplane
+    let state: ControlState
+    let probes: [ProbeTarget: ProbeStatus]
+    let configPath: String
+    let started: ContinuousClock.Instant
+    let rates: RateTracker
+    let logger: Logger
+}
+
+extension Controller {
+    /// A copy of what reads need; cheap, taken on the actor.
+    func readView() -> ReadView {
+        ReadView(dataplane: dataplane, state: state, probes: checker?.snapshot() ?? [:], configPath: configPath,
+                 started: started, rates: rates, logger: logger)
+    }
+}
 
 /// What `status`, `stats` and `persistence` read: the maps, named with the
 /// config's service names and real addresses.
-extension Controller {
+extension ReadView {
     func status() -> StatusReport {
         let fill = dataplane.tableFill()
-        let records = validRecords()
         var perReal: [UInt32: Int] = [:]
-        for r in records { perReal[r.real, default: 0] += 1 }
-        let probes = checker?.snapshot() ?? [:]
+        var validCount = 0
+        try? dataplane.forEachRecordBatch { batch in
+            for r in batch where r.valid {
+                perReal[r.real, default: 0] += 1
+                validCount += 1
+            }
+        }
         let config = state.config
         let services = config.services.map { s -> ServiceReport in
             let id = state.serviceID(s.name) ?? 0
@@ -46,7 +73,7 @@ extension Controller {
             interface: config.interface, xdpMode: config.xdpMode.rawValue, pinDirectory: config.pinDirectory,
             configPath: configPath,
             uptimeSeconds: uptime.inSeconds,
-            flows: fill.flows, flowCapacity: fill.flowCapacity, records: records.count,
+            flows: fill.flows, flowCapacity: fill.flowCapacity, records: validCount,
             recordCapacity: fill.recordCapacity, services: services)
     }
 
@@ -59,26 +86,45 @@ extension Controller {
         let packets = Dictionary(dataplane.packetReasons().map { ($0.key.description, $0.value) },
                                  uniquingKeysWith: { a, _ in a })
         return StatsReport(services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
-                           records: validRecords().count, recordCapacity: fill.recordCapacity)
+                           records: validRecordCount(), recordCapacity: fill.recordCapacity)
     }
 
-    func validRecords() -> [Dataplane.Record] { dataplane.records().filter(\.valid) }
+    func validRecordCount() -> Int {
+        var count = 0
+        try? dataplane.forEachRecordBatch { batch in count += batch.lazy.filter(\.valid).count }
+        return count
+    }
 
-    func records(_ filter: RecordFilter) throws -> [RecordReport] {
+    /// The valid records `filter` selects, handed to `send` in batches of
+    /// up to `batchSize`, each sorted by group and client: the daemon holds
+    /// one batch at a time whatever the table size. Throws before sending
+    /// anything when the filter names an unknown service or real.
+    func records(_ filter: RecordFilter, batchSize: Int = 4096,
+                 send: ([RecordReport]) throws -> Void) throws {
         let match = try matcher(filter)
-        let now = Self.monotonicNs()
+        let now = ReadView.monotonicNs()
         let names = serviceNamesByID()
         let groupNames = Dictionary(grouping: state.config.services, by: { state.groupID($0.name) ?? 0 })
             .mapValues { $0.map(\.name) }
-        return validRecords().filter(match).map { r in
-            RecordReport(group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
-                         real: state.ids.address[r.real]?.description ?? "#\(r.real)",
-                         service: names[r.service] ?? "#\(r.service)",
-                         ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
-        }.sorted { a, b in
-            a.group != b.group ? a.group < b.group
-                : (IPAddress(a.client) ?? IPAddress("0.0.0.0")!) < (IPAddress(b.client) ?? IPAddress("0.0.0.0")!)
+        var pending: [Dataplane.Record] = []
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            pending.sort { a, b in a.group != b.group ? a.group < b.group : a.client < b.client }
+            try send(pending.map { r in
+                RecordReport(group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
+                             real: state.ids.address[r.real]?.description ?? "#\(r.real)",
+                             service: names[r.service] ?? "#\(r.service)",
+                             ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
+            })
+            pending.removeAll(keepingCapacity: true)
         }
+        try dataplane.forEachRecordBatch { batch in
+            for r in batch where r.valid && match(r) {
+                pending.append(r)
+                if pending.count >= batchSize { try flush() }
+            }
+        }
+        try flush()
     }
 
     func flush(_ filter: RecordFilter) throws -> String {

@@ -50,11 +50,26 @@ public enum Text {
 
     public static func records(_ records: [RecordReport]) -> String {
         if records.isEmpty { return "no records\n" }
-        var rows: [[String]] = [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "SERVICES"]]
+        return table(recordRows(records, header: true)) + recordCount(records.count)
+    }
+
+    /// A listing too long for one reply, a batch at a time: the first
+    /// batch sets the column widths (with the header), later batches keep
+    /// them; `recordCount` closes it.
+    public static func recordBatch(_ records: [RecordReport], widths: inout [Int]?) -> String {
+        let rows = recordRows(records, header: widths == nil)
+        if widths == nil { widths = columnWidths(rows) }
+        return table(rows, widths: widths!)
+    }
+
+    public static func recordCount(_ count: Int) -> String { "\(count) record\(count == 1 ? "" : "s")\n" }
+
+    static func recordRows(_ records: [RecordReport], header: Bool) -> [[String]] {
+        var rows: [[String]] = header ? [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "SERVICES"]] : []
         for r in records {
             rows.append(["\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.services.joined(separator: ",")])
         }
-        return table(rows) + "\(records.count) record\(records.count == 1 ? "" : "s")\n"
+        return rows
     }
 
     static func hostPort(_ address: String, _ port: Int) -> String {
@@ -71,15 +86,22 @@ public enum Text {
     }
 
     /// Left-aligned columns, two spaces apart; the last column is free.
-    static func table(_ rows: [[String]]) -> String {
+    static func table(_ rows: [[String]]) -> String { table(rows, widths: columnWidths(rows)) }
+
+    static func columnWidths(_ rows: [[String]]) -> [Int] {
         let columns = rows.map(\.count).max() ?? 0
         var widths = [Int](repeating: 0, count: columns)
         for row in rows {
             for (i, cell) in row.enumerated() where i < columns - 1 { widths[i] = max(widths[i], cell.count) }
         }
-        return rows.map { row in
+        return widths
+    }
+
+    static func table(_ rows: [[String]], widths: [Int]) -> String {
+        rows.map { row in
             row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                // Never cut: a cell wider than its column (a later batch) just pushes the row.
+                i == row.count - 1 || cell.count >= widths[i] ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
             }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }.joined(separator: "\n") + "\n"
     }

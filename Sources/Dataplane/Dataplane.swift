@@ -6,7 +6,12 @@ import TandemABI
 /// The loaded XDP program and its pinned maps, programmed from a
 /// `DataplaneModel`. Opening it reuses maps already pinned under `pinRoot`,
 /// so flows and records survive a controller restart.
-public final class Dataplane {
+///
+/// Sendable so reads (counters, records) can run off the controller's
+/// actor: `apply` and the other writers are called from one task at a
+/// time (the controller's actor), and every read goes to the kernel, whose
+/// map operations are atomic per entry.
+public final class Dataplane: @unchecked Sendable {
     public static let defaultPinRoot = "/sys/fs/bpf/tandem"
     public static let ringSize = Int(TANDEM_RING_SIZE)
     public static let maxServices = Int(TANDEM_MAX_SERVICES)
@@ -276,13 +281,25 @@ extension Dataplane {
     }
 
     public func records() -> [Record] {
+        var all: [Record] = []
+        try? forEachRecordBatch { all += $0 }
+        return all
+    }
+
+    /// Walks the record table `chunk` entries at a time, each batch with
+    /// whether its records are still valid (the real's generation as of
+    /// the start of the walk): memory stays bounded whatever the table size.
+    public func forEachRecordBatch(chunk: Int = 4096, _ body: ([Record]) throws -> Void) throws {
         let gens = Dictionary(reals.entries().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
-        return persist.entries().compactMap { key, value in
-            guard let client = IPAddress(abiAddress: key.client, family: key.af) else { return nil }
-            let real = gens[value.real]
-            let valid = real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
-            return Record(group: key.group, client: client, real: value.real, service: value.service,
-                          lastSeenNs: value.last_seen_ns, valid: valid)
+        let cursor = persist.batches(chunk: chunk)
+        while let batch = try cursor.next() {
+            try body(batch.compactMap { key, value in
+                guard let client = IPAddress(abiAddress: key.client, family: key.af) else { return nil }
+                let real = gens[value.real]
+                let valid = real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
+                return Record(group: key.group, client: client, real: value.real, service: value.service,
+                              lastSeenNs: value.last_seen_ns, valid: valid)
+            })
         }
     }
 
@@ -338,7 +355,9 @@ extension Dataplane {
     @discardableResult
     public func deleteRecords(matching: (Record) -> Bool) throws -> Int {
         var deleted = 0
-        for (key, value) in persist.entries() {
+        let cursor = persist.batches()
+        while let batch = try cursor.next() {
+          for (key, value) in batch {
             guard let client = IPAddress(abiAddress: key.client, family: key.af) else { continue }
             let record = Record(group: key.group, client: client, real: value.real, service: value.service,
                                 lastSeenNs: value.last_seen_ns, valid: true)
@@ -346,6 +365,7 @@ extension Dataplane {
                 try persist.delete(key)
                 deleted += 1
             }
+          }
         }
         return deleted
     }

@@ -11,11 +11,13 @@ struct SocketOptions: ParsableArguments {
     var socket = "/run/tandem/tandem.sock"
 
     /// Sends `request`; prints the error and exits 1 when it failed.
-    func send(_ request: ControlRequest) async throws -> ControlResponse {
+    /// Batches of a record listing go to `onRecords` as they arrive.
+    func send(_ request: ControlRequest,
+              onRecords: ([RecordReport]) throws -> Void = { _ in }) async throws -> ControlResponse {
         var stderr = StandardError()
         let response: ControlResponse
         do {
-            response = try await ControlClient.send(request, socket: socket)
+            response = try await ControlClient.send(request, socket: socket, onRecords: onRecords)
         } catch {
             print("tandem: \(error)", to: &stderr)
             throw ExitCode(1)
@@ -73,8 +75,45 @@ struct Persistence: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let records = try await options.send(.listRecords(filter.filter)).records ?? []
-            if json { try printJSON(records) } else { print(Text.records(records), terminator: "") }
+            // A listing in one batch prints as one sorted table (or JSON
+            // array); a longer one prints batch by batch as it arrives, so
+            // a full table never has to fit in memory here either.
+            var held: [RecordReport] = []
+            var streaming = false
+            var widths: [Int]?
+            var count = 0
+            let json = self.json
+            func emit(_ batch: [RecordReport]) throws {
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    let items = try batch.map { "  " + String(decoding: try encoder.encode($0), as: UTF8.self)
+                        .replacingOccurrences(of: "\n", with: "\n  ") }
+                    print((count == batch.count ? "[\n" : ",\n") + items.joined(separator: ",\n"), terminator: "")
+                } else {
+                    print(Text.recordBatch(batch, widths: &widths), terminator: "")
+                }
+            }
+            _ = try await options.send(.listRecords(filter.filter)) { batch in
+                if !streaming && held.isEmpty {
+                    held = batch  // maybe the only batch: print it whole at the end
+                    return
+                }
+                if !streaming {
+                    streaming = true
+                    count = held.count
+                    try emit(held)
+                }
+                count += batch.count
+                try emit(batch)
+            }
+            if streaming {
+                print(json ? "\n]" : Text.recordCount(count), terminator: json ? "\n" : "")
+            } else if json {
+                try printJSON(held)
+            } else {
+                print(Text.records(held), terminator: "")
+            }
         }
     }
 

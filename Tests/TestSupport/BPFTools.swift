@@ -27,7 +27,11 @@ extension BPFProgram {
                 opts.data_size_in = UInt32(input.count)
                 opts.ctx_in = UnsafeRawPointer(ctxRaw.baseAddress)
                 opts.ctx_size_in = UInt32(ctxRaw.count)
-                try check("generate live frames with", name) { bpf_prog_test_run_opts(fd, &opts) }
+                // Interrupted, a run has sent some frames: running it again
+                // would send more than `count`.
+                try check("generate live frames with", name, retryingEINTR: false) {
+                    bpf_prog_test_run_opts(fd, &opts)
+                }
             }
         }
         return TestClock.nowNs() - start
@@ -49,15 +53,20 @@ extension BPFProgram {
     @discardableResult
     public static func countRunTime(_ on: Bool) throws -> Bool {
         let path = "/proc/sys/kernel/bpf_stats_enabled"
-        var was = false
-        if let current = fopen(path, "r") {
-            was = fgetc(current) == 0x31 /* "1" */
-            fclose(current)
+        let file = OwnedFD(try path.withCString { cPath in
+            try check("open", path, reports: .minusOneAndErrno) { open(cPath, O_RDWR | O_CLOEXEC) }
+        })
+        var current: UInt8 = 0
+        try check("read", path, reports: .minusOneAndErrno) { pread(file.raw, &current, 1, 0) }
+        // A system call, not stdio: a buffered write's error would surface
+        // only in fclose.
+        let setting: [UInt8] = on ? [0x31, 0x0A] : [0x30, 0x0A]  // "1\n", "0\n"
+        try setting.withUnsafeBytes { bytes in
+            _ = try check("write", path, reports: .minusOneAndErrno) {
+                pwrite(file.raw, bytes.baseAddress, bytes.count, 0)
+            }
         }
-        guard let file = fopen(path, "w") else { throw BPFError("open", path, errno: errno) }
-        defer { fclose(file) }
-        guard fputs(on ? "1\n" : "0\n", file) >= 0 else { throw BPFError("write", path, errno: errno) }
-        return was
+        return current == 0x31
     }
 
     /// Opens the loaded program with kernel id `id`.

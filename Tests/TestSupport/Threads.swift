@@ -12,15 +12,18 @@ import Glibc
 public enum NetworkNamespace {
     /// The calling thread's namespace, to come back to.
     public static func current() throws -> OwnedFD {
-        OwnedFD(try check("open network namespace of", "this thread") {
+        OwnedFD(try check("open network namespace of", "this thread", reports: .minusOneAndErrno) {
             open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
         })
     }
 
     /// Enters the namespace named `name` (`ip netns add`'s /run/netns/NAME).
     public static func enter(_ name: String) throws {
-        let fd = OwnedFD(try check("open network namespace", "/run/netns/\(name)") {
-            open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        let path = "/run/netns/\(name)"
+        let fd = OwnedFD(try path.withCString { cPath in
+            try check("open network namespace", path, reports: .minusOneAndErrno) {
+                open(cPath, O_RDONLY | O_CLOEXEC)
+            }
         })
         try check("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
     }
@@ -51,17 +54,35 @@ public enum CPUAffinity {
     }
 }
 
-/// Calls a syscall or libbpf function that returns a negative value on
-/// failure, retrying EINTR; throws with errno (libbpf returns -errno and
-/// sets errno).
+/// How a C function says it failed, which decides where its errno is read.
+enum FailureReport {
+    /// libbpf 1.x and CTestSupport: a negative return value is -errno.
+    case negativeErrno
+    /// libc: -1, with the reason in errno, read right after `body` returns
+    /// (so `body` must be the one call and nothing else).
+    case minusOneAndErrno
+}
+
+/// Runs a libbpf call or a system call, retrying it while it fails with
+/// EINTR (when `retryingEINTR`), and throws the failure as a BPFError with
+/// its errno. The BPF module's own wrapper, for the calls made here.
 @discardableResult
-func check(_ operation: String, _ target: String, _ body: () -> Int32) throws -> Int32 {
+func check<Result: FixedWidthInteger & SignedInteger>(
+    _ operation: String, _ target: String, reports: FailureReport = .negativeErrno,
+    retryingEINTR: Bool = true, _ body: () -> Result
+) throws -> Result {
     while true {
-        errno = 0
         let rc = body()
-        if rc >= 0 { return rc }
-        let err = errno != 0 ? errno : -rc
-        if err == EINTR { continue }
+        let err: Int32
+        switch reports {
+        case .negativeErrno:
+            guard rc < 0 else { return rc }
+            err = Int32(truncatingIfNeeded: -rc)
+        case .minusOneAndErrno:
+            guard rc == -1 else { return rc }
+            err = errno
+        }
+        if err == EINTR && retryingEINTR { continue }
         throw BPFError(operation, target, errno: err)
     }
 }

@@ -8,8 +8,7 @@
 #include <linux/if_ether.h>
 #include "tandem_abi.h"
 
-static __always_inline int forward_dsr(void *data, void *data_end,
-				       const struct tandem_real *real)
+static __always_inline int forward_dsr(void *data, void *data_end, const struct tandem_real *real)
 {
 	struct ethhdr *eth = data;
 

@@ -25,7 +25,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 
-#define TANDEM_PARSED TANDEM_R_MAX   /* not a reason: carry on */
+#define TANDEM_PARSED TANDEM_R_MAX /* not a reason: carry on */
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
@@ -33,7 +33,7 @@
 struct packet {
 	struct tandem_flow_key flow;
 	__u32 len;
-	__u8 tcp_flags;   /* byte 13 of the TCP header; 0 for UDP */
+	__u8 tcp_flags; /* byte 13 of the TCP header; 0 for UDP */
 };
 
 #define TCP_FLAG_SYN_BIT 0x02
@@ -51,19 +51,16 @@ static __always_inline int is_vip_addr(const struct packet *pkt)
 /* Reads the ports. The L4 header must fit both the frame (data_end, for
  * the verifier) and the payload length the IP header claims (l4_len, a
  * plain number so the compiler cannot merge it with the pointer check). */
-static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end,
-				    struct packet *pkt)
+static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end, struct packet *pkt)
 {
 	/* Hide l4_len's origin, or clang proves the data_end test redundant
 	 * and drops the one check the verifier understands. */
-	asm volatile("" : "+r"(l4_len));
+	barrier_var(l4_len);
 	if (pkt->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end || l4_len < sizeof(*th) ||
-		    th->doff < 5)
-			return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED
-						: TANDEM_R_PASS_MALFORMED;
+		if ((void *)(th + 1) > data_end || l4_len < sizeof(*th) || th->doff < 5)
+			return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED : TANDEM_R_PASS_MALFORMED;
 		pkt->flow.sport = bpf_ntohs(th->source);
 		pkt->flow.dport = bpf_ntohs(th->dest);
 		pkt->tcp_flags = ((__u8 *)th)[13];
@@ -72,8 +69,7 @@ static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end,
 	struct udphdr *uh = l4;
 
 	if ((void *)(uh + 1) > data_end || l4_len < sizeof(*uh))
-		return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED
-					: TANDEM_R_PASS_MALFORMED;
+		return is_vip_addr(pkt) ? TANDEM_R_DROP_MALFORMED : TANDEM_R_PASS_MALFORMED;
 	pkt->flow.sport = bpf_ntohs(uh->source);
 	pkt->flow.dport = bpf_ntohs(uh->dest);
 	return TANDEM_PARSED;
@@ -103,15 +99,14 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return TANDEM_R_PASS_OTHER_PROTO;
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return is_vip_addr(pkt) ? TANDEM_R_DROP_FRAGMENT
-					: TANDEM_R_PASS_NOT_VIP;
+		return is_vip_addr(pkt) ? TANDEM_R_DROP_FRAGMENT : TANDEM_R_PASS_NOT_VIP;
 	return parse_l4(l3 + hlen, tot_len - hlen, data_end, pkt);
 }
 
 static __always_inline int is_ipv6_ext(__u8 nexthdr)
 {
 	switch (nexthdr) {
-	case 0:   /* hop-by-hop */
+	case 0:	  /* hop-by-hop */
 	case 43:  /* routing */
 	case 44:  /* fragment */
 	case 50:  /* ESP */
@@ -146,8 +141,7 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p
 	if (ip6h->nexthdr == IPPROTO_TCP || ip6h->nexthdr == IPPROTO_UDP)
 		return parse_l4(ip6h + 1, payload_len, data_end, pkt);
 	if (is_ipv6_ext(ip6h->nexthdr))
-		return is_vip_addr(pkt) ? TANDEM_R_DROP_IPV6_EXT
-					: TANDEM_R_PASS_NOT_VIP;
+		return is_vip_addr(pkt) ? TANDEM_R_DROP_IPV6_EXT : TANDEM_R_PASS_NOT_VIP;
 	return TANDEM_R_PASS_OTHER_PROTO;
 }
 

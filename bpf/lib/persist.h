@@ -10,8 +10,7 @@
 #include "maps.h"
 
 static __always_inline void persist_key(struct tandem_persist_key *k,
-					const struct tandem_service *svc,
-					const struct packet *pkt)
+					const struct tandem_service *svc, const struct packet *pkt)
 {
 	k->group = svc->group;
 	k->af = pkt->flow.af;
@@ -32,8 +31,7 @@ static __always_inline int backend_keeps_clients(__u32 service, __u32 real)
 	struct tandem_backend_key k = { .service = service, .real = real };
 	struct tandem_backend *b = bpf_map_lookup_elem(&backends, &k);
 
-	return b && (b->state == TANDEM_BACKEND_UP ||
-		     b->state == TANDEM_BACKEND_DRAINING);
+	return b && (b->state == TANDEM_BACKEND_UP || b->state == TANDEM_BACKEND_DRAINING);
 }
 
 /*
@@ -41,8 +39,8 @@ static __always_inline int backend_keeps_clients(__u32 service, __u32 real)
  * *follow when the record was made by another service of the group.
  */
 static __always_inline __u32 persist_lookup(const struct tandem_persist_key *k,
-					    const struct tandem_service *svc,
-					    __u64 now, int *follow)
+					    const struct tandem_service *svc, __u64 now,
+					    int *follow)
 {
 	struct tandem_persist *rec = bpf_map_lookup_elem(&persist, k);
 
@@ -68,8 +66,8 @@ static __always_inline __u32 persist_lookup(const struct tandem_persist_key *k,
 }
 
 static __always_inline void persist_write(const struct tandem_persist_key *k,
-					  const struct tandem_service *svc,
-					  __u32 real, __u32 rec_gen, __u64 now)
+					  const struct tandem_service *svc, __u32 real,
+					  __u32 rec_gen, __u64 now)
 {
 	struct tandem_persist rec = {
 		.real = real,

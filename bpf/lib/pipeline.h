@@ -41,8 +41,8 @@ static __always_inline int reason_verdict(__u32 reason)
 	return XDP_PASS;
 }
 
-static __always_inline void count_forward(struct tandem_counters *sc, __u32 real,
-					  __u32 len, int is_new)
+static __always_inline void count_forward(struct tandem_counters *sc, __u32 real, __u32 len,
+					  int is_new)
 {
 	sc->packets++;
 	sc->bytes += len;
@@ -86,8 +86,7 @@ static __always_inline int port_in_use(__u16 port)
 
 /* Picks a real for a packet without a good flow entry. 0: none usable. */
 static __always_inline __u32 new_flow_real(const struct tandem_service *svc,
-					   const struct packet *pkt,
-					   struct tandem_counters *sc)
+					   const struct packet *pkt, struct tandem_counters *sc)
 {
 	struct tandem_persist_key pk = {};
 	__u64 now = 0;

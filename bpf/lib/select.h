@@ -11,8 +11,7 @@
 
 #include "maps.h"
 
-static __always_inline __u32 select_real(const struct tandem_service *svc,
-					 const struct packet *pkt,
+static __always_inline __u32 select_real(const struct tandem_service *svc, const struct packet *pkt,
 					 const struct tandem_persist_key *pk)
 {
 	__u32 slot;
@@ -37,10 +36,11 @@ static __always_inline __u32 select_real(const struct tandem_service *svc,
 	__u32 ring_id = svc->ring_id;
 	struct tandem_ring *ring = bpf_map_lookup_elem(&rings, &ring_id);
 	/* slot < ring_len <= TANDEM_RING_SIZE; the verifier needs a 64-bit
-	 * bound it can see, which the compiler's 32-bit compare does not give. */
+	 * bound it can see, which the compiler's 32-bit compare does not give:
+	 * barrier_var keeps clang from folding the check below into it. */
 	__u64 idx = slot;
 
-	asm volatile("" : "+r"(idx));
+	barrier_var(idx);
 	if (!ring || idx >= TANDEM_RING_SIZE)
 		return 0;
 	return ring->reals[idx];

@@ -28,13 +28,13 @@ typedef uint64_t __u64;
 #define TANDEM_MAX_SERVICES 1024
 #endif
 #ifndef TANDEM_MAX_REALS
-#define TANDEM_MAX_REALS 65536      /* real ids; id 0 means "none" */
+#define TANDEM_MAX_REALS 65536 /* real ids; id 0 means "none" */
 #endif
 #ifndef TANDEM_MAX_BACKENDS
-#define TANDEM_MAX_BACKENDS 65536   /* (service, real) pairs */
+#define TANDEM_MAX_BACKENDS 65536 /* (service, real) pairs */
 #endif
 #ifndef TANDEM_RING_SIZE
-#define TANDEM_RING_SIZE 4093       /* prime; maglev lookup table size */
+#define TANDEM_RING_SIZE 4093 /* prime; maglev lookup table size */
 #endif
 #ifndef TANDEM_FLOW_ENTRIES
 #define TANDEM_FLOW_ENTRIES 262144
@@ -60,8 +60,8 @@ enum tandem_scheduler {
 };
 
 enum tandem_service_flags {
-	TANDEM_SVC_PERSIST = 1 << 0,          /* source-ip persistence on */
-	TANDEM_SVC_DROP_ON_FAILURE = 1 << 1,  /* informational; see flow_gen */
+	TANDEM_SVC_PERSIST = 1 << 0,	     /* source-ip persistence on */
+	TANDEM_SVC_DROP_ON_FAILURE = 1 << 1, /* informational; see flow_gen */
 };
 
 /* Per (service, real) state: only UP and DRAINING keep persistence. */
@@ -78,16 +78,16 @@ enum tandem_real_flags {
 
 /* Global packet accounting (pkt_stats map index). */
 enum tandem_reason {
-	TANDEM_R_PASS_NOT_IP = 0,      /* ARP, LLDP, anything not IPv4/IPv6 */
-	TANDEM_R_PASS_VLAN,            /* 802.1Q / 802.1ad tagged frames */
-	TANDEM_R_PASS_NOT_VIP,         /* IP traffic not for a service */
-	TANDEM_R_PASS_MALFORMED,       /* bad or truncated L2/L3 header */
-	TANDEM_R_PASS_OTHER_PROTO,     /* ICMP etc., also to a VIP address */
-	TANDEM_R_DROP_MALFORMED,       /* to a VIP address, L4 header bad */
-	TANDEM_R_DROP_FRAGMENT,        /* IPv4 fragment to a VIP address */
-	TANDEM_R_DROP_IPV6_EXT,        /* IPv6 extension header, VIP address */
-	TANDEM_R_DROP_NO_REAL,         /* service with no usable real, no sorry */
-	TANDEM_R_FLOW_MISS_NOT_SYN,    /* TCP non-SYN without a flow entry */
+	TANDEM_R_PASS_NOT_IP = 0,   /* ARP, LLDP, anything not IPv4/IPv6 */
+	TANDEM_R_PASS_VLAN,	    /* 802.1Q / 802.1ad tagged frames */
+	TANDEM_R_PASS_NOT_VIP,	    /* IP traffic not for a service */
+	TANDEM_R_PASS_MALFORMED,    /* bad or truncated L2/L3 header */
+	TANDEM_R_PASS_OTHER_PROTO,  /* ICMP etc., also to a VIP address */
+	TANDEM_R_DROP_MALFORMED,    /* to a VIP address, L4 header bad */
+	TANDEM_R_DROP_FRAGMENT,	    /* IPv4 fragment to a VIP address */
+	TANDEM_R_DROP_IPV6_EXT,	    /* IPv6 extension header, VIP address */
+	TANDEM_R_DROP_NO_REAL,	    /* service with no usable real, no sorry */
+	TANDEM_R_FLOW_MISS_NOT_SYN, /* TCP non-SYN without a flow entry */
 	TANDEM_R_MAX,
 };
 
@@ -95,21 +95,21 @@ enum tandem_reason {
 struct tandem_service_key {
 	__u8 vip[16];
 	__u16 port;
-	__u8 proto;           /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 af;              /* enum tandem_af */
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 af;    /* enum tandem_af */
 };
 
 struct tandem_service {
-	__u32 id;             /* index into svc_stats, wrr_cursor, backends */
-	__u32 group;          /* follow group: key of the shared records */
-	__u32 ring_id;        /* which of the two rings is live */
-	__u32 ring_len;       /* entries in use; 0 = no usable real */
-	__u8 scheduler;       /* enum tandem_scheduler */
-	__u8 flags;           /* enum tandem_service_flags */
-	__u8 netmask;         /* prefix length applied to the client address */
+	__u32 id;	/* index into svc_stats, wrr_cursor, backends */
+	__u32 group;	/* follow group: key of the shared records */
+	__u32 ring_id;	/* which of the two rings is live */
+	__u32 ring_len; /* entries in use; 0 = no usable real */
+	__u8 scheduler; /* enum tandem_scheduler */
+	__u8 flags;	/* enum tandem_service_flags */
+	__u8 netmask;	/* prefix length applied to the client address */
 	__u8 pad0;
-	__u32 sorry_real;     /* real id used only when ring_len is 0; 0 = none */
-	__u8 mask[16];        /* netmask as an address mask */
+	__u32 sorry_real; /* real id used only when ring_len is 0; 0 = none */
+	__u8 mask[16];	  /* netmask as an address mask */
 	__u64 persist_timeout_ns;
 };
 
@@ -124,11 +124,11 @@ struct tandem_vip_key {
  * follow group; services of the group share it, each on its own port. */
 struct tandem_real {
 	__u8 addr[16];
-	__u8 mac[6];          /* next hop for DSR */
+	__u8 mac[6]; /* next hop for DSR */
 	__u8 af;
-	__u8 flags;           /* enum tandem_real_flags */
-	__u32 rec_gen;        /* bump: every persistence record invalid, O(1) */
-	__u32 flow_gen;       /* bump: every established flow rescheduled */
+	__u8 flags;	/* enum tandem_real_flags */
+	__u32 rec_gen;	/* bump: every persistence record invalid, O(1) */
+	__u32 flow_gen; /* bump: every established flow rescheduled */
 };
 
 /* backends map: the state of a real in one service. */
@@ -138,7 +138,7 @@ struct tandem_backend_key {
 };
 
 struct tandem_backend {
-	__u32 state;          /* enum tandem_backend_state */
+	__u32 state; /* enum tandem_backend_state */
 	__u32 weight;
 };
 
@@ -161,8 +161,8 @@ struct tandem_flow_key {
 struct tandem_flow {
 	__u32 real;
 	__u32 flow_gen;
-	__u32 service;        /* counters of established packets go here */
-	__u32 svc_gen;        /* valid only while equal to svc_gens[service] */
+	__u32 service; /* counters of established packets go here */
+	__u32 svc_gen; /* valid only while equal to svc_gens[service] */
 };
 
 /* port_filter map (one entry): bit n set when some service uses port n, so
@@ -182,10 +182,10 @@ struct tandem_persist_key {
 
 struct tandem_persist {
 	__u32 real;
-	__u32 rec_gen;        /* valid only while equal to the real's rec_gen */
-	__u32 service;        /* service that made it: other ports = follow hit */
+	__u32 rec_gen; /* valid only while equal to the real's rec_gen */
+	__u32 service; /* service that made it: other ports = follow hit */
 	__u32 pad;
-	__u64 last_seen_ns;   /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
 };
 
 /* svc_stats and real_stats (per-CPU arrays): counters per service / real. */
@@ -227,8 +227,8 @@ static inline __u32 tandem_fmix(__u32 h)
  * byte-wise form keeps the result the same on every host. */
 static inline __u32 tandem_word(const __u8 *a, int i)
 {
-	return (__u32)a[4 * i] | (__u32)a[4 * i + 1] << 8 |
-	       (__u32)a[4 * i + 2] << 16 | (__u32)a[4 * i + 3] << 24;
+	return (__u32)a[4 * i] | (__u32)a[4 * i + 1] << 8 | (__u32)a[4 * i + 2] << 16 |
+	       (__u32)a[4 * i + 3] << 24;
 }
 
 /* Hash of a persistence key: the same for every port of a group. */

@@ -1,13 +1,19 @@
+/* test_support.h - TestSupport's C half: the calls Swift's Glibc module
+ * lacks, as they need _GNU_SOURCE (sched_setaffinity, setns), which a header
+ * Swift imports cannot define (it clashes with the Glibc module). */
 #ifndef TANDEM_TEST_SUPPORT_H
 #define TANDEM_TEST_SUPPORT_H
-/* TestSupport's C half: the two calls that need _GNU_SOURCE, which a header
- * Swift imports cannot define (it clashes with Swift's Glibc module). */
+
+/* pin_thread.c */
 
 /* Pins thread `tid` (0: the caller) to `cpu`, or lets it run on every CPU
  * when `cpu` < 0; returns 0 or -errno. */
 int tandem_test_set_affinity(int tid, int cpu);
 
+/* netns.c */
+
 /* Moves the calling thread into the network namespace open at `fd`;
  * returns 0 or -errno. */
 int tandem_test_enter_netns(int fd);
+
 #endif

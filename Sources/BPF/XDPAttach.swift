@@ -65,13 +65,3 @@ public final class XDPLink {
         try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }
     }
 }
-
-public enum Interface {
-    public static func index(_ name: String) throws -> UInt32 {
-        let index = if_nametoindex(name)
-        guard index != 0 else {
-            throw BPFError("find interface", name, errno: ENODEV, hint: "see 'ip link'")
-        }
-        return index
-    }
-}

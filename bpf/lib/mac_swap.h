@@ -1,6 +1,6 @@
-/* swap.h - the benchmark floor's whole work: swap the Ethernet addresses. */
-#ifndef TANDEM_SWAP_H
-#define TANDEM_SWAP_H
+/* mac_swap.h - the benchmark floor's whole work: swap the Ethernet addresses. */
+#ifndef TANDEM_MAC_SWAP_H
+#define TANDEM_MAC_SWAP_H
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -18,8 +18,3 @@ int tandem_test_set_affinity(int tid, int cpu)
 	}
 	return sched_setaffinity(tid, sizeof(set), &set) ? -errno : 0;
 }
-
-int tandem_test_enter_netns(int fd)
-{
-	return setns(fd, CLONE_NEWNET) ? -errno : 0;
-}
