@@ -85,13 +85,10 @@ public final class BackgroundProcess: Sendable {
                                          permissions: [.ownerReadWrite, .groupRead, .otherRead])
         let (pids, pidSink) = AsyncStream.makeStream(of: Int32.self)
         let (stops, stopSink) = AsyncStream.makeStream(of: Void.self)
-        var options = PlatformOptions()
-        // If the task is cancelled: SIGTERM, then SIGKILL 5 s later.
-        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]
         let task = Task {
             defer { pidSink.finish() }
             _ = try await Subprocess.run(
-                Command.executable(executable), arguments: Arguments(arguments), platformOptions: options,
+                Command.executable(executable), arguments: Arguments(arguments),
                 input: .none, output: .fileDescriptor(fd, closeAfterSpawningProcess: true), error: .combinedWithOutput
             ) { execution in
                 let pid = execution.processIdentifier.value
