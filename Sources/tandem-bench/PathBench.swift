@@ -51,13 +51,16 @@ final class PathBench {
     /// :80 and :443 on one VIP, linked, with `count` reals 198.18.0.21 on:
     /// group 1, real ids 1...count in address order.
     static func state(reals count: Int) -> ControlState {
-        let reals = (1...count).map { "{ address: 198.18.0.\(20 + $0), port: 80 }" }.joined(separator: ", ")
+        // Direct server return keeps the port: a real's port is its service's.
+        func reals(_ port: Int) -> String {
+            (1...count).map { "{ address: 198.18.0.\(20 + $0), port: \(port) }" }.joined(separator: ", ")
+        }
         let yaml = """
             interface: bench0
             services:
-              - { name: http, vip: \(vip), port: 80, follow: [https], check: { type: none }, reals: [\(reals)],
+              - { name: http, vip: \(vip), port: 80, follow: [https], check: { type: none }, reals: [\(reals(80))],
                   persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
-              - { name: https, vip: \(vip), port: 443, follow: [http], check: { type: none }, reals: [\(reals)],
+              - { name: https, vip: \(vip), port: 443, follow: [http], check: { type: none }, reals: [\(reals(443))],
                   persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
             """
         return try! ControlState(ConfigParser.parseValidated(yaml, file: "bench.yaml"))
