@@ -27,8 +27,8 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev", "libelf-dev"])]
         ),
-        // sd_notify(3) for a Type=notify systemd unit, without libsystemd.
-        .target(name: "CSystemd"),
+        // C shims for the daemon: sd_notify(3) without libsystemd, thread priority.
+        .target(name: "CDaemon"),
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
@@ -37,7 +37,7 @@ let package = Package(
         // fixed), the dataplane model, health-check definitions, pinned state.
         .target(name: "Model"),
         // The YAML config: parser (Yams) and the rules that span services.
-        .target(name: "Configuration", dependencies: ["Model", "Yams"]),
+        .target(name: "Configuration", dependencies: ["Model", "TandemABI", "Yams"]),
         // What `tandem serve` decides: stable ids, health and operator
         // states, invalidation, adoption of pinned state.
         .target(name: "Control", dependencies: ["Model", "Configuration", "TandemABI"]),
@@ -64,7 +64,7 @@ let package = Package(
         // together as lifecycle services; also the control protocol the CLI speaks.
         .target(
             name: "Controller",
-            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CSystemd",
+            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CDaemon",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

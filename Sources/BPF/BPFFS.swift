@@ -3,21 +3,28 @@ import Glibc
 
 /// The BPF filesystem where maps, programs and links are pinned.
 public enum BPFFS {
-    /// Makes sure `directory` exists on a bpffs, mounting one at /sys/fs/bpf
-    /// (or at the directory's own mount point) when none is there.
-    public static func prepare(directory: String) throws {
+    /// Makes sure `directory` exists on a bpffs; true when it was created
+    /// now (nothing to adopt there). A bpffs is mounted only at /sys/fs/bpf
+    /// itself, when the system has none there; any other directory must
+    /// already be on a bpffs: mounting one over it would hide what it holds.
+    @discardableResult
+    public static func prepare(directory: String) throws -> Bool {
         if !isBPFFS(directory) {
-            let root = mountPoint(for: directory)
-            try? makeDirectories(root)
-            if !isBPFFS(root) {
-                _ = try root.withCString { rootPath in
-                    try check("mount bpffs on", root, hint: "are you root?", reports: .minusOneAndErrno) {
-                        mount("bpf", rootPath, "bpf", 0, nil)
-                    }
+            let root = "/sys/fs/bpf"
+            guard directory == root || directory.hasPrefix(root + "/"), !isBPFFS(root) else {
+                throw BPFError("use pin directory", directory, errno: ENOTSUP,
+                               hint: "it is not on a BPF filesystem; use a directory under /sys/fs/bpf, "
+                                   + "or mount one there first: mount -t bpf bpf DIR")
+            }
+            _ = try root.withCString { rootPath in
+                try check("mount bpffs on", root, hint: "are you root?", reports: .minusOneAndErrno) {
+                    mount("bpf", rootPath, "bpf", 0, nil)
                 }
             }
         }
+        let existed = access(directory, F_OK) == 0
         try makeDirectories(directory)
+        return !existed
     }
 
     /// True when `path` (or its nearest existing parent) is on a bpffs.
@@ -49,10 +56,6 @@ public enum BPFFS {
             if unlink(path) != 0 { removeTree(path) }
         }
         rmdir(directory)
-    }
-
-    static func mountPoint(for path: String) -> String {
-        path.hasPrefix("/sys/fs/bpf") ? "/sys/fs/bpf" : path
     }
 
     static func parent(of path: String) -> String {

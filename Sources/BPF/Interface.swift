@@ -14,4 +14,11 @@ public enum Interface {
         }
         return index
     }
+
+    /// The name of interface `index`, or nil when there is none.
+    public static func name(_ index: UInt32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
+        guard if_indextoname(index, &buffer) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }

@@ -60,6 +60,14 @@ public final class XDPLink {
         return index > 0 ? UInt32(index) : nil
     }
 
+    /// The kernel's id of the link.
+    public var id: UInt32? {
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        guard bpf_obj_get_info_by_fd(fd.raw, &info, &length) == 0 else { return nil }
+        return info.id
+    }
+
     /// Detaches the program from the NIC now, whoever else holds the link.
     public func detach() throws {
         try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }

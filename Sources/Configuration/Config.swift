@@ -67,7 +67,7 @@ public struct Config: Equatable, Sendable {
 }
 
 /// One problem in a config: where, which key, what.
-public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct ConfigError: Error, Equatable, Sendable, Codable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var key: String
@@ -80,7 +80,10 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "\(file):\(line): \(key): \(message)" }
+    /// Control characters from the file are shown escaped, never raw.
+    public var description: String {
+        "\(Limits.printable(file)):\(line): \(Limits.printable(key)): \(Limits.printable(message))"
+    }
 }
 
 /// Every problem found, reported together.

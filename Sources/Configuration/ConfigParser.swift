@@ -41,7 +41,7 @@ public enum ConfigParser {
         do {
             return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
+            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error, text: text), key: "-",
                                                     message: "not valid YAML: \(yamlProblem(error))")])
         }
     }
@@ -51,7 +51,7 @@ public enum ConfigParser {
         do {
             root = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error), key: "-",
+            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error, text: text), key: "-",
                                                     message: "not valid YAML: \(yamlProblem(error))")])
         }
         var reader = Reader(file: file)
@@ -60,10 +60,12 @@ public enum ConfigParser {
         throw ConfigErrors(errors: reader.errors)
     }
 
-    static func yamlLine(_ error: YamlError) -> Int {
+    static func yamlLine(_ error: YamlError, text: String) -> Int {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
             return mark.line
+        case .duplicatedKeysInMapping(let keys, let context):
+            return duplicateLine(of: keys.sorted().first ?? "", from: context.mark.line, in: text) ?? context.mark.line
         default: return 0
         }
     }
@@ -72,8 +74,25 @@ public enum ConfigParser {
         switch error {
         case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
             return problem
+        case .duplicatedKeysInMapping(let keys, _):
+            return "key \(keys.sorted().map { Limits.printable($0) }.joined(separator: ", ")) given twice in one mapping"
         default: return "\(error)"
         }
+    }
+
+    /// The line (1-based) of the second `key:` at or after `line`.
+    static func duplicateLine(of key: String, from line: Int, in text: String) -> Int? {
+        var seen = 0
+        for (i, row) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where i + 1 >= line {
+            var rest = row.drop { $0 == " " }
+            if rest.hasPrefix("- ") { rest = rest.dropFirst(2).drop { $0 == " " } }
+            if rest.hasPrefix("{") { continue }
+            if rest.hasPrefix(key + ":") || rest.hasPrefix("\"\(key)\":") {
+                seen += 1
+                if seen == 2 { return i + 1 }
+            }
+        }
+        return nil
     }
 }
 
@@ -166,7 +185,11 @@ struct Reader {
     mutating func address(_ node: Node?, _ key: String) -> IPAddress? {
         guard let s = string(node, key) else { return nil }
         guard let a = IPAddress(s) else {
-            fail(node, key, "\(s) is not an IPv4 or IPv6 address")
+            fail(node, key, "\(Limits.printable(s)) is not an IPv4 or IPv6 address")
+            return nil
+        }
+        if let why = Limits.notUnicast(a) {
+            fail(node, key, "\(a) is \(why): a VIP or real must be a unicast address")
             return nil
         }
         return a
@@ -202,13 +225,19 @@ struct Reader {
             if top["interface"] == nil { fail(root, "interface", "is required: the NIC whose XDP hook runs the dataplane") }
             return nil
         }
+        if let why = Limits.badInterfaceName(interface) {
+            // Reported; the rest of the file is still checked.
+            fail(top["interface"], "interface", why)
+        }
         var config = Config(interface: interface)
         config.xdpMode = choice(top["xdp-mode"], "xdp-mode", XDPMode.self) ?? .native
         if let dir = string(top["pin-directory"], "pin-directory") {
-            if dir.hasPrefix("/") { config.pinDirectory = dir } else { fail(top["pin-directory"], "pin-directory", "must be an absolute path") }
+            if let why = Limits.badPath(dir, max: Limits.maxPathBytes) { fail(top["pin-directory"], "pin-directory", why) }
+            else { config.pinDirectory = dir }
         }
         if let socket = string(top["socket"], "socket") {
-            if socket.hasPrefix("/") { config.socket = socket } else { fail(top["socket"], "socket", "must be an absolute path") }
+            if let why = Limits.badPath(socket, max: Limits.maxSocketPathBytes) { fail(top["socket"], "socket", why) }
+            else { config.socket = socket }
         }
         if let metrics = string(top["metrics"], "metrics") {
             if metrics.split(separator: ":").last.flatMap({ UInt16($0) }) != nil { config.metrics = metrics }
@@ -220,6 +249,9 @@ struct Reader {
         guard let list = sequence(top["services"], "services") else {
             if top["services"] == nil { fail(root, "services", "is required: a list of services") }
             return config
+        }
+        if list.count > Limits.maxServices {
+            fail(top["services"], "services", "\(list.count) services; the dataplane holds at most \(Limits.maxServices)")
         }
         for (i, node) in list.enumerated() {
             if let s = service(node, "services[\(i)]", defaults: config.defaults) {
@@ -301,7 +333,11 @@ struct Reader {
 
     mutating func service(_ node: Node, _ key: String, defaults: Config.Defaults) -> Config.Service? {
         guard let m = mapping(node, key, allowed: Self.serviceKeys) else { return nil }
-        let name = string(m["name"], "\(key).name")
+        var name = string(m["name"], "\(key).name")
+        if let n = name, let why = Limits.badName(n) {
+            fail(m["name"], "\(key).name", why)
+            name = nil
+        }
         let at = name.map { "services.\($0)" } ?? key
         if m["name"] == nil { fail(node, "\(key).name", "is required") }
         let vip = address(m["vip"], "\(at).vip")

@@ -103,6 +103,9 @@ public struct StatusReport: Codable, Sendable {
     public var flowCapacity: Int
     public var records: Int
     public var recordCapacity: Int
+    /// Age of the table counts (flows, records, per-real records): they
+    /// come from a background census of the tables, nil before the first.
+    public var countedSecondsAgo: Double?
     public var services: [ServiceReport]
 }
 

@@ -28,16 +28,18 @@ public struct ControlServer: Service {
     }
 
     public func run() async throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try SocketPath.prepareDirectory((path as NSString).deletingLastPathComponent)
         let server = try await ServerBootstrap(group: group)
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        do {
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        } catch {
+            throw ControlError("cannot restrict the control socket \(path) to root: \(SocketPath.reason(error))")
+        }
         logger.info("control socket ready", metadata: ["socket": "\(path)"])
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await cancelWhenGracefulShutdown {
@@ -141,6 +143,7 @@ public enum ControlClient {
     public static func send(_ request: ControlRequest, socket path: String,
                             group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                             onRecords: ([RecordReport]) throws -> Void = { _ in }) async throws -> ControlResponse {
+        if let problem = SocketPath.clientProblem(path) { throw ControlError(problem) }
         guard FileManager.default.fileExists(atPath: path) else {
             throw ControlError("tandem serve is not running: no control socket at \(path) (start it with 'tandem serve --config FILE')")
         }

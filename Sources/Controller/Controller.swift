@@ -27,6 +27,8 @@ public actor Controller {
     /// Probe target -> the (service, real) verdicts it decides.
     private var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
     let rates = RateTracker()
+    /// The latest count of the tables, by RecordCensus.
+    private(set) var census: (counts: Dataplane.Census, at: ContinuousClock.Instant)?
     let metrics: ControllerMetrics
     public private(set) var events = Events()
 
@@ -93,6 +95,10 @@ public actor Controller {
         self.neighbours = neighbours
         self.state = state
         self.macs = macs
+    }
+
+    func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
+        census = (counts, time)
     }
 
     // MARK: Health
@@ -204,15 +210,27 @@ public actor Controller {
             updateProbes()
             events.reloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()
-            let summary = "reloaded \(configPath): \(config.services.count) services (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed)"
+            // Reals that joined or left services that stay, by service.
+            let oldReals = Dictionary(current.services.map { ($0.name, Set($0.reals.map(\.address))) }, uniquingKeysWith: { a, _ in a })
+            var realsAdded: [String] = [], realsRemoved: [String] = []
+            for s in config.services {
+                guard let was = oldReals[s.name] else { continue }
+                let now = Set(s.reals.map(\.address))
+                realsAdded += now.subtracting(was).sorted().map { "\(s.name)/\($0)" }
+                realsRemoved += was.subtracting(now).sorted().map { "\(s.name)/\($0)" }
+            }
+            let summary = "reloaded \(configPath): \(config.services.count) services (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed), reals \(realsAdded.count) added, \(realsRemoved.count) removed"
             logger.notice("reloaded", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
-                                                "added": "\(after.subtracting(before).sorted())",
-                                                "removed": "\(before.subtracting(after).sorted())"])
+                                                "added": "\(after.subtracting(before).sorted().joined(separator: ","))",
+                                                "removed": "\(before.subtracting(after).sorted().joined(separator: ","))",
+                                                "reals_added": "\(realsAdded.joined(separator: ","))",
+                                                "reals_removed": "\(realsRemoved.joined(separator: ","))"])
             return summary
         } catch let errors as ConfigErrors {
             events.failedReloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
-            logger.error("reload refused", metadata: ["config": "\(configPath)", "errors": "\(errors.errors.count)"])
+            logger.error("reload refused", metadata: ["config": "\(configPath)", "errors": "\(errors.errors.count)",
+                                                     "error": "\(errors.errors.map(\.description).joined(separator: "; "))"])
             throw ControlError(errors.description + "\n\(configPath): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied")
         } catch {
             events.failedReloads += 1

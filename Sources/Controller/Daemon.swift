@@ -1,6 +1,8 @@
+import BPF
 import Configuration
 import Control
 import Model
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,14 +22,28 @@ public enum Daemon {
         if await ControlClient.isServing(socket: config.socket) {
             throw ControlError("tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
         }
+        // Checked before anything changes: a start that fails leaves all as it was.
+        try SocketPath.prepareDirectory((config.socket as NSString).deletingLastPathComponent)
+        // Held until the process exits: one daemon per pin directory.
+        let lock = try PinLock.acquire(pins: config.pinDirectory, socket: config.socket, config: configPath)
+        defer { withExtendedLifetime(lock) {} }
         let group = MultiThreadedEventLoopGroup.singleton
-        let controller = try await Controller(validated, configPath: configPath,
+        let fresh = !FileManager.default.fileExists(atPath: config.pinDirectory)
+        let controller: Controller
+        do {
+            controller = try await Controller(validated, configPath: configPath,
                                               logger: logger, group: group, registry: registry)
+        } catch {
+            // Pins this start created (maps of a dataplane that never ran) go.
+            if fresh { BPFFS.removeTree(config.pinDirectory) }
+            throw error
+        }
         try await controller.startHealthChecks(group: group)
 
         var services: [any Service] = [
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
+            RecordCensus(controller: controller, logger: logger),
         ]
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))

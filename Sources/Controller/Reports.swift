@@ -14,6 +14,9 @@ import Logging
 struct ReadView: Sendable {
     let dataplane: Dataplane
     let state: ControlState
+    /// The latest count of the tables (RecordCensus), nil before the first.
+    let census: Dataplane.Census?
+    let censusAt: ContinuousClock.Instant?
     let probes: [ProbeTarget: ProbeStatus]
     let configPath: String
     let started: ContinuousClock.Instant
@@ -24,7 +27,8 @@ struct ReadView: Sendable {
 extension Controller {
     /// A copy of what reads need; cheap, taken on the actor.
     func readView() -> ReadView {
-        ReadView(dataplane: dataplane, state: state, probes: checker?.snapshot() ?? [:], configPath: configPath,
+        ReadView(dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
+                 probes: checker?.snapshot() ?? [:], configPath: configPath,
                  started: started, rates: rates, logger: logger)
     }
 }
@@ -33,15 +37,8 @@ extension Controller {
 /// config's service names and real addresses.
 extension ReadView {
     func status() -> StatusReport {
-        let fill = dataplane.tableFill()
-        var perReal: [UInt32: Int] = [:]
-        var validCount = 0
-        try? dataplane.forEachRecordBatch { batch in
-            for r in batch where r.valid {
-                perReal[r.real, default: 0] += 1
-                validCount += 1
-            }
-        }
+        let fill = census ?? Dataplane.Census()
+        let perReal = fill.validPerReal
         let config = state.config
         let services = config.services.map { s -> ServiceReport in
             let id = state.serviceID(s.name) ?? 0
@@ -73,12 +70,13 @@ extension ReadView {
             interface: config.interface, xdpMode: config.xdpMode.rawValue, pinDirectory: config.pinDirectory,
             configPath: configPath,
             uptimeSeconds: uptime.inSeconds,
-            flows: fill.flows, flowCapacity: fill.flowCapacity, records: validCount,
-            recordCapacity: fill.recordCapacity, services: services)
+            flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
+            recordCapacity: fill.recordCapacity,
+            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services)
     }
 
     func stats() -> StatsReport {
-        let fill = dataplane.tableFill()
+        let fill = census ?? Dataplane.Census()
         let services = state.config.services.map { s -> ServiceStats in
             let counters = CountersReport(dataplane.counters(service: state.serviceID(s.name) ?? 0))
             return ServiceStats(name: s.name, counters: counters, rates: rates.rate(s.name, counters))
@@ -86,13 +84,7 @@ extension ReadView {
         let packets = Dictionary(dataplane.packetReasons().map { ($0.key.description, $0.value) },
                                  uniquingKeysWith: { a, _ in a })
         return StatsReport(services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
-                           records: validRecordCount(), recordCapacity: fill.recordCapacity)
-    }
-
-    func validRecordCount() -> Int {
-        var count = 0
-        try? dataplane.forEachRecordBatch { batch in count += batch.lazy.filter(\.valid).count }
-        return count
+                           records: fill.validRecords, recordCapacity: fill.recordCapacity)
     }
 
     /// The valid records `filter` selects, handed to `send` in batches of

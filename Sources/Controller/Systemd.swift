@@ -1,4 +1,4 @@
-import CSystemd
+import CDaemon
 
 /// Tells systemd (a `Type=notify` unit) how the daemon is doing; does
 /// nothing when not started by systemd.

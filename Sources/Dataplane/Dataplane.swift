@@ -370,6 +370,40 @@ extension Dataplane {
         return deleted
     }
 
+    /// How full the tables are and how many valid records each real has:
+    /// a walk of both tables in batches, for `status` (run it off the
+    /// controller's actor; it takes about a second per million records).
+    public struct Census: Sendable, Equatable {
+        public var flows = 0
+        public var flowCapacity = 0
+        /// Entries in the record table, valid or not (LRU reclaims the rest).
+        public var records = 0
+        public var recordCapacity = 0
+        public var validRecords = 0
+        public var validPerReal: [UInt32: Int] = [:]
+        public init() {}
+    }
+
+    public func census() throws -> Census {
+        var c = Census()
+        c.flowCapacity = Int(flows.maxEntries)
+        c.recordCapacity = Int(persist.maxEntries)
+        let gens = Dictionary(reals.entries().compactMap { id, real in
+            real.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 ? (id, real.rec_gen) : nil
+        }, uniquingKeysWith: { a, _ in a })
+        let records = persist.batches(chunk: 8192)
+        while let batch = try records.next() {
+            c.records += batch.count
+            for (_, value) in batch where gens[value.real] == value.rec_gen {
+                c.validRecords += 1
+                c.validPerReal[value.real, default: 0] += 1
+            }
+        }
+        let flowCursor = flows.batches(chunk: 8192)
+        while let batch = try flowCursor.next() { c.flows += batch.count }
+        return c
+    }
+
     /// Entries in the flow and record tables, and their capacity.
     public func tableFill() -> (flows: Int, flowCapacity: Int, records: Int, recordCapacity: Int) {
         (flows.keys().count, Int(flows.maxEntries), persist.keys().count, Int(persist.maxEntries))

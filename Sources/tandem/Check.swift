@@ -20,9 +20,17 @@ struct Check: ParsableCommand {
         do {
             validated = try ConfigParser.loadValidated(path: config)
         } catch let errors as ConfigErrors {
-            var stderr = StandardError()
-            print(errors.description, to: &stderr)
-            print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
+            if json {
+                // The same errors, as data: {"errors": [{"file", "line", "key", "message"}]}.
+                let list = errors.errors
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(["errors": list]), as: UTF8.self))
+            } else {
+                var stderr = StandardError()
+                print(errors.description, to: &stderr)
+                print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
+            }
             throw ExitCode(1)
         }
         print(json ? try Self.json(validated) : Self.text(validated), terminator: "")

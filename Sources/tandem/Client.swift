@@ -119,9 +119,18 @@ struct Persistence: AsyncParsableCommand {
 
     struct Flush: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Clear matching records for their whole follow group; their clients are scheduled afresh.")
+            abstract: "Delete matching records for their whole follow group; their clients are scheduled afresh.")
         @OptionGroup var options: SocketOptions
         @OptionGroup var filter: RecordOptions
+        @Flag(help: "Delete every record (required when no filter is given).") var all = false
+
+        func validate() throws {
+            let filtered = filter.service != nil || filter.client != nil || filter.real != nil
+            if !filtered && !all {
+                throw ValidationError("no filter given: add --service, --client or --real, or --all to delete every record")
+            }
+            if filtered && all { throw ValidationError("--all deletes every record; leave out the filters or --all") }
+        }
 
         func run() async throws {
             print(try await options.send(.flushRecords(filter.filter)).message ?? "")
@@ -174,7 +183,14 @@ struct RealCommands: AsyncParsableCommand {
 
 struct Reload: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-read the config and apply the difference without dropping a flow.")
+        abstract: "Re-read the config and apply the difference.",
+        discussion: """
+            Services and reals that stay keep their flows and records. A real removed from a service loses \
+            its flows there at once (their next packets are scheduled afresh, so open TCP connections to it \
+            are reset by the new real) and its records; a removed service stops forwarding: its established \
+            flows are passed to the host. Changes to interface, xdp-mode, pin-directory, socket or metrics \
+            need a restart and are refused. A config that fails validation changes nothing.
+            """)
     @OptionGroup var options: SocketOptions
 
     func run() async throws {

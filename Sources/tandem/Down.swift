@@ -1,33 +1,85 @@
 import ArgumentParser
 import BPF
+import Configuration
+import Controller
 import Foundation
 import Glibc
 
 /// `tandem down`: stop forwarding and forget all state.
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Detach the XDP program and remove the pinned maps, flows and records.")
+        abstract: "Detach the XDP program and remove the pinned maps, flows and records.",
+        discussion: """
+            Refused while a tandem serve owns the pins: stop it first (systemctl stop tandem, or SIGTERM), \
+            which leaves forwarding running, then run tandem down.
+            """)
 
-    @Option(help: "The bpffs directory holding Tandem's pins.")
-    var pinDirectory = "/sys/fs/bpf/tandem"
+    @Option(name: .shortAndLong, help: "The config file; its pin-directory is used.")
+    var config: String?
+
+    @Option(help: "The bpffs directory holding Tandem's pins (default /sys/fs/bpf/tandem).")
+    var pinDirectory: String?
 
     func validate() throws {
-        guard pinDirectory.hasPrefix("/") else { throw ValidationError("--pin-directory must be an absolute path") }
+        if config != nil && pinDirectory != nil {
+            throw ValidationError("give --config or --pin-directory, not both")
+        }
+        if let pinDirectory, !pinDirectory.hasPrefix("/") {
+            throw ValidationError("--pin-directory must be an absolute path")
+        }
     }
 
     func run() throws {
+        var stderr = StandardError()
         guard geteuid() == 0 else {
-            var stderr = StandardError()
             print("tandem down: must run as root (removes BPF pins)", to: &stderr)
             throw ExitCode(1)
         }
-        guard BPFFS.isBPFFS(pinDirectory), FileManager.default.fileExists(atPath: pinDirectory) else {
-            print("nothing to do: no pins at \(pinDirectory)")
+        var pins = pinDirectory ?? "/sys/fs/bpf/tandem"
+        if let config {
+            do {
+                pins = try ConfigParser.loadValidated(path: config).config.pinDirectory
+            } catch let errors as ConfigErrors {
+                print(errors.description, to: &stderr)
+                throw ExitCode(1)
+            }
+        }
+        if let holder = PinLock.holder(of: pins) {
+            print("tandem down: \(pins) is owned by a running tandem serve (\(holder)); stop it first, then run tandem down (nothing changed)", to: &stderr)
+            throw ExitCode(1)
+        }
+        guard BPFFS.isBPFFS(pins), FileManager.default.fileExists(atPath: pins) else {
+            print("nothing to do: no pins at \(pins)")
             return
         }
-        // A pinned link holds the XDP attachment; removing its pin detaches
-        // the program once no process holds the link.
-        BPFFS.removeTree(pinDirectory)
-        print("removed \(pinDirectory): XDP detached, maps released")
+        // Detach through the pinned link first: removing the pin alone
+        // detaches only once nothing else holds the link.
+        let linkPath = pins + "/link"
+        var detached: String?
+        if FileManager.default.fileExists(atPath: linkPath) {
+            let link = try XDPLink.pinned(at: linkPath, interface: "?")
+            let index = link.attachedIndex
+            do {
+                try link.detach()
+            } catch {
+                print("tandem down: \(error) (nothing removed)", to: &stderr)
+                throw ExitCode(1)
+            }
+            guard link.attachedIndex == nil else {
+                print("tandem down: XDP is still attached after detaching \(linkPath) (nothing removed)", to: &stderr)
+                throw ExitCode(1)
+            }
+            detached = index.map { Interface.name($0) ?? "ifindex \($0)" } ?? "an interface that is gone"
+        }
+        BPFFS.removeTree(pins)
+        if FileManager.default.fileExists(atPath: pins) {
+            print("tandem down: could not remove every pin under \(pins)", to: &stderr)
+            throw ExitCode(1)
+        }
+        if let detached {
+            print("XDP detached from \(detached); removed \(pins): maps, flows and records released")
+        } else {
+            print("removed \(pins): maps, flows and records released (no XDP link was pinned there)")
+        }
     }
 }

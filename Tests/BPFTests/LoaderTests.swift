@@ -80,10 +80,12 @@ struct LoaderTests {
         #expect(try await xdpMode("tdm0") == "native")
         let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent(".build/debug/tandem").path
-        let said = try await Command.output(binary, ["down", "--pin-directory", down])
-        #expect(said == "removed \(down): XDP detached, maps released\n")
+        // In the namespace, where the link's interface has its name.
+        let inNamespace = ["--net=/run/netns/\(ns)", binary, "down", "--pin-directory", down]
+        let said = try await Command.output("nsenter", inNamespace)
+        #expect(said == "XDP detached from tdm0; removed \(down): maps, flows and records released\n")
         #expect(try await xdpMode("tdm0") == "none")
-        #expect(try await Command.output(binary, ["down", "--pin-directory", down]) == "nothing to do: no pins at \(down)\n")
+        #expect(try await Command.output("nsenter", inNamespace) == "nothing to do: no pins at \(down)\n")
 
         try NetworkNamespace.inside(ns) {
             let missing = try #require(throws: BPFError.self) {

@@ -59,6 +59,44 @@ struct ConfigTests {
         #expect(e.contains("t.yaml:20: services.shop-https.protocol: must be one of tcp, udp, not sctp"), "\(e)")
     }
 
+    @Test("what serve could not do is refused by check: limits, names, paths, addresses", arguments: [
+        ("interface: eth0 ", "interface: \"eth0 with spaces\" ", "t.yaml:1: interface: eth0 with spaces is not an interface name"),
+        ("interface: eth0 ", "interface: averyveryverylongname0 ", "t.yaml:1: interface: averyveryverylongname0 is not an interface name: 1 to 15 bytes"),
+        ("xdp-mode: native", "xdp-mode: native\nsocket: /run/" + String(repeating: "s", count: 110), "t.yaml:3: socket: is 115 bytes long; at most 107"),
+        ("xdp-mode: native", "xdp-mode: native\npin-directory: relative/pins", "t.yaml:3: pin-directory: must be an absolute path"),
+        ("vip: 198.18.0.100\n    port: 80", "vip: 255.255.255.255\n    port: 80", "t.yaml:7: services.shop-http.vip: 255.255.255.255 is the broadcast address"),
+        ("vip: 198.18.0.100\n    port: 80", "vip: 0.0.0.0\n    port: 80", "t.yaml:7: services.shop-http.vip: 0.0.0.0 is the unspecified address"),
+        ("vip: 198.18.0.100\n    port: 80", "vip: 224.0.0.5\n    port: 80", "services.shop-http.vip: 224.0.0.5 is a multicast address"),
+        ("address: 198.18.0.21, port: 80", "address: 127.0.0.1, port: 80", "services.shop-http.reals[0].address: 127.0.0.1 is a loopback address"),
+        ("name: shop-http\n", "name: \"shop\\e[31m-http\"\n", "t.yaml:6: services[0].name: shop\\u{1b}[31m-http is not a service name"),
+        ("name: shop-http\n", "name: \"shop http\"\n", "services[0].name: shop http is not a service name"),
+    ])
+    func refusedLikeServe(_ original: String, _ replacement: String, _ expected: String) {
+        let yaml = Configs.spec.replacingOccurrences(of: original, with: replacement)
+        #expect(yaml != Configs.spec)
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e.contains { $0.contains(expected) }, "\(e)")
+        #expect(!e.joined().contains("\u{1b}"), "no raw escape reaches the terminal")
+    }
+
+    @Test("more services than the dataplane holds are refused")
+    func tooManyServices() {
+        let service = { (i: Int) in
+            "  - { name: s\(i), vip: 198.18.\(1 + i / 250).\(1 + i % 250), port: 80, check: { type: none }, reals: [{ address: 198.18.0.21, port: 80 }] }"
+        }
+        let ok = "interface: eth0\nservices:\n" + (0..<1024).map(service).joined(separator: "\n")
+        #expect(Configs.errors(ok).isEmpty)
+        let over = ok + "\n" + service(1024)
+        #expect(Configs.errors(over).map(\.description) == ["t.yaml:3: services: 1025 services; the dataplane holds at most 1024"])
+    }
+
+    @Test("a key given twice is one error on its second line, without the file")
+    func duplicateKey() {
+        let yaml = Configs.spec.replacingOccurrences(of: "    port: 443\n", with: "    port: 443\n    port: 444\n")
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e == ["t.yaml:20: -: not valid YAML: key port given twice in one mapping"], "\(e)")
+    }
+
     @Test("syntax and follow-rule errors come together, sorted by line")
     func bothStages() {
         let yaml = Configs.spec.replacingOccurrences(of: "interval: 2s", with: "interval: 2x")

@@ -39,7 +39,7 @@ struct ControlStateTests {
 
     @Test("linked services share a group and real ids; an unlinked one has its own")
     func ids() throws {
-        var s = try Self.state()
+        let s = try Self.state()
         let m = s.model(macs: Self.macs)
         #expect(m.services.count == 3)
         #expect(m.services[0].group == m.services[1].group)
@@ -161,7 +161,7 @@ struct ControlStateTests {
                                              group: $0.group + 5, sorryReal: 0) },
             backends: m.services.flatMap { svc in svc.backends.map { .init(service: svc.id + 10, real: $0.real, state: $0.state) } },
             reals: m.reals.map { .init(id: $0.id, address: $0.address, recGen: $0.recGen, flowGen: $0.flowGen, active: true) })
-        var adopted = try ControlState(Self.config(), adopting: pinned)
+        let adopted = try ControlState(Self.config(), adopting: pinned)
         let again = adopted.model(macs: Self.macs)
         #expect(again.services.map(\.id) == m.services.map { $0.id + 10 })
         #expect(again.services.map(\.group) == m.services.map { $0.group + 5 })

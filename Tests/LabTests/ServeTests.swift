@@ -1,5 +1,7 @@
 import Controller
+import Dataplane
 import Foundation
+import Model
 import TestSupport
 import Testing
 
@@ -195,6 +197,134 @@ struct ServeTests {
             #expect(await lb.state("shop-http", address) == "up")
             #expect(try await lb.status().services.count == 6)
         }
+    }
+
+    @Test("a full record table: the listing arrives whole with bounded daemon memory, and neither it nor status delays a failover")
+    func fullTable() async throws {
+        try await Lab.session {
+            let lb = try await Served(services: Self.services())
+            let address = Self.addresses["r1"]!
+
+            // Fill the record table: a million clients of r1 in the shop group.
+            let status = try await lb.status()
+            let group = UInt32(try #require(status.services.first { $0.name == "shop-http" }).group)
+            let dataplane = try Dataplane(pinRoot: lb.pins)
+            let pinned = dataplane.pinnedState()
+            let r1 = try #require(pinned.reals.first { real in
+                real.address == IPAddress(address)! && real.active && Self.group(of: real.id, in: pinned) == group
+            })
+            let present = try dataplane.fillRecords(count: 1_048_576, group: group, real: r1.id, firstClient: 0xC613_0000)
+            #expect(present > 1_000_000)
+
+            // A listing of every record, as JSON, while r1 fails its :80 check.
+            let listing = lb.dir + "/records.json"
+            let lister = try await lb.background(["persistence", "list", "--json"], output: listing)
+            try await Lab.stopPort("r1", 80)
+            let failedAfter = await TestClock.within(2 * 0.3 + 1) { await lb.state("shop-http", address) == "down" }
+            #expect(failedAfter != nil, "the failure is applied within fall x interval + 1 s while the listing runs")
+            if let failedAfter { print("full table: failure applied \(String(format: "%.2f", failedAfter)) s after the server stopped, during a listing") }
+            let statusStart = TestClock.nowNs()
+            _ = try? await lb.status()
+            let statusTime = TestClock.seconds(since: statusStart)
+            #expect(statusTime < 2, "status during a listing of a full table: \(statusTime) s")
+            print("full table: status took \(String(format: "%.3f", statusTime)) s during the listing")
+            #expect(await lister.wait() == 0)
+            let text = try String(contentsOfFile: listing, encoding: .utf8)
+            let records = try JSONDecoder().decode([RecordReport].self, from: Data(text.utf8))
+            // The failure invalidated r1's records in the middle of the listing:
+            // what was listed before it counts, what came after does not.
+            #expect(records.count > 4096, "more than one batch arrived")
+            #expect(records.count <= present)
+            let peak = lb.peakMemoryMB()
+            #expect(peak < 400, "daemon peak memory \(peak) MB while listing a full table")
+            print("full table: \(records.count) records listed; daemon peak RSS \(peak) MB")
+
+            // A daemon that dies mid-reply: the CLI says so and exits 1.
+            try await Lab.startPort("r1", 80)
+            #expect(await TestClock.within(3) { await lb.state("shop-http", address) == "up" } != nil)
+            _ = try dataplane.fillRecords(count: 1_048_576, group: group, real: r1.id, firstClient: 0xC613_0000)
+            let cut = try await lb.background(["persistence", "list"], output: lb.dir + "/cut.txt")
+            usleep(300_000)
+            await lb.crash()
+            #expect(await cut.wait() == 1)
+            let said = (try? String(contentsOfFile: lb.dir + "/cut.txt", encoding: .utf8)) ?? ""
+            #expect(said.contains("closed the connection"), "\(said.suffix(300))")
+        }
+    }
+
+    @Test("one daemon per pin directory; down refuses while it runs; a start that cannot work changes nothing and leaves nothing")
+    func guards() async throws {
+        try await Lab.session {
+            let lb = try await Served(services: Self.services())
+            let answer = await Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1))
+            #expect(answer != nil)
+            let tag = UUID().uuidString.prefix(8).lowercased()
+
+            /// `tandem serve` on a config like lb's with `changes` applied; its exit and output.
+            func serve(_ name: String, pins: String, socket: String) async throws -> (status: Int32, output: String) {
+                let config = lb.dir + "/\(name).yaml"
+                let text = try String(contentsOfFile: lb.configPath, encoding: .utf8)
+                    .replacingOccurrences(of: "pin-directory: \(lb.pins)", with: "pin-directory: \(pins)")
+                    .replacingOccurrences(of: "socket: \(lb.socket)", with: "socket: \(socket)")
+                try text.write(toFile: config, atomically: true, encoding: .utf8)
+                let out = try await Command.run("timeout", ["30", "nsenter", "--net=/run/netns/tdm-lb", Served.tandem, "serve", "-c", config])
+                return (out.status, out.output)
+            }
+
+            // A second daemon on the same pins (its own socket): refused, naming the first.
+            let second = try await serve("second", pins: lb.pins, socket: lb.dir + "/second.sock")
+            #expect(second.status == 1)
+            #expect(second.output.contains("already used by another tandem serve (pid \(lb.pid ?? -1), socket \(lb.socket)"), "\(second.output)")
+
+            // tandem down while the daemon runs: refused, forwarding untouched.
+            let down = await lb.attemptPlain([Served.tandem, "down", "--pin-directory", lb.pins])
+            #expect(down.status == 1 && down.output.contains("owned by a running tandem serve"), "\(down.output)")
+            #expect(await Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1)) == answer, "still forwarding")
+            #expect(try await lb.status().services.count == 6)
+
+            // A socket directory others can write: refused before anything changes.
+            let open = "/tmp/tandem-test-\(getpid())-open-\(tag)"
+            try await Lab.run(["mkdir", "-p", "-m", "1777", open])
+            defer { try? FileManager.default.removeItem(atPath: open) }
+            let pinsA = "/sys/fs/bpf/tandem-test-\(getpid())-a-\(tag)"
+            let unsafeSocket = try await serve("open", pins: pinsA, socket: open + "/tandem.sock")
+            #expect(unsafeSocket.status == 1 && unsafeSocket.output.contains("is writable by others"), "\(unsafeSocket.output)")
+            #expect(!FileManager.default.fileExists(atPath: pinsA), "no pins made")
+
+            // A pin directory that is not on bpffs: refused; nothing mounted over it, its files still there.
+            let plain = "/tmp/tandem-test-\(getpid())-plain-\(tag)"
+            try await Lab.run(["mkdir", "-p", plain])
+            try "mine".write(toFile: plain + "/keep.txt", atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: plain) }
+            let offBPFFS = try await serve("plain", pins: plain + "/pins", socket: lb.dir + "/plain.sock")
+            #expect(offBPFFS.status == 1 && offBPFFS.output.contains("not on a BPF filesystem"), "\(offBPFFS.output)")
+            #expect(!(try await Lab.run(["cat", "/proc/mounts"])).contains(plain), "nothing mounted")
+            #expect((try? String(contentsOfFile: plain + "/keep.txt", encoding: .utf8)) == "mine")
+
+            // A start that fails after making its maps (XDP is already attached
+            // to eth0 by lb): those maps are removed again.
+            let pinsB = "/sys/fs/bpf/tandem-test-\(getpid())-b-\(tag)"
+            let busy = try await serve("busy", pins: pinsB, socket: lb.dir + "/busy.sock")
+            #expect(busy.status == 1, "\(busy.output)")
+            #expect(!FileManager.default.fileExists(atPath: pinsB), "the failed start left no pins: \(busy.output)")
+            #expect(await Lab.ask(Lab.http(Lab.vip4, 80), from: Lab.client4(1)) == answer, "lb still forwarding")
+
+            // Not root: told so, not "not running".
+            let user = await lb.attemptPlain(["su", "nobody", "-s", "/bin/sh", "-c", "'\(Served.tandem)' status --socket '\(lb.socket)'"])
+            #expect(user.status == 1 && user.output.contains("permission denied"), "\(user.output)")
+
+            // SIGTERM: exit 0, the stop logged, the socket removed.
+            await lb.stop()
+            #expect(lb.exitStatus == 0)
+            let log = (try? String(contentsOfFile: lb.log, encoding: .utf8)) ?? ""
+            #expect(log.contains("stopped"), "\(log.suffix(500))")
+            #expect(!FileManager.default.fileExists(atPath: lb.socket))
+        }
+    }
+
+    static func group(of real: UInt32, in pinned: PinnedState) -> UInt32? {
+        guard let service = pinned.backends.first(where: { $0.real == real })?.service else { return nil }
+        return pinned.services.first { $0.id == service }?.group
     }
 
     @Test("reload adds a real without dropping a flow; only the shared record keeps :443 with :80; a broken reload changes nothing")

@@ -14,6 +14,10 @@ final class Served {
     let socket: String
     var log: String { dir + "/serve.log" }
     private var daemon: BackgroundProcess?
+    /// The daemon's pid while it runs (nsenter execs tandem).
+    var pid: Int32? { daemon?.pid }
+    /// How the daemon exited (after `stop` or `crash`), nil while it runs.
+    private(set) var exitStatus: Int32?
 
     /// `services` is the YAML list under `services:`; checks default to a
     /// 300 ms interval with rise 2 and fall 2.
@@ -44,8 +48,11 @@ final class Served {
     /// Starts `tandem serve` and waits until it answers and every checked
     /// real has settled (up or down, no longer in its first interval).
     func start() async throws {
-        let daemon = try await BackgroundProcess.start("nsenter", ["--net=/run/netns/tdm-lb", Self.tandem, "serve", "-c", configPath], log: log)
+        // nsenter execs tandem: the child's pid and exit status are the daemon's.
+        let daemon = try await BackgroundProcess.start("nsenter", ["--net=/run/netns/tdm-lb", Self.tandem, "serve", "-c", configPath],
+                                                       log: log)
         self.daemon = daemon
+        exitStatus = nil
         for _ in 0..<100 {
             if (try? await status()) != nil { return }
             if !daemon.isRunning { break }
@@ -56,14 +63,44 @@ final class Served {
 
     /// SIGTERM, as an operator or systemd would stop it.
     func stop() async {
-        await daemon?.stop()
-        daemon = nil
+        guard let daemon else { return }
+        exitStatus = await daemon.stop()
+        self.daemon = nil
+    }
+
+    /// SIGKILL: a daemon that dies (no clean stop).
+    func crash() async {
+        guard let daemon else { return }
+        exitStatus = await daemon.stop(signal: SIGKILL)
+        self.daemon = nil
+    }
+
+    /// Exit status and output (stdout and stderr) of any command.
+    func attemptPlain(_ args: [String]) async -> (status: Int32, output: String) {
+        guard let result = try? await Command.run(args[0], Array(args.dropFirst())) else { return (-1, "") }
+        return (result.status, result.output)
+    }
+
+    /// The daemon's peak resident memory so far (VmHWM), in MB.
+    func peakMemoryMB() -> Int {
+        guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+        return kb / 1024
+    }
+
+    /// A tandem command against this daemon, running in the background
+    /// with its output (stdout and stderr) in `output`.
+    func background(_ args: [String], output: String) async throws -> BackgroundProcess {
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        return try await BackgroundProcess.start(Self.tandem, args + ["--socket", socket], log: output)
     }
 
     deinit {
         daemon = nil   // its deinit: SIGTERM, and up to 5 s for the daemon to go
-        // What `tandem down --pin-directory` does: with no daemon holding
-        // the link, removing its pin detaches XDP.
+        // What `tandem down --pin-directory` does: detach through the pinned
+        // link, then remove the pins.
+        if let link = try? XDPLink.pinned(at: pins + "/link", interface: "eth0") { try? link.detach() }
         BPFFS.removeTree(pins)
         try? FileManager.default.removeItem(atPath: dir)
     }

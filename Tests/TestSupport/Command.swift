@@ -68,15 +68,15 @@ public enum Command {
 }
 
 /// A long-running child (tandem serve, haproxy, a test server) that the
-/// caller stops later, or that stops when its handle goes away.
+/// caller signals or waits for later, or that stops when its handle goes.
 ///
 /// swift-subprocess hands out a running process only inside the closure of
-/// its `run`; here that closure runs in a task of its own and waits until
-/// `stop()` (or the handle's end) asks it to send SIGTERM.
+/// its `run`; here that closure runs in a task of its own and returns when
+/// the process exits or `stop` asks it to send a signal.
 public final class BackgroundProcess: Sendable {
     public let pid: Int32
-    private let task: Task<Void, any Error>
-    private let stopRequest: AsyncStream<Void>.Continuation
+    private let task: Task<Int32, any Error>
+    private let stopRequest: AsyncStream<Int32>.Continuation
 
     /// Starts `executable`; its standard output and error are appended to
     /// `log` (nil: discarded).
@@ -84,22 +84,23 @@ public final class BackgroundProcess: Sendable {
         let fd = try FileDescriptor.open(FilePath(log ?? "/dev/null"), .writeOnly, options: [.append, .create],
                                          permissions: [.ownerReadWrite, .groupRead, .otherRead])
         let (pids, pidSink) = AsyncStream.makeStream(of: Int32.self)
-        let (stops, stopSink) = AsyncStream.makeStream(of: Void.self)
+        let (stops, stopSink) = AsyncStream.makeStream(of: Int32.self)
         let task = Task {
             defer { pidSink.finish() }
-            _ = try await Subprocess.run(
+            let result = try await Subprocess.run(
                 Command.executable(executable), arguments: Arguments(arguments),
                 input: .none, output: .fileDescriptor(fd, closeAfterSpawningProcess: true), error: .combinedWithOutput
             ) { execution in
                 let pid = execution.processIdentifier.value
                 pidSink.yield(pid)
                 pidSink.finish()
-                for await _ in stops {}
-                // SIGTERM; SIGKILL if that was not enough within 5 s.
-                try? execution.send(signal: .terminate)
-                for _ in 0..<100 where BackgroundProcess.isRunning(pid) { try? await Task.sleep(nanoseconds: 50_000_000) }
-                if BackgroundProcess.isRunning(pid) { try? execution.send(signal: .kill) }
+                guard let signal = await firstStopOrExit(pid, stops) else { return }
+                // The signal; SIGKILL if the process is still there 5 s later.
+                try? execution.send(signal: Signal(rawValue: signal))
+                for _ in 0..<100 where isRunning(pid) { try? await Task.sleep(nanoseconds: 50_000_000) }
+                if isRunning(pid) { try? execution.send(signal: .kill) }
             }
+            return Command.status(result.terminationStatus)
         }
         var started = pids.makeAsyncIterator()
         guard let pid = await started.next() else {
@@ -110,10 +111,28 @@ public final class BackgroundProcess: Sendable {
         return BackgroundProcess(pid: pid, task: task, stopRequest: stopSink)
     }
 
-    private init(pid: Int32, task: Task<Void, any Error>, stopRequest: AsyncStream<Void>.Continuation) {
+    private init(pid: Int32, task: Task<Int32, any Error>, stopRequest: AsyncStream<Int32>.Continuation) {
         self.pid = pid
         self.task = task
         self.stopRequest = stopRequest
+    }
+
+    /// The signal `stop` asked for, or nil once the process has exited on
+    /// its own (polled: the closure sees no exit event of its own).
+    private static func firstStopOrExit(_ pid: Int32, _ stops: AsyncStream<Int32>) async -> Int32? {
+        await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                for await signal in stops { return signal }
+                return SIGTERM   // the handle went away
+            }
+            group.addTask {
+                while isRunning(pid) { try? await Task.sleep(nanoseconds: 50_000_000) }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
     }
 
     /// Whether the process is still running.
@@ -127,14 +146,21 @@ public final class BackgroundProcess: Sendable {
         return !stat[end...].hasPrefix(") Z")
     }
 
-    /// Sends SIGTERM (SIGKILL 5 s later if need be) and waits for the exit.
-    public func stop() async {
-        stopRequest.finish()
-        _ = try? await task.value
+    /// Sends `signal` (SIGKILL 5 s later if the process is still there) and
+    /// waits for the exit; the exit status (128 + N for signal N).
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) async -> Int32? {
+        stopRequest.yield(signal)
+        return try? await task.value
     }
 
-    /// A handle dropped without `stop()`: SIGTERM, and up to 5 s for the
-    /// process to go, on this thread (deinit cannot wait for a task).
+    /// Waits for the process to exit on its own; its exit status.
+    public func wait() async -> Int32? {
+        try? await task.value
+    }
+
+    /// A handle dropped while its process runs: SIGTERM, and up to 5 s for
+    /// the process to go, on this thread (deinit cannot wait for a task).
     deinit {
         if isRunning {
             kill(pid, SIGTERM)

@@ -1,4 +1,4 @@
-#include "csystemd.h"
+#include "cdaemon.h"
 
 #include <errno.h>
 #include <stddef.h>

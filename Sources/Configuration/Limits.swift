@@ -1,0 +1,85 @@
+import Model
+import TandemABI
+
+/// What `tandem check` refuses because `serve` could not do it: the
+/// dataplane's limits (from tandem_abi.h), the kernel's for names and
+/// paths, and addresses that cannot be a service or a server.
+enum Limits {
+    static let maxServices = Int(TANDEM_MAX_SERVICES)
+    /// A unix socket path fits sun_path: 108 bytes with its NUL.
+    static let maxSocketPathBytes = 107
+    static let maxPathBytes = 4095
+    static let maxNameBytes = 64
+
+    /// Linux interface names: 1-15 bytes, no "/", ":" or white space.
+    static func badInterfaceName(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty || bytes.count > 15 {
+            return "\(printable(name)) is not an interface name: 1 to 15 bytes (see 'ip link')"
+        }
+        if name == "." || name == ".." || bytes.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }) {
+            return "\(printable(name)) is not an interface name: no spaces, control characters, \"/\" or \":\" (see 'ip link')"
+        }
+        return nil
+    }
+
+    /// An absolute path of at most `max` bytes, without control characters.
+    static func badPath(_ path: String, max: Int) -> String? {
+        if !path.hasPrefix("/") { return "must be an absolute path" }
+        if path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            return "\(printable(path)) holds control characters"
+        }
+        if path.utf8.count > max { return "is \(path.utf8.count) bytes long; at most \(max)" }
+        return nil
+    }
+
+    /// Service names appear in logs, metrics labels and the terminal.
+    static func badName(_ name: String) -> String? {
+        let allowed = name.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)
+        }
+        if !allowed || name.utf8.count > maxNameBytes {
+            return "\(printable(name)) is not a service name: 1 to \(maxNameBytes) letters, digits, \"-\", \"_\" or \".\""
+        }
+        return nil
+    }
+
+    /// Why `address` is not a unicast host address, or nil when it is one.
+    static func notUnicast(_ address: IPAddress) -> String? {
+        let b = address.bytes
+        if address.family == .inet {
+            if b == [0, 0, 0, 0] { return "the unspecified address" }
+            if b == [255, 255, 255, 255] { return "the broadcast address" }
+            if b[0] == 0 { return "in 0.0.0.0/8 (this network)" }
+            if b[0] == 127 { return "a loopback address" }
+            if b[0] >= 224 && b[0] <= 239 { return "a multicast address" }
+            if b[0] >= 240 { return "in 240.0.0.0/4 (reserved)" }
+            return nil
+        }
+        if b.allSatisfy({ $0 == 0 }) { return "the unspecified address" }
+        if b == [UInt8](repeating: 0, count: 15) + [1] { return "the loopback address" }
+        if b[0] == 0xFF { return "a multicast address" }
+        if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "a link-local address" }
+        return nil
+    }
+
+    /// `text` safe to print: control characters and quotes escaped, so a
+    /// config cannot write escape sequences to the operator's terminal.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
+                    out += "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+}
