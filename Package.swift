@@ -117,6 +117,7 @@ let package = Package(
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/TestSupport"
         ),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),

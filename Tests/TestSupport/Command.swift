@@ -126,7 +126,10 @@ public final class BackgroundProcess: Sendable {
                 return SIGTERM   // the handle went away
             }
             group.addTask {
-                while isRunning(pid) { try? await Task.sleep(nanoseconds: 50_000_000) }
+                while isRunning(pid) {
+                    // Cancelled (a stop came first): sleep throws at once; done.
+                    do { try await Task.sleep(nanoseconds: 50_000_000) } catch { break }
+                }
                 return nil
             }
             let first = await group.next() ?? nil
