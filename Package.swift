@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Subprocesses in tests and benchmarks (ip, tools/lab, tandem, haproxy, wrk).
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
@@ -85,7 +88,7 @@ let package = Package(
         // Benchmarks (tools/bench).
         .executableTarget(
             name: "tandem-bench",
-            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health",
+            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -99,19 +102,28 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Model", "TestSupport"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Configuration", "Model", "TestSupport"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "Model",
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Model", "TestSupport",
                                                        .product(name: "NIOCore", package: "swift-nio"),
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                                        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                                        .product(name: "Logging", package: "swift-log")]),
+        // What tests and benchmarks share: configs, privilege check, subprocesses,
+        // clock, network namespaces and CPU pinning, BPF helpers only they use.
+        .target(
+            name: "TestSupport",
+            dependencies: ["BPF", "CLibBPF", "CTestSupport", "Model",
+                           .product(name: "Subprocess", package: "swift-subprocess"),
+                           .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
+        // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
-        // What tests and benchmarks share: configs, privilege check, subprocesses, clock.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "CTestSupport"]),
-        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "CTestSupport"]),
-        .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "CTestSupport"]),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "CTestSupport"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "TestSupport"]),
+        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
+        .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport"]),
     ]
 )

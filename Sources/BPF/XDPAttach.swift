@@ -73,23 +73,3 @@ public final class XDPLink {
         try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }
     }
 }
-
-/// XDP attached the older way, through netlink (as `ip link set dev X xdp`
-/// does): no link object, the program stays until replaced or removed.
-public enum NetlinkXDP {
-    /// The id of the program attached to `interface` in `mode`, if any.
-    public static func attachedID(interface: String, mode: XDPMode) throws -> UInt32? {
-        let ifindex = try Interface.index(interface)
-        var id: UInt32 = 0
-        try check("query XDP on", interface) { bpf_xdp_query_id(Int32(ifindex), Int32(mode.flags), &id) }
-        return id == 0 ? nil : id
-    }
-
-    /// Attaches `program` to `interface`, replacing what netlink attached there.
-    public static func attach(_ program: BPFProgram, interface: String, mode: XDPMode) throws {
-        let ifindex = try Interface.index(interface)
-        try check("attach XDP (netlink) to", interface) {
-            bpf_xdp_attach(Int32(ifindex), program.fd, mode.flags, nil)
-        }
-    }
-}

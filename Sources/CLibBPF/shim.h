@@ -39,25 +39,4 @@ static inline long long tandem_xdp_link_ifindex(int fd)
 		return rc;
 	return info.xdp.ifindex;
 }
-/* Moves the calling thread into the network namespace open at fd.
- * (Raw syscalls: _GNU_SOURCE here would clash with Swift's Glibc module.) */
-static inline int tandem_enter_net_namespace(int fd)
-{
-	return syscall(SYS_setns, fd, 0x40000000 /* CLONE_NEWNET */) ? -errno : 0;
-}
-
-/* Pins thread tid (0: the caller) to one CPU (< 1024), or to all when cpu < 0. */
-static inline int tandem_pin_thread(int tid, int cpu)
-{
-	const unsigned int word_bits = 8 * sizeof(unsigned long);
-	unsigned long mask[1024 / (8 * sizeof(unsigned long))];
-
-	for (unsigned int i = 0; i < sizeof(mask) / sizeof(mask[0]); i++)
-		mask[i] = cpu < 0 ? ~0UL : 0;
-	if (cpu >= 1024)
-		return -EINVAL;
-	if (cpu >= 0)
-		mask[cpu / word_bits] = 1UL << (cpu % word_bits);
-	return syscall(SYS_sched_setaffinity, tid, sizeof(mask), mask) ? -errno : 0;
-}
 #endif

@@ -4,9 +4,10 @@ import Model
 import Dataplane
 import Foundation
 import Frames
+import TestSupport
 
 @main
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem-bench",
         abstract: "Measures Tandem's XDP paths through BPF_PROG_TEST_RUN beside a MAC-swap baseline, in one run.")
@@ -78,7 +79,7 @@ struct Bench: ParsableCommand {
         }
     }
 
-    mutating func run() throws {
+    mutating func run() async throws {
         var table = ResultTable()
         if only == "all" || only == "paths" {
             let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
@@ -87,17 +88,17 @@ struct Bench: ParsableCommand {
             try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
         }
         if only == "all" || only == "live" {
-            try LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(into: &table)
+            try await LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(into: &table)
         }
         if only == "all" || only == "connections" {
             let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tandem").path
-            try ConnectionBench(seconds: connSeconds, rounds: connRounds, connections: connConcurrency,
-                                tandem: tandem ?? beside).measure(into: &table)
+            try await ConnectionBench(seconds: connSeconds, rounds: connRounds, connections: connConcurrency,
+                                      tandem: tandem ?? beside).measure(into: &table)
         }
         if only == "all" || only == "controller" {
             try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
             for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
-                try ControllerBench.health(count: checkReals, kind: kind, seconds: checkSeconds, into: &table)
+                try await ControllerBench.health(count: checkReals, kind: kind, seconds: checkSeconds, into: &table)
             }
         }
         print(markdown ? table.markdown : table.text)

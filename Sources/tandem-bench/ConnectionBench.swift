@@ -2,6 +2,7 @@ import BPF
 import Dataplane
 import Foundation
 import Glibc
+import TestSupport
 
 /// New TCP connections per second through Tandem beside HAProxy doing the
 /// same job, in the lab (tools/lab up, then tools/lab nginx so that the
@@ -31,7 +32,7 @@ struct ConnectionBench {
 
     struct Load { var connections: Double = 0, seconds: Double = 0, lbCPUns: Double = 0, errors: [String] = [] }
 
-    func measure(into table: inout ResultTable) throws {
+    func measure(into table: inout ResultTable) async throws {
         for tool in ["/usr/sbin/haproxy", "/usr/bin/wrk"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw DataplaneError(description: "connection rows need \(tool) (tools/bench installs haproxy and wrk)")
         }
@@ -44,18 +45,18 @@ struct ConnectionBench {
         try Self.haproxyConfig(pidFile: workDirectory + "/haproxy.pid")
             .write(toFile: workDirectory + "/haproxy.cfg", atomically: true, encoding: .utf8)
         for namespace in ["tdm-client", "tdm-lb"] {
-            try Command.output("/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
+            try await Command.output("/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
         }
         let statsWereOn = try BPFProgram.countRunTime(true)
-        defer { try? BPFProgram.countRunTime(statsWereOn) }
+        defer { _ = try? BPFProgram.countRunTime(statsWereOn) }
 
         var tandemLoad = Load(), haproxyLoad = Load()
         var followed: [String] = []
         for _ in 0..<rounds {
-            let t = try throughTandem()
+            let t = try await throughTandem()
             followed.append("tandem \(t.followed)")
             tandemLoad.add(t.load)
-            let h = try throughHAProxy()
+            let h = try await throughHAProxy()
             followed.append("haproxy \(h.followed)")
             haproxyLoad.add(h.load)
         }
@@ -64,7 +65,8 @@ struct ConnectionBench {
         let wrk = "wrk -t2 -c\(connections) -d\(seconds)s -H 'Connection: close' http://\(Self.vip)/ from tdm-client, \(rounds) x \(seconds) s alternating"
         let checked = Set(followed.map { $0.split(separator: " ")[1] }) == ["4/4"] ? "both: 4/4 clients same real on :80 and :443"
             : "SAME REAL ON :80 AND :443: \(followed.joined(separator: ", "))"
-        table.add(count: "new TCP connections/s: HAProxy \(Self.haproxyVersion()), stick table shared by :80/:443",
+        let version = await Self.haproxyVersion()
+        table.add(count: "new TCP connections/s: HAProxy \(version), stick table shared by :80/:443",
                   value: haproxyRate, unit: "conn/s", baseline: nil,
                   method: wrk + haproxyLoad.errorNote + "; nginx on the reals")
         table.add(count: "new TCP connections/s: Tandem", value: tandemRate, unit: "conn/s", baseline: haproxyRate,
@@ -78,60 +80,55 @@ struct ConnectionBench {
 
     // MARK: Tandem
 
-    func throughTandem() throws -> (load: Load, followed: String) {
-        let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        serve.arguments = ["--net=/run/netns/tdm-lb", tandem, "serve", "--config", workDirectory + "/tandem.yaml"]
-        FileManager.default.createFile(atPath: workDirectory + "/tandem.log", contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: workDirectory + "/tandem.log"))
-        serve.standardOutput = log
-        serve.standardError = log
-        try serve.run()
-        defer {
-            serve.terminate()
-            serve.waitUntilExit()
-            _ = try? Command.output(tandem, ["down", "--pin-directory", pinDirectory])
+    func throughTandem() async throws -> (load: Load, followed: String) {
+        _ = FileManager.default.createFile(atPath: workDirectory + "/tandem.log", contents: nil)
+        let serve = try await BackgroundProcess.start("/usr/bin/nsenter",
+                                           ["--net=/run/netns/tdm-lb", tandem, "serve", "--config", workDirectory + "/tandem.yaml"],
+                                           log: workDirectory + "/tandem.log")
+        return try await withCleanup {
+            let program = try await waitForXDP()
+            // Reals start up; wait until the VIP answers through the program.
+            try await waitForVIP(what: "tandem serve (log: \(workDirectory)/tandem.log)")
+            let followed = try await follows()
+            let before = try program.runStats()
+            var load = try await wrk()
+            let after = try program.runStats()
+            load.lbCPUns = Double(after.ns - before.ns)
+            return (load, followed)
+        } cleanup: {
+            await serve.stop()
+            _ = try? await Command.output(tandem, ["down", "--pin-directory", pinDirectory])
         }
-        let program = try waitForXDP()
-        // Reals start up; wait until the VIP answers through the program.
-        try waitForVIP(what: "tandem serve (log: \(workDirectory)/tandem.log)")
-        let followed = try follows()
-        let before = try program.runStats()
-        var load = try wrk()
-        let after = try program.runStats()
-        load.lbCPUns = Double(after.ns - before.ns)
-        return (load, followed)
     }
 
     /// The program `tandem serve` attached to tdm-lb's eth0.
-    func waitForXDP() throws -> BPFProgram {
-        let home = try NetworkNamespace.current()
-        defer { try? NetworkNamespace.enter(home) }
-        try NetworkNamespace.enter("tdm-lb")
+    func waitForXDP() async throws -> BPFProgram {
         for _ in 0..<100 {
-            if let id = try NetlinkXDP.attachedID(interface: "eth0", mode: .native) { return try BPFProgram.byID(id) }
-            usleep(100_000)
+            let attached = try NetworkNamespace.inside("tdm-lb") {
+                try NetlinkXDP.attachedID(interface: "eth0", mode: .native).map(BPFProgram.byID)
+            }
+            if let attached { return attached }
+            try await Task.sleep(nanoseconds: 100_000_000)
         }
         throw DataplaneError(description: "tandem serve attached no XDP program to tdm-lb's eth0 in 10 s (log: \(workDirectory)/tandem.log)")
     }
 
     // MARK: HAProxy
 
-    func throughHAProxy() throws -> (load: Load, followed: String) {
-        let haproxy = Process()
-        haproxy.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        haproxy.arguments = ["netns", "exec", "tdm-lb", "/usr/sbin/haproxy", "-db", "-f", workDirectory + "/haproxy.cfg"]
-        haproxy.standardOutput = FileHandle.nullDevice
-        haproxy.standardError = FileHandle.nullDevice
-        try haproxy.run()
-        defer { haproxy.terminate(); haproxy.waitUntilExit() }
-        try waitForVIP(what: "haproxy")
-        let followed = try follows()
-        let pid = haproxy.processIdentifier   // `ip netns exec` execs haproxy itself
-        let before = try Self.cpuNs(pid: pid)
-        var load = try wrk()
-        load.lbCPUns = Double(try Self.cpuNs(pid: pid) - before)
-        return (load, followed)
+    func throughHAProxy() async throws -> (load: Load, followed: String) {
+        let haproxy = try await BackgroundProcess.start("/usr/sbin/ip", ["netns", "exec", "tdm-lb", "/usr/sbin/haproxy", "-db",
+                                                              "-f", workDirectory + "/haproxy.cfg"])
+        return try await withCleanup {
+            try await waitForVIP(what: "haproxy")
+            let followed = try await follows()
+            let pid = haproxy.pid   // `ip netns exec` execs haproxy itself
+            let before = try Self.cpuNs(pid: pid)
+            var load = try await wrk()
+            load.lbCPUns = Double(try Self.cpuNs(pid: pid) - before)
+            return (load, followed)
+        } cleanup: {
+            await haproxy.stop()
+        }
     }
 
     /// User + system time of a process, all threads.
@@ -143,40 +140,40 @@ struct ConnectionBench {
         return ticks * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    static func haproxyVersion() -> String {
-        let text = (try? Command.output("/usr/sbin/haproxy", ["-v"])) ?? ""
+    static func haproxyVersion() async -> String {
+        let text = (try? await Command.output("/usr/sbin/haproxy", ["-v"])) ?? ""
         return text.split(separator: " ").dropFirst(2).first.map { String($0.split(separator: "-")[0]) } ?? "?"
     }
 
     // MARK: Load and checks
 
-    func waitForVIP(what: String) throws {
+    func waitForVIP(what: String) async throws {
         for _ in 0..<100 {
-            if let body = try? curl("http://\(Self.vip)/", source: "198.18.10.1"), body.hasPrefix("r") { return }
-            usleep(100_000)
+            if let body = try? await curl("http://\(Self.vip)/", source: "198.18.10.1"), body.hasPrefix("r") { return }
+            try await Task.sleep(nanoseconds: 100_000_000)
         }
         throw DataplaneError(description: "\(what): the VIP did not answer on :80 within 10 s")
     }
 
     /// Four clients fetch :80 then :443: how many reached one real on both.
-    func follows() throws -> String {
+    func follows() async throws -> String {
         var same = 0
         for client in 11...14 {
-            let http = try curl("http://\(Self.vip)/", source: "198.18.10.\(client)")
-            let https = try curl("https://\(Self.vip)/", source: "198.18.10.\(client)")
+            let http = try await curl("http://\(Self.vip)/", source: "198.18.10.\(client)")
+            let https = try await curl("https://\(Self.vip)/", source: "198.18.10.\(client)")
             if http == https { same += 1 }
         }
         return "\(same)/4"
     }
 
-    func curl(_ url: String, source: String) throws -> String {
-        try Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "curl", "-sk", "-m", "2",
+    func curl(_ url: String, source: String) async throws -> String {
+        try await Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "curl", "-sk", "-m", "2",
                                             "--interface", source, url])
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func wrk() throws -> Load {
-        let out = try Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "wrk", "-t2", "-c\(connections)",
+    func wrk() async throws -> Load {
+        let out = try await Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "wrk", "-t2", "-c\(connections)",
                                                       "-d\(seconds)s", "-H", "Connection: close", "http://\(Self.vip)/"])
         // "  86641 requests in 5.04s, 11.98MB read"
         guard let line = out.split(separator: "\n").first(where: { $0.contains(" requests in ") }) else {

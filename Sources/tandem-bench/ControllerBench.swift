@@ -8,6 +8,7 @@ import Health
 import Logging
 import NIOCore
 import NIOPosix
+import TestSupport
 
 /// The controller's costs: writing a large config into the maps, and the
 /// CPU that health checks of many reals take.
@@ -34,40 +35,37 @@ enum ControllerBench {
     /// changes one weight.
     static func apply(services: Int, reals: Int, pinRoot: String, into table: inout ResultTable) throws {
         let yaml = config(services: services, reals: reals)
-        let clock = ContinuousClock()
         var parsed: ValidatedConfig!
-        let parse = try clock.measure { parsed = try ConfigParser.parseValidated(yaml, file: "bench.yaml") }
+        let parse = try TestClock.measure { parsed = try ConfigParser.parseValidated(yaml, file: "bench.yaml") }
         var state = try ControlState(parsed)
         let macs = Dictionary(uniqueKeysWithValues: state.realAddresses.map { ($0, MACAddress(bytes: [2, 0, 0, 0, 0, 1])!) })
         var model: DataplaneModel!
-        let build = clock.measure { model = state.model(macs: macs) }
+        let build = TestClock.measure { model = state.model(macs: macs) }
         let dataplane = try Dataplane(pinRoot: pinRoot)
         defer { dataplane.removePins() }
-        let write = try clock.measure { try dataplane.apply(model) }
+        let write = try TestClock.measure { try dataplane.apply(model) }
         let label = "\(services) services x \(reals) reals"
         table.add("controller: apply \(label)",
-                  value: String(format: "%.0f ms", (parse + build + write).inSeconds * 1000),
+                  value: String(format: "%.0f ms", (parse + build + write) * 1000),
                   method: String(format: "first apply: parse+validate %.0f ms, model (ids, %d maglev rings) %.0f ms, map writes %.0f ms",
-                                 parse.inSeconds * 1000, services, build.inSeconds * 1000, write.inSeconds * 1000))
+                                 parse * 1000, services, build * 1000, write * 1000))
 
         var changed = parsed.config
         changed.services[0].reals[0].weight = 2
-        let reload = try clock.measure {
+        let reload = try TestClock.measure {
             try state.reload(ConfigValidator.validate(changed, file: "bench.yaml"))
             try dataplane.apply(state.model(macs: macs))
         }
-        table.add("controller: reload one changed weight", value: String(format: "%.1f ms", reload.inSeconds * 1000),
+        table.add("controller: reload one changed weight", value: String(format: "%.1f ms", reload * 1000),
                   method: "model of all \(services) services rebuilt, only the changed service's ring rewritten")
     }
 
     /// CPU of this process while `count` reals are checked every second
     /// against a server in another process that answers on every loopback
     /// address (127.0.x.y: one address per real; nothing leaves the host).
-    static func health(count: Int, kind: HealthCheck.Kind, seconds duration: Int, into table: inout ResultTable) throws {
+    static func health(count: Int, kind: HealthCheck.Kind, seconds duration: Int, into table: inout ResultTable) async throws {
         let port = 18_000 + Int(getpid() % 1000)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = ["-c", """
+        let server = try await BackgroundProcess.start("/usr/bin/python3", ["-c", """
             import asyncio, sys
             async def answer(r, w):
                 try:
@@ -82,10 +80,16 @@ enum ControllerBench {
                 async with s:
                     await s.serve_forever()
             asyncio.run(main())
-            """, "\(port)"]
-        try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
-        usleep(500_000)
+            """, "\(port)"])
+        return try await withCleanup {
+            usleep(500_000)
+            try measureHealth(count: count, kind: kind, port: port, seconds: duration, into: &table)
+        } cleanup: {
+            await server.stop()
+        }
+    }
+
+    static func measureHealth(count: Int, kind: HealthCheck.Kind, port: Int, seconds duration: Int, into table: inout ResultTable) throws {
 
         var check = HealthCheck(kind)
         check.timing.intervalNs = 1_000_000_000
@@ -99,10 +103,10 @@ enum ControllerBench {
         let checker = try HealthChecker(group: group, logger: Logger(label: "bench"))
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         sleep(2) // past the random first delays
-        let before = usage(), beforeSplit = split(), start = ContinuousClock.now
+        let before = usage(), beforeSplit = split(), start = TestClock.nowNs()
         let checksBefore = checker.snapshot().values.reduce(0) { $0 + $1.checks }
         sleep(UInt32(duration))
-        let after = usage(), afterSplit = split(), wall = start.duration(to: .now).inSeconds
+        let after = usage(), afterSplit = split(), wall = TestClock.seconds(since: start)
         let snapshot = checker.snapshot()
         checker.stop()
         let checks = snapshot.values.reduce(0) { $0 + $1.checks } - checksBefore

@@ -2,6 +2,7 @@ import BPF
 import Dataplane
 import Foundation
 import Frames
+import TestSupport
 
 /// Live packets per second through the lab's load balancer (tools/lab up).
 ///
@@ -38,7 +39,7 @@ final class LiveBench {
         var newConnections: Bool
     }
 
-    func measure(into table: inout ResultTable) throws {
+    func measure(into table: inout ResultTable) async throws {
         for name in [Self.lbNamespace, Self.switchNamespace] where !FileManager.default.fileExists(atPath: "/run/netns/\(name)") {
             throw DataplaneError(description: "live rows need the lab (tools/lab up): no namespace \(name)")
         }
@@ -56,26 +57,32 @@ final class LiveBench {
         let sent = try live.map("live_sent", key: UInt32.self, value: UInt64.self)
         let mode = try live.map("live_mode", key: UInt32.self, value: UInt32.self)
 
-        let home = try NetworkNamespace.current()
-        defer { try? NetworkNamespace.enter(home); try? CPUAffinity.pin(to: nil) }
+        // Interface names and the generator's ifindex are the calling
+        // thread's namespace's: every step that needs one runs synchronously
+        // inside it (NetworkNamespace.inside), never across an await.
 
         // The program under test on the LB's eth0, through a link we can
         // switch between programs without taking NAPI down.
         let baseline = try baselineObject.program("baseline_swap")
-        try NetworkNamespace.enter(Self.lbNamespace)
-        let link = try XDPLink.attach(baseline, interface: Self.lbInterface, mode: .native)
-        defer { try? NetworkNamespace.enter(Self.lbNamespace); try? link.detach() }
+        let link = try NetworkNamespace.inside(Self.lbNamespace) {
+            try XDPLink.attach(baseline, interface: Self.lbInterface, mode: .native)
+        }
+        defer { try? link.detach() }
 
         // The sink in place of the lab's program on the far end.
-        try NetworkNamespace.enter(Self.switchNamespace)
-        let peer = try Interface.index(Self.peerInterface)
-        let labProgram = try NetlinkXDP.attachedID(interface: Self.peerInterface, mode: .native).map(BPFProgram.byID)
-        try NetlinkXDP.attach(sink, interface: Self.peerInterface, mode: .native)
-        defer {
-            try? NetworkNamespace.enter(Self.switchNamespace)
-            if let labProgram { try? NetlinkXDP.attach(labProgram, interface: Self.peerInterface, mode: .native) }
+        let (peer, labProgram) = try NetworkNamespace.inside(Self.switchNamespace) {
+            let peer = try Interface.index(Self.peerInterface)
+            let labProgram = try NetlinkXDP.attachedID(interface: Self.peerInterface, mode: .native).map(BPFProgram.byID)
+            try NetlinkXDP.attach(sink, interface: Self.peerInterface, mode: .native)
+            return (peer, labProgram)
         }
-        defer { try? Self.setThreadedNAPI(false) }
+        defer {
+            if let labProgram {
+                _ = try? NetworkNamespace.inside(Self.switchNamespace) {
+                    try NetlinkXDP.attach(labProgram, interface: Self.peerInterface, mode: .native)
+                }
+            }
+        }
 
         // 64 bytes on the wire: 60 + FCS. An ACK of one client to the VIP.
         var spec = PacketSpec(src: "198.18.10.1", dst: PathBench.vip, sport: 40000, dport: 80, tcpFlags: TCPFlags.ack)
@@ -90,40 +97,47 @@ final class LiveBench {
             Subject(name: "established flow", program: dataplane.program, newConnections: false),
             Subject(name: "new connection every frame", program: dataplane.program, newConnections: true),
         ]
-        for cores in [1, 2] {
-            var napiThread: Int32?
-            if cores == 2 {
-                napiThread = try Self.startNAPIThread()
-                try CPUAffinity.pin(thread: napiThread!, to: 1)
-            } else {
-                try Self.setThreadedNAPI(false)
-            }
-            try CPUAffinity.pin(to: 0)
-            var packets = [Double](repeating: 0, count: subjects.count)
-            var generated = [Double](repeating: 0, count: subjects.count)
-            var elapsed = [Double](repeating: 0, count: subjects.count)
-            for _ in 0..<rounds {
+        try await withCleanup {
+            for cores in [1, 2] {
+                var napiThread: Int32?
+                if cores == 2 {
+                    napiThread = try await Self.startNAPIThread()
+                    try CPUAffinity.pin(thread: napiThread!, to: 1)
+                } else {
+                    try await Self.setThreadedNAPI(false)
+                }
+                var packets = [Double](repeating: 0, count: subjects.count)
+                var generated = [Double](repeating: 0, count: subjects.count)
+                var elapsed = [Double](repeating: 0, count: subjects.count)
+                try NetworkNamespace.inside(Self.switchNamespace) {
+                    try CPUAffinity.pin(to: 0)
+                    defer { try? CPUAffinity.pin(to: nil) }
+                    for _ in 0..<rounds {
+                        for (i, subject) in subjects.enumerated() {
+                            try link.update(to: subject.program)
+                            try mode.update(0, subject.newConnections ? 1 : 0)
+                            try dataplane.clearFlows()
+                            let r = try run(generator, subject.newConnections ? syn : frame, peer: peer,
+                                            received: received, sent: sent)
+                            packets[i] += r.received
+                            generated[i] += r.sent
+                            elapsed[i] += r.seconds
+                        }
+                    }
+                }
+                let base = packets[0] / elapsed[0]
+                let where_ = cores == 1 ? "generator, LB and sink on CPU 0"
+                    : "generator on CPU 0; LB's NAPI thread (pid \(napiThread!)) and sink on CPU 1"
                 for (i, subject) in subjects.enumerated() {
-                    try link.update(to: subject.program)
-                    try mode.update(0, subject.newConnections ? 1 : 0)
-                    try dataplane.clearFlows()
-                    let r = try run(generator, subject.newConnections ? syn : frame, peer: peer,
-                                    received: received, sent: sent)
-                    packets[i] += r.received
-                    generated[i] += r.sent
-                    elapsed[i] += r.seconds
+                    let pps = packets[i] / elapsed[i]
+                    let method = String(format: "64-byte frames, %d x %.1f s alternating; %@; %.0f%% of %.2f Mpps generated came back",
+                                        rounds, seconds, where_, 100 * packets[i] / max(generated[i], 1), generated[i] / elapsed[i] / 1e6)
+                    table.add(rate: "live, \(cores) core\(cores == 1 ? "" : "s"): \(subject.name)", pps: pps,
+                              baseline: i == 0 ? nil : base, method: method)
                 }
             }
-            let base = packets[0] / elapsed[0]
-            let where_ = cores == 1 ? "generator, LB and sink on CPU 0"
-                : "generator on CPU 0; LB's NAPI thread (pid \(napiThread!)) and sink on CPU 1"
-            for (i, subject) in subjects.enumerated() {
-                let pps = packets[i] / elapsed[i]
-                let method = String(format: "64-byte frames, %d x %.1f s alternating; %@; %.0f%% of %.2f Mpps generated came back",
-                                    rounds, seconds, where_, 100 * packets[i] / max(generated[i], 1), generated[i] / elapsed[i] / 1e6)
-                table.add(rate: "live, \(cores) core\(cores == 1 ? "" : "s"): \(subject.name)", pps: pps,
-                          baseline: i == 0 ? nil : base, method: method)
-            }
+        } cleanup: {
+            try? await Self.setThreadedNAPI(false)
         }
     }
 
@@ -136,25 +150,25 @@ final class LiveBench {
         _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 10_000)
         usleep(20_000)
         let received0 = total(received), sent0 = total(sent)
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = TestClock.nowNs()
         var now = start
         while Double(now - start) < seconds * 1e9 {
             _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 100_000)
-            now = DispatchTime.now().uptimeNanoseconds
+            now = TestClock.nowNs()
         }
         usleep(20_000)   // frames still in the rings; counted, not timed
         return (Double(total(received) - received0), Double(total(sent) - sent0), Double(now - start) / 1e9)
     }
 
-    static func setThreadedNAPI(_ on: Bool) throws {
-        try Command.output("/usr/sbin/ip", ["netns", "exec", lbNamespace, "sh", "-c",
+    static func setThreadedNAPI(_ on: Bool) async throws {
+        try await Command.output("/usr/sbin/ip", ["netns", "exec", lbNamespace, "sh", "-c",
                                             "echo \(on ? 1 : 0) > /sys/class/net/\(lbInterface)/threaded"])
     }
 
     /// Turns threaded NAPI on for the LB's eth0 and returns its new kernel
     /// thread. Every namespace's eth0 names its thread napi/eth0-ID, so the
     /// LB's is the one that was not there before.
-    static func startNAPIThread() throws -> Int32 {
+    static func startNAPIThread() async throws -> Int32 {
         func threads() -> Set<Int32> {
             let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
             return Set(all.compactMap(Int32.init).filter { pid in
@@ -162,32 +176,11 @@ final class LiveBench {
             })
         }
         let before = threads()
-        try setThreadedNAPI(true)
+        try await setThreadedNAPI(true)
         let new = threads().subtracting(before)
         guard new.count == 1 else {
             throw DataplaneError(description: "threaded NAPI on \(lbNamespace)'s \(lbInterface): wanted one new napi thread, found \(new.count)")
         }
         return new.first!
-    }
-}
-
-/// Runs a helper program to completion; throws with its output on failure.
-enum Command {
-    @discardableResult
-    static func output(_ path: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw DataplaneError(description: "\(path) \(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(text)")
-        }
-        return text
     }
 }

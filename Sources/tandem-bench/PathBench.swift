@@ -5,6 +5,7 @@ import Dataplane
 import Foundation
 import Frames
 import Model
+import TestSupport
 
 /// ns per packet for each path of the XDP program, each beside a MAC-swap
 /// baseline measured the same way in the same run, all inside the kernel's
@@ -50,13 +51,16 @@ final class PathBench {
     /// :80 and :443 on one VIP, linked, with `count` reals 198.18.0.21 on:
     /// group 1, real ids 1...count in address order.
     static func state(reals count: Int) -> ControlState {
-        let reals = (1...count).map { "{ address: 198.18.0.\(20 + $0), port: 80 }" }.joined(separator: ", ")
+        // Direct server return keeps the port: a real's port is its service's.
+        func reals(_ port: Int) -> String {
+            (1...count).map { "{ address: 198.18.0.\(20 + $0), port: \(port) }" }.joined(separator: ", ")
+        }
         let yaml = """
             interface: bench0
             services:
-              - { name: http, vip: \(vip), port: 80, follow: [https], check: { type: none }, reals: [\(reals)],
+              - { name: http, vip: \(vip), port: 80, follow: [https], check: { type: none }, reals: [\(reals(80))],
                   persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
-              - { name: https, vip: \(vip), port: 443, follow: [http], check: { type: none }, reals: [\(reals)],
+              - { name: https, vip: \(vip), port: 443, follow: [http], check: { type: none }, reals: [\(reals(443))],
                   persistence: { mode: source-ip, timeout: 30m, netmask: 32 } }
             """
         return try! ControlState(ConfigParser.parseValidated(yaml, file: "bench.yaml"))
@@ -170,9 +174,7 @@ struct InvalidationBench {
         let firstClient: UInt32 = 0xC612_0000
         let present = try dataplane.fillRecords(count: records, group: 1, real: 2, firstClient: firstClient)
         let failed = PathBench.failing(state, real: 2)
-        let start = DispatchTime.now().uptimeNanoseconds
-        try dataplane.apply(failed)
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        let elapsed = try TestClock.measure { try dataplane.apply(failed) } * 1000
         // The very next packet of one of real 2's clients must go elsewhere.
         let client = PathBench.address(firstClient + UInt32(records / 2))
         let probe = try dataplane.program.testRun(

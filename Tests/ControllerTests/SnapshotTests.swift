@@ -1,6 +1,6 @@
-import CTestSupport
 @testable import Controller
 import Foundation
+import TestSupport
 import Testing
 
 /// Help and human output, compared with files under Snapshots/. After an
@@ -20,33 +20,33 @@ struct SnapshotTests {
         #expect(actual == expected, "\(name) differs from its snapshot:\n\(actual)")
     }
 
-    static func run(_ args: String) -> String {
-        var buffer = [CChar](repeating: 0, count: 65536)
-        _ = tandem_test_run("COLUMNS=100 '\(tandem)' \(args) 2>&1", &buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    /// `tandem` with `args` (split at spaces) in a 100-column terminal.
+    static func run(_ args: String) async throws -> CommandResult {
+        try await Command.run(tandem, args.split(separator: " ").map(String.init), environment: ["COLUMNS": "100"])
     }
 
     @Test("help of every command", arguments: [
         "--help", "serve --help", "check --help", "status --help", "persistence list --help",
         "persistence flush --help", "real drain --help", "reload --help", "stats --help", "down --help",
     ])
-    func help(_ args: String) throws {
-        try Self.compare(Self.run(args), "help-" + args.replacingOccurrences(of: " --help", with: "")
+    func help(_ args: String) async throws {
+        try Self.compare(await Self.run(args).output, "help-" + args.replacingOccurrences(of: " --help", with: "")
             .replacingOccurrences(of: "--help", with: "tandem").replacingOccurrences(of: " ", with: "-") + ".txt")
     }
 
     @Test("a read command with no daemon says so in one line and exits 1")
-    func notRunning() {
-        let out = Self.run("status --socket /tmp/tandem-no-such-socket; echo exit=$?")
-        #expect(out == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\nexit=1\n")
+    func notRunning() async throws {
+        let out = try await Self.run("status --socket /tmp/tandem-no-such-socket")
+        #expect(out.output == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\n")
+        #expect(out.status == 1)
     }
 
     @Test("bad arguments are refused before anything is sent")
-    func badArguments() {
-        let out = Self.run("real drain 198.18.0.300 --socket /tmp/x; echo exit=$?")
-        #expect(out.contains("198.18.0.300 is not an IP address") && out.hasSuffix("exit=64\n"), "\(out)")
-        let cidr = Self.run("persistence list --client 10.0.0.0/8/1 --socket /tmp/x; echo exit=$?")
-        #expect(cidr.contains("--client 10.0.0.0/8/1 is not an address or CIDR") && cidr.hasSuffix("exit=64\n"), "\(cidr)")
+    func badArguments() async throws {
+        let out = try await Self.run("real drain 198.18.0.300 --socket /tmp/x")
+        #expect(out.output.contains("198.18.0.300 is not an IP address") && out.status == 64, "\(out.output)")
+        let cidr = try await Self.run("persistence list --client 10.0.0.0/8/1 --socket /tmp/x")
+        #expect(cidr.output.contains("--client 10.0.0.0/8/1 is not an address or CIDR") && cidr.status == 64, "\(cidr.output)")
     }
 
     static let status = StatusReport(

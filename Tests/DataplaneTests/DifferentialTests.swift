@@ -1,11 +1,11 @@
 import Model
 import Configuration
 import Frames
-import CTestSupport
 @testable import Dataplane
 import Foundation
 import Glibc
 import TandemABI
+import TestSupport
 import Testing
 
 /// SplitMix64: a seeded generator, so a failing run can be replayed.
@@ -66,7 +66,7 @@ struct FrameGenerator {
     }
 }
 
-@Suite("Differential: XDP program vs Swift model", .enabled(if: Privilege.enabled, Privilege.reason))
+@Suite("Differential: XDP program vs Swift model", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
 struct DifferentialTests {
     static let packets = 120_000
 
@@ -77,8 +77,8 @@ struct DifferentialTests {
     @Test("generated and mutated frames: identical verdicts, bytes, tables and counters", arguments: seeds)
     func differential(seed: UInt64) throws {
         // wrr cursors are per CPU: keep every run on one CPU, as the model has one cursor.
-        #expect(tandem_test_pin_thread(0) == 0)
-        defer { _ = tandem_test_unpin_thread() }
+        #expect(throws: Never.self) { try CPUAffinity.pin(to: 0) }
+        defer { try? CPUAffinity.pin(to: nil) }
 
         var gen = FrameGenerator(rng: SeededRandom(state: seed))
         let rig = try Rig()
@@ -93,7 +93,7 @@ struct DifferentialTests {
                 ref.apply(rig.model)
             }
             let frame = gen.frame()
-            let now = monotonicNs()
+            let now = TestClock.nowNs()
             let got = try rig.send(bytes: frame)
             let (verdict, output) = ref.process(frame, now: now)
             verdicts[got.verdict, default: 0] += 1

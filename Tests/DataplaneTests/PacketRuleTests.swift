@@ -1,6 +1,7 @@
 import Model
 import Frames
 @testable import Dataplane
+import TestSupport
 import Testing
 
 /// One frame in, one verdict and counter out: the packet rules of
@@ -87,7 +88,7 @@ struct Fixture: Sendable, CustomTestStringConvertible {
     ]
 }
 
-@Suite("Packet rules", .enabled(if: Privilege.enabled, Privilege.reason))
+@Suite("Packet rules", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
 struct PacketRuleTests {
     @Test(arguments: Fixture.all)
     func fixture(_ f: Fixture) throws {

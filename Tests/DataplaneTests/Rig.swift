@@ -7,16 +7,8 @@ import Frames
 import Foundation
 import Glibc
 import TandemABI
+import TestSupport
 import Testing
-
-/// Privileged tests need root (BPF). Without it they skip with a message,
-/// unless TANDEM_REQUIRE_PRIVILEGED=1 (CI), where they run and fail.
-enum Privilege {
-    static let isRoot = geteuid() == 0
-    static let required = ProcessInfo.processInfo.environment["TANDEM_REQUIRE_PRIVILEGED"] == "1"
-    static let enabled = isRoot || required
-    static let reason: Comment = "needs root for BPF; run as root (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"
-}
 
 /// A private dataplane: its own pin directory, removed when done. Its
 /// state is a `ControlState`, changed through the same calls the daemon
@@ -158,16 +150,10 @@ final class Rig {
         value.real = real
         value.rec_gen = model.real(real)!.recGen
         value.service = id
-        value.last_seen_ns = monotonicNs() &- ageNs  // the program subtracts modulo 2^64 too
+        value.last_seen_ns = TestClock.nowNs() &- ageNs  // the program subtracts modulo 2^64 too
         try dataplane.persist.update(persistKey(service: service, client: client), value)
         return value.last_seen_ns
     }
 
     func reason(_ r: PacketReason) -> UInt64 { dataplane.packetReasons()[r] ?? 0 }
-}
-
-func monotonicNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import TestSupport
 import Testing
 @testable import Health
 
@@ -57,23 +58,18 @@ enum Fixtures {
     }
 
     /// A self-signed certificate for 127.0.0.1, made once with openssl.
-    static let tls: NIOSSLContext = {
+    static func tls() async throws -> NIOSSLContext {
         let dir = NSTemporaryDirectory() + "tandem-health-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                             "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"]
-        process.standardError = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try! process.run()
-        process.waitUntilExit()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Command.output("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                                                      "-subj", "/CN=127.0.0.1",
+                                                      "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"])
         let config = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try! NIOSSLCertificate.fromPEMFile(dir + "/cert.pem").map { .certificate($0) },
-            privateKey: .privateKey(try! NIOSSLPrivateKey(file: dir + "/key.pem", format: .pem)))
-        try? FileManager.default.removeItem(atPath: dir)
-        return try! NIOSSLContext(configuration: config)
-    }()
+            certificateChain: try NIOSSLCertificate.fromPEMFile(dir + "/cert.pem").map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: dir + "/key.pem", format: .pem)))
+        return try NIOSSLContext(configuration: config)
+    }
 
     static func check(_ kind: HealthCheck.Kind, timeoutMs: UInt64 = 500) -> HealthCheck {
         var check = HealthCheck(kind)
@@ -133,8 +129,8 @@ struct ProbeTests {
     }
 
     @Test("tls and https: handshake with a self-signed server; plain TCP or verification fails")
-    func tls() throws {
-        let secure = try CannedServer(reply: Fixtures.http("200 OK", body: "ok"), tls: Fixtures.tls)
+    func tls() async throws {
+        let secure = try CannedServer(reply: Fixtures.http("200 OK", body: "ok"), tls: try await Fixtures.tls())
         #expect(try Fixtures.probe(secure.port, Fixtures.check(.tls(TLSOptions()))) == .success)
         #expect(try Fixtures.probe(secure.port, Fixtures.check(.https(HTTPOptions(), TLSOptions()))) == .success)
         let verified = try Fixtures.probe(secure.port, Fixtures.check(.tls(TLSOptions(verify: true))))

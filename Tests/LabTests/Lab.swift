@@ -2,14 +2,10 @@ import BPF
 import Configuration
 import Control
 import Model
-import CTestSupport
 import Dataplane
 import Foundation
 import Glibc
-
-enum Privilege {
-    static let enabled = geteuid() == 0 || ProcessInfo.processInfo.environment["TANDEM_REQUIRE_PRIVILEGED"] == "1"
-}
+import TestSupport
 
 struct LabError: Error, CustomStringConvertible { var description: String }
 
@@ -21,36 +17,41 @@ enum Lab {
     static let vip6 = "2001:db8::100"
     static let names = ["r1", "r2", "r3"]
 
-    /// Runs a command (arguments single-quoted for /bin/sh); its output.
+    /// Runs a command; its output (stdout and stderr), trimmed.
     @discardableResult
-    static func run(_ args: [String], check: Bool = true) throws -> String {
-        let command = args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-            .joined(separator: " ")
-        var buffer = [CChar](repeating: 0, count: 65536)
-        let status = tandem_test_run(command, &buffer, buffer.count)
-        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        if check && status != 0 { throw LabError(description: "\(command): exit \(status): \(text)") }
+    static func run(_ args: [String], check: Bool = true) async throws -> String {
+        let result = try await Command.run(args[0], Array(args.dropFirst()))
+        let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        if check && result.status != 0 {
+            throw LabError(description: "\(args.joined(separator: " ")): exit \(result.status): \(text)")
+        }
         return text
     }
 
-    static func up() throws { try run([root + "/tools/lab", "up"]) }
-    static func down() { _ = try? run([root + "/tools/lab", "down"]) }
-    static func startPort(_ real: String, _ port: Int) throws { try run([root + "/tools/lab", "start-port", real, "\(port)"]) }
-    static func stopPort(_ real: String, _ port: Int) throws { try run([root + "/tools/lab", "stop-port", real, "\(port)"]) }
+    static func up() async throws { try await run([root + "/tools/lab", "up"]) }
+    static func down() async { _ = try? await run([root + "/tools/lab", "down"]) }
+    static func startPort(_ real: String, _ port: Int) async throws { try await run([root + "/tools/lab", "start-port", real, "\(port)"]) }
+    static func stopPort(_ real: String, _ port: Int) async throws { try await run([root + "/tools/lab", "stop-port", real, "\(port)"]) }
+
+    /// Brings the lab up, runs `body`, and takes the lab down again, also
+    /// when `body` throws.
+    static func session<T>(_ body: () async throws -> T) async throws -> T {
+        try await up()
+        return try await withCleanup(body, cleanup: down)
+    }
 
     static func client4(_ i: Int) -> String { "198.18.10.\(i)" }
     static func client6(_ i: Int) -> String { "2001:db8::10:\(i)" }
 
     /// Which real answered `url` for a client source address (nil: no answer).
-    static func ask(_ url: String, from source: String) -> String? {
-        let text = try? run(["ip", "netns", "exec", "tdm-client", "curl", "-sk", "-m", "3",
+    static func ask(_ url: String, from source: String) async -> String? {
+        let text = try? await run(["ip", "netns", "exec", "tdm-client", "curl", "-sk", "-m", "3",
                              "--interface", source, url], check: false)
         return names.contains(text ?? "") ? text : nil
     }
 
-    static func askUDP(port: Int, from source: String, vip: String = vip4) -> String? {
-        let text = try? run(["ip", "netns", "exec", "tdm-client", "/usr/bin/python3",
+    static func askUDP(port: Int, from source: String, vip: String = vip4) async -> String? {
+        let text = try? await run(["ip", "netns", "exec", "tdm-client", "/usr/bin/python3",
                              root + "/tools/lab-server.py", "query", vip, "\(port)", source], check: false)
         return names.contains(text ?? "") ? text : nil
     }
@@ -73,13 +74,13 @@ final class LabBalancer {
     private(set) var state: ControlState
 
     init() throws {
-        let saved = tandem_test_enter_netns("/run/netns/tdm-lb")
-        guard saved >= 0 else { throw LabError(description: "cannot enter tdm-lb: errno \(-saved)") }
-        defer { _ = tandem_test_leave_netns(saved) }
-        dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-lab")
-        state = try ControlState(ConfigParser.parseValidated(Self.yaml, file: "lab.yaml"))
-        try dataplane.apply(state.model(macs: Self.macs))
-        link = try XDPLink.attach(dataplane.program, interface: "eth0", mode: .native)
+        let made = try NetworkNamespace.inside("tdm-lb") { () throws -> (Dataplane, ControlState, XDPLink) in
+            let dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-lab")
+            let state = try ControlState(ConfigParser.parseValidated(Self.yaml, file: "lab.yaml"))
+            try dataplane.apply(state.model(macs: Self.macs))
+            return (dataplane, state, try XDPLink.attach(dataplane.program, interface: "eth0", mode: .native))
+        }
+        (dataplane, state, link) = made
     }
 
     deinit {
@@ -128,5 +129,14 @@ final class LabBalancer {
         next.setHealth(service: service, address: address, up: false)
         try dataplane.apply(next.model(macs: Self.macs))
         state = next
+    }
+}
+
+extension Sequence {
+    /// `map` with an async transform, one element after the other.
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
     }
 }

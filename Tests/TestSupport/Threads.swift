@@ -1,0 +1,98 @@
+import BPF
+import CTestSupport
+import Glibc
+
+/// Network namespaces, entered by the calling thread only: XDP attachment
+/// and BPF_PROG_TEST_RUN's ingress device name interfaces of the caller's
+/// namespace.
+///
+/// Code between entering and leaving must not suspend: after an `await` a
+/// task may go on on another thread, outside the namespace, and leave the
+/// first thread in it. `inside` takes a synchronous body for that reason.
+public enum NetworkNamespace {
+    /// The calling thread's namespace, to come back to.
+    public static func current() throws -> OwnedFD {
+        OwnedFD(try check("open network namespace of", "this thread", reports: .minusOneAndErrno) {
+            open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        })
+    }
+
+    /// Enters the namespace named `name` (`ip netns add`'s /run/netns/NAME).
+    public static func enter(_ name: String) throws {
+        let path = "/run/netns/\(name)"
+        let fd = OwnedFD(try path.withCString { cPath in
+            try check("open network namespace", path, reports: .minusOneAndErrno) {
+                open(cPath, O_RDONLY | O_CLOEXEC)
+            }
+        })
+        try check("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
+    }
+
+    public static func enter(_ namespace: OwnedFD) throws {
+        try check("enter network namespace", "fd \(namespace.raw)") { tandem_test_enter_netns(namespace.raw) }
+    }
+
+    /// Runs `body` with the calling thread in namespace `name`, then brings
+    /// the thread back.
+    public static func inside<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        let home = try current()
+        try enter(name)
+        defer {
+            // A thread left in the wrong namespace would break whatever runs on it next.
+            do { try enter(home) } catch { fatalError("cannot return to the original network namespace: \(error)") }
+        }
+        return try body()
+    }
+}
+
+public enum CPUAffinity {
+    /// Pins `thread` (0: the calling thread) to `cpu`; nil allows every CPU.
+    public static func pin(thread: Int32 = 0, to cpu: Int?) throws {
+        try check("pin thread to CPU", cpu.map(String.init) ?? "any") {
+            tandem_test_set_affinity(thread, Int32(cpu ?? -1))
+        }
+    }
+}
+
+/// How a C function says it failed, which decides where its errno is read.
+enum FailureReport {
+    /// libbpf 1.x and CTestSupport: a negative return value is -errno.
+    case negativeErrno
+    /// libc: -1, with the reason in errno, read right after `body` returns
+    /// (so `body` must be the one call and nothing else).
+    case minusOneAndErrno
+}
+
+/// Runs a libbpf call or a system call, retrying it while it fails with
+/// EINTR (when `retryingEINTR`), and throws the failure as a BPFError with
+/// its errno. The BPF module's own wrapper, for the calls made here.
+@discardableResult
+func check<Result: FixedWidthInteger & SignedInteger>(
+    _ operation: String, _ target: String, reports: FailureReport = .negativeErrno,
+    retryingEINTR: Bool = true, _ body: () -> Result
+) throws -> Result {
+    while true {
+        let rc = body()
+        let err: Int32
+        switch reports {
+        case .negativeErrno:
+            guard rc < 0 else { return rc }
+            err = Int32(truncatingIfNeeded: -rc)
+        case .minusOneAndErrno:
+            guard rc == -1 else { return rc }
+            err = errno
+        }
+        if err == EINTR && retryingEINTR { continue }
+        throw BPFError(operation, target, errno: err)
+    }
+}
+
+extension NetworkNamespace {
+    /// Removes the namespace named `name` as `ip netns del` does: it goes
+    /// once nothing else holds it. Synchronous, for `defer`.
+    public static func delete(_ name: String) {
+        let path = "/run/netns/\(name)"
+        umount2(path, Int32(MNT_DETACH))
+        unlink(path)
+    }
+}
