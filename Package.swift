@@ -121,7 +121,8 @@ let package = Package(
         // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "TestSupport"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "TestSupport"],
+                    resources: [.copy("Snapshots")]),
         .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport"]),

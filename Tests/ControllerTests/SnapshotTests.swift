@@ -11,12 +11,16 @@ struct SnapshotTests {
     static let root = here.deletingLastPathComponent().deletingLastPathComponent().path
     static let tandem = root + "/.build/debug/tandem"
 
+    /// Snapshots are read from the test bundle's resources; an update
+    /// writes the sources (rebuild to see them in the bundle).
     static func compare(_ actual: String, _ name: String) throws {
-        let path = here.path + "/Snapshots/" + name
         if ProcessInfo.processInfo.environment["TANDEM_UPDATE_SNAPSHOTS"] == "1" {
-            try actual.write(toFile: path, atomically: true, encoding: .utf8)
+            try actual.write(toFile: here.path + "/Snapshots/" + name, atomically: true, encoding: .utf8)
+            return
         }
-        let expected = try String(contentsOfFile: path, encoding: .utf8)
+        let url = try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Snapshots"),
+                               "no snapshot \(name) among the test resources")
+        let expected = try String(contentsOf: url, encoding: .utf8)
         #expect(actual == expected, "\(name) differs from its snapshot:\n\(actual)")
     }
 
