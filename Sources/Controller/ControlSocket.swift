@@ -32,7 +32,11 @@ public struct ControlServer: Service {
         let server = try await ServerBootstrap(group: group)
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    // Half-closure: the reply's end is a shutdown of our
+                    // side after every byte was written (see serve).
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
         do {
@@ -41,6 +45,7 @@ public struct ControlServer: Service {
             throw ControlError("cannot restrict the control socket \(path) to root: \(SocketPath.reason(error))")
         }
         logger.info("control socket ready", metadata: ["socket": "\(path)"])
+        await controller.controlSocketBound()
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await serveUntilGracefulShutdown {
             try await server.executeThenClose { connections in
@@ -55,9 +60,9 @@ public struct ControlServer: Service {
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         try? await connection.executeThenClose { inbound, outbound -> Void in
+            var incoming = inbound.makeAsyncIterator()
             var request = ByteBuffer()
-            for try await chunk in inbound {
-                var chunk = chunk
+            while var chunk = try await incoming.next() {
                 request.writeBuffer(&chunk)
                 if request.readableBytesView.contains(UInt8(ascii: "\n")) || request.readableBytes > Self.maxRequestBytes {
                     break
@@ -74,7 +79,11 @@ public struct ControlServer: Service {
             case .success(let request):
                 try await answer(request, send: send)
             }
+            // Closing now would drop what the socket has not sent yet (a
+            // long listing): shut our side down once it is all written, and
+            // close when the client, having read the reply, closes its side.
             outbound.finish()
+            while try await incoming.next() != nil {}
         }
     }
 

@@ -101,6 +101,27 @@ public actor Controller {
         census = (counts, time)
     }
 
+    // MARK: Readiness
+
+    private var socketBound = false
+
+    /// The control socket accepts connections.
+    func controlSocketBound() { socketBound = true }
+
+    /// Whether the socket is up, and how many probes ran once or not yet.
+    func readiness() -> (socket: Bool, checked: Int, pending: Int) {
+        let probes = checker?.snapshot() ?? [:]
+        let pending = probes.values.filter { $0.checks == 0 }.count
+        return (socketBound, probes.count - pending, pending)
+    }
+
+    /// How long the first round of checks may take: the slowest interval
+    /// (the first probe waits up to one) plus its timeout, twice.
+    func firstRoundPatience() -> Duration {
+        let worst = state.config.services.map { $0.check.timing.intervalNs + $0.check.timing.timeoutNs }.max() ?? 0
+        return .nanoseconds(Int64(clamping: 2 * worst)) + .seconds(1)
+    }
+
     // MARK: Health
 
     /// Probes every (service, real) whose check is not `none` with

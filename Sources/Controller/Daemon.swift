@@ -50,10 +50,11 @@ public enum Daemon {
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))
         }
+        services.append(Readiness(controller: controller, summary: [
+            "config": "\(configPath)", "services": "\(config.services.count)",
+            "interface": "\(config.interface)", "socket": "\(config.socket)"], logger: logger))
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                         logger: logger)
-        logger.notice("serving", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
-                                            "interface": "\(config.interface)", "socket": "\(config.socket)"])
         try await serviceGroup.run()
         logger.notice("stopped; XDP keeps forwarding from the pinned state", metadata: ["pins": "\(config.pinDirectory)"])
     }
