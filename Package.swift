@@ -109,7 +109,9 @@ let package = Package(
         // What tests and benchmarks share: configs, privilege check, subprocesses, clock.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "CTestSupport"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Control", "Configuration", "Dataplane", "Model", "CTestSupport",
+                                                           .product(name: "Logging", package: "swift-log"),
+                                                           .product(name: "Prometheus", package: "swift-prometheus")]),
         .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "CTestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "CTestSupport"]),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "CTestSupport"]),
