@@ -121,7 +121,9 @@ let package = Package(
         // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "TestSupport"],
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
+                                                           .product(name: "Logging", package: "swift-log"),
+                                                           .product(name: "Prometheus", package: "swift-prometheus")],
                     resources: [.copy("Snapshots")]),
         .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),

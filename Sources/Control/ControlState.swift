@@ -238,9 +238,13 @@ public struct ControlState: Sendable {
                 realIDs.insert(rid)
                 sorry = rid
             }
+            // The seed comes from the group's service keys, not its id: ids
+            // are this node's, from its own reload history.
+            let seed = ClientHash.seed(group: self.group(of: s.name).compactMap { service(named: $0).map(ServiceKey.init) })
             services.append(.init(
                 id: id, group: group, vip: s.vip, port: s.port, proto: s.proto, scheduler: s.scheduler,
-                persistence: s.persistence, dropOnFailure: s.dropOnFailure, sorryReal: sorry, backends: backends))
+                persistence: s.persistence, dropOnFailure: s.dropOnFailure, sorryReal: sorry, backends: backends,
+                hashSeed: seed))
         }
         let reals = realIDs.sorted().compactMap { rid -> DataplaneModel.Real? in
             guard let address = ids.address[rid] else { return nil }

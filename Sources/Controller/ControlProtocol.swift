@@ -126,6 +126,9 @@ public struct ServiceReport: Codable, Sendable {
     public var counters: CountersReport
     public var rates: RatesReport
     public var reals: [RealReport]
+    /// Digest of the live ring in real addresses, scheduler and hash seed
+    /// (`RingDigest`): equal on two nodes = the same real for every client.
+    public var ringDigest: String? = nil
 }
 
 public struct RealReport: Codable, Sendable {

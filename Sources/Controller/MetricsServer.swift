@@ -97,6 +97,7 @@ extension ReadView {
     private func render(_ metrics: ControllerMetrics) -> String {
         let registry = metrics.registry
         let status = status()
+        publishRingDigests(metrics, status.services)
         for s in status.services {
             publish(metrics, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
@@ -129,6 +130,25 @@ extension ReadView {
         return String(decoding: buffer, as: UTF8.self)
     }
 
+    /// `tandem_service_ring_info{service,digest} 1`, the info-metric idiom:
+    /// the digest is a label, so nodes compare with a query. The series of
+    /// a digest no longer live (ring changed, service removed) is dropped,
+    /// or old digests would linger at 1.
+    private func publishRingDigests(_ metrics: ControllerMetrics, _ services: [ServiceReport]) {
+        let registry = metrics.registry
+        func gauge(_ service: String, _ digest: String) -> Gauge {
+            registry.gauge("tandem_service_ring_info", labels: [("service", service), ("digest", digest)],
+                           help: "1 for the digest of the service's live ring (real addresses, scheduler, hash seed); nodes that pick alike show the same")
+        }
+        let now = Dictionary(services.compactMap { s in s.ringDigest.map { (s.name, $0) } },
+                             uniquingKeysWith: { a, _ in a })
+        for (service, digest) in metrics.ringDigests where now[service] != digest {
+            registry.unregisterGauge(gauge(service, digest))
+        }
+        for (service, digest) in now { gauge(service, digest).set(to: 1) }
+        metrics.ringDigests = now
+    }
+
     private func publish(_ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
                          _ c: CountersReport) {
         let registry = metrics.registry
@@ -152,6 +172,8 @@ final class ControllerMetrics: @unchecked Sendable {
     let registry: PrometheusCollectorRegistry
     let lock = NSLock()
     private var last: [String: UInt64] = [:]
+    /// The ring digest last published per service name (under `lock`).
+    var ringDigests: [String: String] = [:]
 
     init(registry: PrometheusCollectorRegistry) { self.registry = registry }
 

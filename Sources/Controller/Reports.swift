@@ -22,6 +22,9 @@ struct ReadView: Sendable {
     let started: ContinuousClock.Instant
     let rates: RateTracker
     let logger: Logger
+    /// Ring digests by service id, copied here because the dataplane keeps
+    /// them in memory, written by `apply` on the actor.
+    let ringDigests: [UInt32: RingDigest]
 }
 
 extension Controller {
@@ -29,7 +32,7 @@ extension Controller {
     func readView() -> ReadView {
         ReadView(dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
                  probes: checker?.snapshot() ?? [:], configPath: configPath,
-                 started: started, rates: rates, logger: logger)
+                 started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
     }
 }
 
@@ -63,7 +66,8 @@ extension ReadView {
                 persistence: s.persistence.map { "source-ip \(DurationText.format($0.timeoutNs)) /\($0.netmask)" },
                 check: s.check.summary, failover: s.failover.rawValue, dropOnFailure: s.dropOnFailure,
                 sorry: s.sorry.map { "\($0.address):\($0.port)" },
-                counters: counters, rates: rates.rate(s.name, counters), reals: reals)
+                counters: counters, rates: rates.rate(s.name, counters), reals: reals,
+                ringDigest: ringDigests[id]?.description)
         }
         let uptime = started.duration(to: .now)
         return StatusReport(

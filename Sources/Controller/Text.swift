@@ -18,6 +18,7 @@ public enum Text {
             if !svc.follows.isEmpty { line += " follows \(svc.follows.joined(separator: ","))" }
             if svc.dropOnFailure { line += " drop-on-failure" }
             line += "  (\(svc.name))  \(rate(svc.rates.packetsPerSecond)) pkt/s \(rate(svc.rates.newFlowsPerSecond)) new/s"
+            if let digest = svc.ringDigest { line += "  ring \(digest)" }
             serviceLines[rows.count] = line
             for r in svc.reals {
                 rows.append(["  -> \(hostPort(r.address, r.port))", "\(r.weight)", r.state, r.health, "\(r.records)",

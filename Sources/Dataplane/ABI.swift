@@ -80,6 +80,7 @@ extension tandem_service {
         if service.dropOnFailure { flagBits |= TANDEM_SVC_DROP_ON_FAILURE.rawValue }
         flags = UInt8(flagBits)
         sorry_real = service.sorryReal ?? 0
+        hash_seed = service.hashSeed
     }
 
     static func schedulerCode(_ scheduler: Scheduler) -> UInt32 {

@@ -38,12 +38,16 @@ public final class Dataplane: @unchecked Sendable {
     public private(set) var applied: DataplaneModel?
     /// Live ring per service id: which of its two slots, and its contents.
     private var liveRings: [UInt32: (id: UInt32, reals: [UInt32])] = [:]
+    /// Digest of each service's live ring, by service id (see `RingDigest`).
+    /// In memory, like `applied`: read it from the task that calls `apply`.
+    public private(set) var ringDigests: [UInt32: RingDigest] = [:]
 
     /// Loads the program, creating or adopting the maps pinned under `pinRoot`.
     public init(pinRoot: String = defaultPinRoot,
                 verifierLogPath: String = "/tmp/tandem-verifier.log") throws {
         self.pinRoot = pinRoot
         object = try BPFObject(bytes: Objects.tandem, name: "tandem", pinRoot: pinRoot)
+        try Self.checkPinnedLayouts(pinRoot)
         try object.load(verifierLogPath: verifierLogPath)
         program = try object.program("tandem_xdp")
         services = try object.map("services")
@@ -65,6 +69,30 @@ public final class Dataplane: @unchecked Sendable {
     /// program go once nothing else holds them.
     public func removePins() {
         BPFFS.removeTree(pinRoot)
+    }
+
+    /// A map pinned by a build whose struct differs (the `services` value
+    /// grew by the hash seed, for one) makes libbpf's load fail with a bare
+    /// EINVAL; opened typed first, it names the map, the sizes and the fix.
+    static func checkPinnedLayouts(_ pinRoot: String) throws {
+        func check<Key: BitwiseCopyable, Value: BitwiseCopyable>(_ name: String, _: Key.Type, _: Value.Type) throws {
+            let path = pinRoot + "/" + name
+            guard FileManager.default.fileExists(atPath: path) else { return }
+            _ = try BPFMap<Key, Value>.pinned(at: path)
+        }
+        try check("services", tandem_service_key.self, tandem_service.self)
+        try check("vip_addrs", tandem_vip_key.self, UInt32.self)
+        try check("reals", UInt32.self, tandem_real.self)
+        try check("backends", tandem_backend_key.self, tandem_backend.self)
+        try check("rings", UInt32.self, tandem_ring.self)
+        try check("flows", tandem_flow_key.self, tandem_flow.self)
+        try check("persist", tandem_persist_key.self, tandem_persist.self)
+        try check("svc_stats", UInt32.self, tandem_counters.self)
+        try check("real_stats", UInt32.self, tandem_counters.self)
+        try check("pkt_stats", UInt32.self, UInt64.self)
+        try check("wrr_cursor", UInt32.self, UInt32.self)
+        try check("svc_gens", UInt32.self, UInt32.self)
+        try check("port_filter", UInt32.self, tandem_port_filter.self)
     }
 }
 
@@ -110,10 +138,12 @@ extension Dataplane {
         let addresses = model.realAddresses
         for service in model.services {
             let previous = oldServices[service.id]
-            let realsChanged = service.backends.contains { oldReals[$0.real] != newReals[$0.real] }
+            let members = service.backends.map(\.real) + (service.sorryReal.map { [$0] } ?? [])
+            let realsChanged = members.contains { oldReals[$0] != newReals[$0] }
             if previous == service && !realsChanged { continue }
-            try write(service, ring: model.ring(for: service, size: Self.ringSize, addresses: addresses),
-                      replacing: previous)
+            let ring = model.ring(for: service, size: Self.ringSize, addresses: addresses)
+            try write(service, ring: ring, replacing: previous)
+            ringDigests[service.id] = model.ringDigest(for: service, ring: ring, addresses: addresses)
         }
 
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
@@ -202,6 +232,7 @@ extension Dataplane {
         for key in backendKeys where !wantedBackends.contains(key) { try backends.delete(key) }
         for key in vipKeys where !wantedVIPs.contains(key) { try vipAddrs.delete(key) }
         for id in liveRings.keys where !wantedIDs.contains(id) { liveRings[id] = nil }
+        for id in ringDigests.keys where !wantedIDs.contains(id) { ringDigests[id] = nil }
         realIDs.removeAll { newReals[$0] != nil }
         for id in realIDs {
             // Inactive: its flows and records stop matching at once.

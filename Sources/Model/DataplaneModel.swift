@@ -40,8 +40,13 @@ public struct DataplaneModel: Equatable, Sendable {
     public struct Service: Equatable, Sendable {
         /// Dense id < TANDEM_MAX_SERVICES; indexes counters and rings.
         public var id: UInt32
-        /// Follow group: services with the same group share records.
+        /// Follow group: services with the same group share records. A
+        /// node-local id: it names records, never enters a hash.
         public var group: UInt32
+        /// Seed of the client hash (`tandem_hash_client`), the same for
+        /// every service of the group: from the config alone (see
+        /// `ClientHash`), so that every node picks the same real for a client.
+        public var hashSeed: UInt32
         public var vip: IPAddress
         public var port: UInt16
         public var proto: L4Protocol
@@ -54,9 +59,12 @@ public struct DataplaneModel: Equatable, Sendable {
 
         public init(id: UInt32, group: UInt32, vip: IPAddress, port: UInt16, proto: L4Protocol,
                     scheduler: Scheduler = .maglev, persistence: Persistence? = nil,
-                    dropOnFailure: Bool = false, sorryReal: UInt32? = nil, backends: [Backend] = []) {
+                    dropOnFailure: Bool = false, sorryReal: UInt32? = nil, backends: [Backend] = [],
+                    hashSeed: UInt32? = nil) {
             self.id = id
             self.group = group
+            // A service alone is a group of one.
+            self.hashSeed = hashSeed ?? ClientHash.seed(group: [ServiceKey(vip: vip, port: port, proto: proto)])
             self.vip = vip
             self.port = port
             self.proto = proto

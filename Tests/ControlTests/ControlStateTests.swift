@@ -169,4 +169,33 @@ struct ControlStateTests {
         #expect(!adopted.isHealthy(service: "shop-http", address: Self.r1))
         #expect(adopted.operatorState(service: "api", address: Self.r2) == .drain)
     }
+
+    @Test("the same config after another reload history: other ids, the same seeds, rings of addresses and digests")
+    func sameChoiceWhateverTheHistory() throws {
+        let final = try Self.config()
+        let direct = try ControlState(final).model(macs: Self.macs)
+        // Another node: first an unrelated service and api alone, then the
+        // shop pair, then the final config; its ids come out otherwise.
+        var first = final.config
+        var other = Config.Service(name: "other", vip: IPAddress("198.18.0.110")!, port: 80)
+        other.reals = (31...36).map { Config.Real(address: IPAddress("198.18.0.\($0)")!, port: 80) }
+        first.services = [other, final.config.services[2]]
+        var node = try ControlState(ConfigValidator.validate(first, file: "t"))
+        var second = final.config
+        second.services.insert(other, at: 0)
+        try node.reload(ConfigValidator.validate(second, file: "t"))
+        try node.reload(final)
+        let replayed = node.model(macs: Self.macs)
+        #expect(replayed.services.map(\.group) != direct.services.map(\.group))
+        #expect(replayed.reals.map(\.id) != direct.reals.map(\.id))
+        #expect(direct.services[0].hashSeed == direct.services[1].hashSeed, "one seed per follow group")
+        #expect(direct.services[2].hashSeed != direct.services[0].hashSeed, "the unlinked api spreads on its own")
+        for (a, b) in zip(direct.services, replayed.services) {
+            #expect(a.hashSeed == b.hashSeed)
+            let ringA = direct.ring(for: a, size: 4093), ringB = replayed.ring(for: b, size: 4093)
+            #expect(ringA.map { direct.real($0)!.address } == ringB.map { replayed.real($0)!.address })
+            #expect(direct.ringDigest(for: a, ring: ringA, addresses: direct.realAddresses)
+                    == replayed.ringDigest(for: b, ring: ringB, addresses: replayed.realAddresses))
+        }
+    }
 }

@@ -174,11 +174,11 @@ struct ReferenceModel {
                 slot = Int(wrrCursor[svc.id]! % UInt32(ring.count))
                 wrrCursor[svc.id] = UInt32(slot + 1)
             } else if let pkey {
+                // The group id stays out of the hash: it is node-local.
                 var k = tandem_persist_key()
-                k.group = pkey.group
                 withUnsafeMutableBytes(of: &k.client) { $0.copyBytes(from: pkey.client) }
                 k.af = pkey.client.count == 4 ? 4 : 6
-                slot = Int(tandem_hash_persist(&k) % UInt32(ring.count))
+                slot = Int(tandem_hash_client(svc.hashSeed, &k) % UInt32(ring.count))
             } else {
                 var k = tandem_flow_key()
                 withUnsafeMutableBytes(of: &k.src) { $0.copyBytes(from: p.src) }

@@ -130,7 +130,7 @@ final class Rig {
         let service = model.services.first { $0.id == id }!
         let ring = model.ring(for: service, size: Dataplane.ringSize)
         var key = persistKey(service: service, client: client)
-        return ring[Int(tandem_hash_persist(&key) % UInt32(ring.count))]
+        return ring[Int(tandem_hash_client(service.hashSeed, &key) % UInt32(ring.count))]
     }
 
     func persistKey(service: DataplaneModel.Service, client: String) -> tandem_persist_key {

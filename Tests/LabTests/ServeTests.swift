@@ -372,6 +372,8 @@ struct ServeTests {
             let held = try await HeldConnection(from: Lab.client4(30))
             let heldReal = try #require(held.first)
             let records = try await lb.records()
+            let digests = try await lb.status().services.map(\.ringDigest)
+            #expect(digests.allSatisfy { $0?.count == 16 }, "status --json carries a ring digest per service")
 
             await lb.stop()
             #expect(held.ask() == heldReal, "forwarding goes on with no daemon")
@@ -386,6 +388,7 @@ struct ServeTests {
             #expect(await Self.survey(1...12).allSatisfy { before[$0.key]?.http == $0.value.http && $0.value.http == $0.value.https })
             let log = (try? String(contentsOfFile: lb.log, encoding: .utf8)) ?? ""
             #expect(log.contains("adopted pinned dataplane"), "the second daemon adopted the pins")
+            #expect(try await lb.status().services.map(\.ringDigest) == digests, "the same rings after the restart")
         }
     }
 

@@ -13,13 +13,14 @@ struct LayoutTests {
     }
 
     @Test func service() {
-        #expect(MemoryLayout<tandem_service>.size == 48)
+        #expect(MemoryLayout<tandem_service>.size == 56)
         #expect(MemoryLayout<tandem_service>.offset(of: \.ring_len) == 12)
         #expect(MemoryLayout<tandem_service>.offset(of: \.scheduler) == 16)
         #expect(MemoryLayout<tandem_service>.offset(of: \.sorry_real) == 20)
         #expect(MemoryLayout<tandem_service>.offset(of: \.mask) == 24)
         #expect(MemoryLayout<tandem_service>.alignment == 8)
         #expect(MemoryLayout<tandem_service>.offset(of: \.persist_timeout_ns) == 40)
+        #expect(MemoryLayout<tandem_service>.offset(of: \.hash_seed) == 48)
     }
 
     @Test func real() {
@@ -49,14 +50,18 @@ struct LayoutTests {
         #expect(MemoryLayout<tandem_ring>.size == Int(TANDEM_RING_SIZE) * 4)
     }
 
-    @Test func persistHashIgnoresPortAndDependsOnGroup() {
+    @Test("the client hash reads the seed, not the node-local group id")
+    func clientHashIgnoresGroup() {
         var a = tandem_persist_key()
         a.group = 1
         a.client = (198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         a.af = 4
         var b = a
         b.group = 2
-        #expect(tandem_hash_persist(&a) == tandem_hash_persist(&a))
-        #expect(tandem_hash_persist(&a) != tandem_hash_persist(&b))
+        #expect(tandem_hash_client(7, &a) == tandem_hash_client(7, &b))
+        #expect(tandem_hash_client(7, &a) != tandem_hash_client(8, &a))
+        var c = a
+        c.client.3 = 2
+        #expect(tandem_hash_client(7, &a) != tandem_hash_client(7, &c))
     }
 }

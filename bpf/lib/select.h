@@ -1,6 +1,7 @@
 /* select.h - schedulers. Every scheduler reads the service's live ring:
- *   maglev  slot = hash % ring_len  (persistence key hash when persistence
- *           is on, so every service of a group agrees; else the 5-tuple)
+ *   maglev  slot = hash % ring_len  (with persistence the hash of the
+ *           service's hash_seed and the masked client, so every service of
+ *           a group and every node agree; else the 5-tuple)
  *   wrr     slot = per-CPU cursor++ % ring_len (ring holds the weighted
  *           round-robin sequence)
  *   fixed   the controller fills the ring with the highest-weight real
@@ -28,7 +29,7 @@ static __always_inline __u32 select_real(const struct tandem_service *svc, const
 		slot = *cursor % svc->ring_len;
 		*cursor = slot + 1;
 	} else if (svc->flags & TANDEM_SVC_PERSIST) {
-		slot = tandem_hash_persist(pk) % svc->ring_len;
+		slot = tandem_hash_client(svc->hash_seed, pk) % svc->ring_len;
 	} else {
 		slot = tandem_hash_flow(&pkt->flow) % svc->ring_len;
 	}

@@ -111,6 +111,12 @@ struct tandem_service {
 	__u32 sorry_real; /* real id used only when ring_len is 0; 0 = none */
 	__u8 mask[16];	  /* netmask as an address mask */
 	__u64 persist_timeout_ns;
+	/* Seed of tandem_hash_client, the same for every service of the
+	 * group and derived from the config alone (the group's lowest
+	 * VIP:port/protocol), so every node hashes a client alike; unlike
+	 * `group`, a node-local id that only names records. */
+	__u32 hash_seed;
+	__u32 pad1;
 };
 
 /* vip_addrs map: every VIP address, for the fragment/extension rules. */
@@ -231,11 +237,16 @@ static inline __u32 tandem_word(const __u8 *a, int i)
 	       (__u32)a[4 * i + 3] << 24;
 }
 
-/* Hash of a persistence key: the same for every port of a group. */
-static inline __u32 tandem_hash_persist(const struct tandem_persist_key *k)
+/*
+ * Hash of a masked client, for maglev with persistence: the same for every
+ * port of a group and on every node. It reads the client and family of `k`
+ * and `seed` (the service's hash_seed), never k->group: a group id is
+ * allocated by each node from its own reload history.
+ */
+static inline __u32 tandem_hash_client(__u32 seed, const struct tandem_persist_key *k)
 {
 	__u32 h = 0x74616e64u; /* "tand" */
-	h = tandem_mix(h, k->group);
+	h = tandem_mix(h, seed);
 	h = tandem_mix(h, tandem_word(k->client, 0));
 	h = tandem_mix(h, tandem_word(k->client, 1));
 	h = tandem_mix(h, tandem_word(k->client, 2));
@@ -244,7 +255,8 @@ static inline __u32 tandem_hash_persist(const struct tandem_persist_key *k)
 	return tandem_fmix(h);
 }
 
-/* Hash of a 5-tuple, for services without persistence. */
+/* Hash of a 5-tuple, for services without persistence. Only packet fields:
+ * the same on every node. */
 static inline __u32 tandem_hash_flow(const struct tandem_flow_key *k)
 {
 	__u32 h = 0x74616e64u;
