@@ -5,7 +5,7 @@ let package = Package(
     name: "Tandem",
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
-        .library(name: "Dataplane", targets: ["Dataplane"]),
+        .library(name: "Dataplane", targets: ["Dataplane"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,7 +18,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Subprocesses in tests and benchmarks (ip, tools/lab, tandem, haproxy, wrk).
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1")
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
@@ -51,48 +51,56 @@ let package = Package(
         // rise/fall state machine.
         .target(
             name: "Health",
-            dependencies: ["Model",
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"),
-                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                           .product(name: "NIOTLS", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Model",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log")
+            ]
         ),
         // `tandem serve`: dataplane, health checks and control socket wired
         // together as lifecycle services; also the control protocol the CLI speaks.
         .target(
             name: "Controller",
-            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CDaemon",
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"),
-                           .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "Metrics", package: "swift-metrics"),
-                           .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+            dependencies: [
+                "Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CDaemon",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+            ]
         ),
         // Frame builder shared by tests, benchmarks and the traffic generator.
         .target(name: "Frames", dependencies: ["Model"]),
         // The command: check, serve, down, ...
         .executableTarget(
             name: "tandem",
-            dependencies: ["Model", "Configuration", "Control", "Dataplane", "BPF", "Controller",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "Model", "Configuration", "Control", "Dataplane", "BPF", "Controller",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]
         ),
         // Benchmarks (tools/bench).
         .executableTarget(
             name: "tandem-bench",
-            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]
         ),
         // Build tools: clang -target bpf, then embed the object as Swift source.
         .executableTarget(name: "BPFEmbed"),
@@ -102,31 +110,47 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Model", "TestSupport"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Configuration", "Model", "TestSupport"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "Model", "TestSupport",
-                                                       .product(name: "NIOCore", package: "swift-nio"),
-                                                       .product(name: "NIOPosix", package: "swift-nio"),
-                                                       .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                                                       .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                                                       .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "HealthTests",
+            dependencies: [
+                "Health", "Model", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log")
+            ]),
         // What tests and benchmarks share: configs, privilege check, subprocesses,
         // clock, network namespaces and CPU pinning, BPF helpers only they use.
         .target(
             name: "TestSupport",
-            dependencies: ["BPF", "CLibBPF", "CTestSupport", "Model",
-                           .product(name: "Subprocess", package: "swift-subprocess"),
-                           .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "BPF", "CLibBPF", "CTestSupport", "Model",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system")
+            ],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
-                                                           .product(name: "Logging", package: "swift-log"),
-                                                           .product(name: "Prometheus", package: "swift-prometheus")],
-                    resources: [.copy("Snapshots")]),
-        .testTarget(name: "LabTests", dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
+        .testTarget(
+            name: "ControllerTests",
+            dependencies: [
+                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus")
+            ],
+            resources: [.copy("Snapshots")]),
+        .testTarget(
+            name: "LabTests",
+            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport"]),
+        .testTarget(
+            name: "DataplaneTests",
+            dependencies: [
+                "Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport"
+            ])
     ]
 )

@@ -20,15 +20,16 @@ struct BPFCompile: BuildToolPlugin {
             .filter { $0.hasSuffix(".bpf.c") }
             .sorted()
         let headers = (try? fm.contentsOfDirectory(atPath: root.appending(path: "lib").path())) ?? []
-        let dependencies = headers.map { root.appending(path: "lib/\($0)") }
+        let dependencies =
+            headers.map { root.appending(path: "lib/\($0)") }
             + [abiInclude.appending(path: "tandem_abi.h")]
 
         #if arch(x86_64)
-        let multiarch = "/usr/include/x86_64-linux-gnu"
+            let multiarch = "/usr/include/x86_64-linux-gnu"
         #elseif arch(arm64)
-        let multiarch = "/usr/include/aarch64-linux-gnu"
+            let multiarch = "/usr/include/aarch64-linux-gnu"
         #else
-        let multiarch = "/usr/include"
+            let multiarch = "/usr/include"
         #endif
 
         var commands: [Command] = []
@@ -38,28 +39,30 @@ struct BPFCompile: BuildToolPlugin {
             let name = String(file.dropLast(".bpf.c".count))
             let input = bpfDir.appending(path: file)
             let object = work.appending(path: "\(name).bpf.o")
-            commands.append(.buildCommand(
-                displayName: "clang -target bpf \(file)",
-                executable: clang,
-                arguments: [
-                    "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
-                    "-I", multiarch, "-I", abiInclude.path(), "-I", root.path(),
-                    "-c", input.path(), "-o", object.path(),
-                ],
-                inputFiles: [input] + dependencies,
-                outputFiles: [object]
-            ))
+            commands.append(
+                .buildCommand(
+                    displayName: "clang -target bpf \(file)",
+                    executable: clang,
+                    arguments: [
+                        "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
+                        "-I", multiarch, "-I", abiInclude.path(), "-I", root.path(),
+                        "-c", input.path(), "-o", object.path()
+                    ],
+                    inputFiles: [input] + dependencies,
+                    outputFiles: [object]
+                ))
             embedArgs.append("\(name)=\(object.path())")
             objects.append(object)
         }
         let swiftFile = work.appending(path: "EmbeddedObjects.swift")
-        commands.append(.buildCommand(
-            displayName: "Embedding BPF objects",
-            executable: embed,
-            arguments: [swiftFile.path()] + embedArgs,
-            inputFiles: objects,
-            outputFiles: [swiftFile]
-        ))
+        commands.append(
+            .buildCommand(
+                displayName: "Embedding BPF objects",
+                executable: embed,
+                arguments: [swiftFile.path()] + embedArgs,
+                inputFiles: objects,
+                outputFiles: [swiftFile]
+            ))
         return commands
     }
 }

@@ -12,9 +12,10 @@ public enum BPFFS {
         if !isBPFFS(directory) {
             let root = "/sys/fs/bpf"
             guard directory == root || directory.hasPrefix(root + "/"), !isBPFFS(root) else {
-                throw BPFError("use pin directory", directory, errno: ENOTSUP,
-                               hint: "it is not on a BPF filesystem; use a directory under /sys/fs/bpf, "
-                                   + "or mount one there first: mount -t bpf bpf DIR")
+                throw BPFError(
+                    "use pin directory", directory, errno: ENOTSUP,
+                    hint: "it is not on a BPF filesystem; use a directory under /sys/fs/bpf, "
+                        + "or mount one there first: mount -t bpf bpf DIR")
             }
             _ = try root.withCString { rootPath in
                 try check("mount bpffs on", root, hint: "are you root?", reports: .minusOneAndErrno) {

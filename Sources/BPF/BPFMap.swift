@@ -16,10 +16,11 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         try check("inspect map", name) { bpf_obj_get_info_by_fd(fd, &info, &length) }
         guard info.key_size == MemoryLayout<Key>.size, info.value_size == MemoryLayout<Value>.size else {
-            throw BPFError("use map", name, errno: EINVAL,
-                           hint: "key/value sizes \(info.key_size)/\(info.value_size) differ from "
-                               + "\(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size): stale pin from another version? "
-                               + "remove it with 'tandem down' (stops forwarding)")
+            throw BPFError(
+                "use map", name, errno: EINVAL,
+                hint: "key/value sizes \(info.key_size)/\(info.value_size) differ from "
+                    + "\(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size): stale pin from another version? "
+                    + "remove it with 'tandem down' (stops forwarding)")
         }
         let type = bpf_map_type(rawValue: info.type)
         isPerCPU = [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH]
@@ -135,7 +136,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             let rc = bpf_map_lookup_batch(fd, first ? nil : inBatch, outBatch, keys, values, &count, &opts)
             if rc < 0 && -rc != ENOENT { throw BPFError("batch-read map", name, errno: -rc) }
             for i in 0..<Int(count) { result.append((keys[i], values[i])) }
-            if rc < 0 { return result }   // ENOENT: that was the last batch
+            if rc < 0 { return result }  // ENOENT: that was the last batch
             inBatch.copyMemory(from: outBatch, byteCount: max(MemoryLayout<Key>.size, 8))
             first = false
         }

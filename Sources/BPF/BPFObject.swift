@@ -79,8 +79,10 @@ public final class BPFObject {
     }
 
     /// A typed view of one of this object's maps.
-    public func map<Key: BitwiseCopyable, Value: BitwiseCopyable>(_ name: String, key: Key.Type = Key.self,
-                                value: Value.Type = Value.self) throws -> BPFMap<Key, Value> {
+    public func map<Key: BitwiseCopyable, Value: BitwiseCopyable>(
+        _ name: String, key: Key.Type = Key.self,
+        value: Value.Type = Value.self
+    ) throws -> BPFMap<Key, Value> {
         guard let map = bpf_object__find_map_by_name(handle, name) else {
             throw BPFError("find map", "\(name) in \(self.name)", errno: ENOENT)
         }

@@ -29,7 +29,8 @@ public final class XDPLink {
         var opts = bpf_link_create_opts()
         opts.sz = MemoryLayout<bpf_link_create_opts>.size
         opts.flags = mode.flags
-        let hint = mode == .native
+        let hint =
+            mode == .native
             ? "driver may lack native XDP; try xdp-mode: generic"
             : "another XDP program may be attached (see 'ip link show \(interface)')"
         let fd = try check("attach XDP (\(mode.rawValue)) to", interface, hint: hint) {

@@ -41,8 +41,11 @@ public enum ConfigParser {
         do {
             return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error, text: text), key: "-",
-                                                    message: "not valid YAML: \(yamlProblem(error))")])
+            throw ConfigErrors(errors: [
+                ConfigError(
+                    file: file, line: yamlLine(error, text: text), key: "-",
+                    message: "not valid YAML: \(yamlProblem(error))")
+            ])
         }
     }
 
@@ -51,8 +54,11 @@ public enum ConfigParser {
         do {
             root = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            throw ConfigErrors(errors: [ConfigError(file: file, line: yamlLine(error, text: text), key: "-",
-                                                    message: "not valid YAML: \(yamlProblem(error))")])
+            throw ConfigErrors(errors: [
+                ConfigError(
+                    file: file, line: yamlLine(error, text: text), key: "-",
+                    message: "not valid YAML: \(yamlProblem(error))")
+            ])
         }
         var reader = Reader(file: file)
         let config = reader.config(root)
@@ -75,7 +81,8 @@ public enum ConfigParser {
         case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
             return problem
         case .duplicatedKeysInMapping(let keys, _):
-            return "key \(keys.sorted().map { Limits.printable($0) }.joined(separator: ", ")) given twice in one mapping"
+            return
+                "key \(keys.sorted().map { Limits.printable($0) }.joined(separator: ", ")) given twice in one mapping"
         default: return "\(error)"
         }
     }
@@ -146,7 +153,10 @@ struct Reader {
     mutating func int(_ node: Node?, _ key: String, _ range: ClosedRange<Int>) -> Int? {
         guard let node else { return nil }
         guard let s = node.scalar?.string, let v = Int(s), range.contains(v) else {
-            fail(node, key, "must be a whole number in \(range.lowerBound)...\(range.upperBound), not \(node.scalar?.string ?? "a \(kind(node))")")
+            fail(
+                node, key,
+                "must be a whole number in \(range.lowerBound)...\(range.upperBound), not \(node.scalar?.string ?? "a \(kind(node))")"
+            )
             return nil
         }
         return v
@@ -176,7 +186,10 @@ struct Reader {
     where T.RawValue == String {
         guard let node else { return nil }
         guard let s = node.scalar?.string, let v = T(rawValue: s) else {
-            fail(node, key, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), not \(node.scalar?.string ?? kind(node))")
+            fail(
+                node, key,
+                "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), not \(node.scalar?.string ?? kind(node))"
+            )
             return nil
         }
         return v
@@ -222,7 +235,9 @@ struct Reader {
         let keys = ["interface", "xdp-mode", "pin-directory", "socket", "metrics", "defaults", "services"]
         guard let top = mapping(root, "", allowed: keys) else { return nil }
         guard let interface = string(top["interface"], "interface") else {
-            if top["interface"] == nil { fail(root, "interface", "is required: the NIC whose XDP hook runs the dataplane") }
+            if top["interface"] == nil {
+                fail(root, "interface", "is required: the NIC whose XDP hook runs the dataplane")
+            }
             return nil
         }
         if let why = Limits.badInterfaceName(interface) {
@@ -232,16 +247,25 @@ struct Reader {
         var config = Config(interface: interface)
         config.xdpMode = choice(top["xdp-mode"], "xdp-mode", XDPMode.self) ?? .native
         if let dir = string(top["pin-directory"], "pin-directory") {
-            if let why = Limits.badPath(dir, max: Limits.maxPathBytes) { fail(top["pin-directory"], "pin-directory", why) }
-            else { config.pinDirectory = dir }
+            if let why = Limits.badPath(dir, max: Limits.maxPathBytes) {
+                fail(top["pin-directory"], "pin-directory", why)
+            } else {
+                config.pinDirectory = dir
+            }
         }
         if let socket = string(top["socket"], "socket") {
-            if let why = Limits.badPath(socket, max: Limits.maxSocketPathBytes) { fail(top["socket"], "socket", why) }
-            else { config.socket = socket }
+            if let why = Limits.badPath(socket, max: Limits.maxSocketPathBytes) {
+                fail(top["socket"], "socket", why)
+            } else {
+                config.socket = socket
+            }
         }
         if let metrics = string(top["metrics"], "metrics") {
-            if metrics.split(separator: ":").last.flatMap({ UInt16($0) }) != nil { config.metrics = metrics }
-            else { fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650") }
+            if metrics.split(separator: ":").last.flatMap({ UInt16($0) }) != nil {
+                config.metrics = metrics
+            } else {
+                fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650")
+            }
         }
         if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {
             config.defaults.check = timing(defaults["check"], "defaults.check", base: CheckTiming(), strict: true)
@@ -251,7 +275,9 @@ struct Reader {
             return config
         }
         if list.count > Limits.maxServices {
-            fail(top["services"], "services", "\(list.count) services; the dataplane holds at most \(Limits.maxServices)")
+            fail(
+                top["services"], "services", "\(list.count) services; the dataplane holds at most \(Limits.maxServices)"
+            )
         }
         for (i, node) in list.enumerated() {
             if let s = service(node, "services[\(i)]", defaults: config.defaults) {
@@ -274,7 +300,9 @@ struct Reader {
         if let v = int(m["rise"], "\(key).rise", 1...100) { t.rise = v }
         if let v = int(m["fall"], "\(key).fall", 1...100) { t.fall = v }
         if t.timeoutNs > t.intervalNs {
-            fail(m["timeout"] ?? node, "\(key).timeout", "\(DurationText.format(t.timeoutNs)) is longer than the interval \(DurationText.format(t.intervalNs))")
+            fail(
+                m["timeout"] ?? node, "\(key).timeout",
+                "\(DurationText.format(t.timeoutNs)) is longer than the interval \(DurationText.format(t.intervalNs))")
         }
         return t
     }
@@ -289,8 +317,10 @@ struct Reader {
         var options = CheckOptions(mappingQuiet(node).mapValues(optionValue), line: node.mark?.line ?? 0)
         let check = HealthCheck(reading: &options, timing: timing)
         for problem in options.problems {
-            errors.append(ConfigError(file: file, line: problem.line, key: "\(key).\(problem.key)",
-                                      message: problem.message))
+            errors.append(
+                ConfigError(
+                    file: file, line: problem.line, key: "\(key).\(problem.key)",
+                    message: problem.message))
         }
         return check
     }
@@ -311,8 +341,10 @@ struct Reader {
         return CheckOptions.Value(.scalar(text), line: line)
     }
 
-    static let serviceKeys = ["name", "vip", "port", "protocol", "scheduler", "persistence", "follow",
-                              "failover", "drop-on-failure", "check", "sorry", "reals"]
+    static let serviceKeys = [
+        "name", "vip", "port", "protocol", "scheduler", "persistence", "follow",
+        "failover", "drop-on-failure", "check", "sorry", "reals"
+    ]
 
     mutating func service(_ node: Node, _ key: String, defaults: Config.Defaults) -> Config.Service? {
         guard let m = mapping(node, key, allowed: Self.serviceKeys) else { return nil }
@@ -329,8 +361,9 @@ struct Reader {
         if m["port"] == nil { fail(node, "\(at).port", "is required") }
 
         // Check every other key even when a required one is wrong.
-        var s = Config.Service(name: name ?? "?", vip: vip ?? IPAddress("0.0.0.0")!,
-                               port: UInt16(port ?? 0), line: node.mark?.line ?? 0)
+        var s = Config.Service(
+            name: name ?? "?", vip: vip ?? IPAddress("0.0.0.0")!,
+            port: UInt16(port ?? 0), line: node.mark?.line ?? 0)
         s.proto = choice(m["protocol"], "\(at).protocol", ProtocolName.self)?.l4 ?? .tcp
         s.scheduler = choice(m["scheduler"], "\(at).scheduler", Scheduler.self) ?? .maglev
         s.failover = choice(m["failover"], "\(at).failover", Config.Failover.self) ?? .group
@@ -350,7 +383,9 @@ struct Reader {
         if let sorry = m["sorry"] { s.sorry = real(sorry, "\(at).sorry", service: s, checkAgainstService: checkReals) }
         if let list = sequence(m["reals"], "\(at).reals") {
             for (i, r) in list.enumerated() {
-                if let real = real(r, "\(at).reals[\(i)]", service: s, checkAgainstService: checkReals) { s.reals.append(real) }
+                if let real = real(r, "\(at).reals[\(i)]", service: s, checkAgainstService: checkReals) {
+                    s.reals.append(real)
+                }
             }
             if list.isEmpty { fail(m["reals"], "\(at).reals", "needs at least one real server") }
         } else if m["reals"] == nil {
@@ -360,8 +395,10 @@ struct Reader {
         return s
     }
 
-    mutating func real(_ node: Node, _ key: String, service: Config.Service,
-                       checkAgainstService: Bool) -> Config.Real? {
+    mutating func real(
+        _ node: Node, _ key: String, service: Config.Service,
+        checkAgainstService: Bool
+    ) -> Config.Real? {
         guard let m = mapping(node, key, allowed: ["address", "port", "weight", "state"]) else { return nil }
         guard let address = address(m["address"], "\(key).address") else {
             if m["address"] == nil { fail(node, "\(key).address", "is required") }
@@ -376,7 +413,10 @@ struct Reader {
             fail(m["address"], "\(key).address", "\(address) is not of the VIP's family (\(service.vip))")
         }
         if r.port != service.port {
-            fail(m["port"], "\(key).port", "\(r.port) differs from the service port \(service.port): direct server return forwards without changing the port")
+            fail(
+                m["port"], "\(key).port",
+                "\(r.port) differs from the service port \(service.port): direct server return forwards without changing the port"
+            )
         }
         return r
     }

@@ -46,7 +46,10 @@ public enum ConfigValidator {
                     continue
                 }
                 if !other.follow.contains(s.name) {
-                    fail(s, ".follow", "\(s.name) follows \(target) but \(target) does not follow \(s.name): links must be mutual (add \(s.name) to the follow list of \(target))")
+                    fail(
+                        s, ".follow",
+                        "\(s.name) follows \(target) but \(target) does not follow \(s.name): links must be mutual (add \(s.name) to the follow list of \(target))"
+                    )
                 }
                 edges[s.name, default: []].insert(target)
                 edges[target, default: []].insert(s.name)
@@ -77,11 +80,17 @@ public enum ConfigValidator {
             for name in group {
                 let s = byName[name]!
                 if s.persistence == nil {
-                    fail(s, ".persistence", "\(s.name) follows \(group.filter { $0 != name }.joined(separator: ", ")) but has no persistence: linked services share persistence records")
+                    fail(
+                        s, ".persistence",
+                        "\(s.name) follows \(group.filter { $0 != name }.joined(separator: ", ")) but has no persistence: linked services share persistence records"
+                    )
                 }
                 guard name != first.name else { continue }
                 if s.vip != first.vip {
-                    fail(s, ".vip", "\(s.name) has VIP \(s.vip) but \(first.name), which it follows, has \(first.vip): linked services share the VIP")
+                    fail(
+                        s, ".vip",
+                        "\(s.name) has VIP \(s.vip) but \(first.name), which it follows, has \(first.vip): linked services share the VIP"
+                    )
                 }
                 let mine = Set(s.reals.map(\.address)), theirs = Set(first.reals.map(\.address))
                 if mine != theirs {
@@ -90,10 +99,16 @@ public enum ConfigValidator {
                     var diff: [String] = []
                     if !extra.isEmpty { diff.append("only \(s.name) has \(extra.joined(separator: ", "))") }
                     if !missing.isEmpty { diff.append("only \(first.name) has \(missing.joined(separator: ", "))") }
-                    fail(s, ".reals", "\(s.name) and \(first.name) are linked but their real servers differ (\(diff.joined(separator: "; "))): linked services have the same real addresses")
+                    fail(
+                        s, ".reals",
+                        "\(s.name) and \(first.name) are linked but their real servers differ (\(diff.joined(separator: "; "))): linked services have the same real addresses"
+                    )
                 }
                 if let p = s.persistence, let q = first.persistence, p != q {
-                    fail(s, ".persistence", "\(s.name) has persistence \(describe(p)) but \(first.name), which it follows, has \(describe(q)): linked services use the same persistence options")
+                    fail(
+                        s, ".persistence",
+                        "\(s.name) has persistence \(describe(p)) but \(first.name), which it follows, has \(describe(q)): linked services use the same persistence options"
+                    )
                 }
             }
         }

@@ -17,8 +17,11 @@ enum Limits {
         if bytes.isEmpty || bytes.count > 15 {
             return "\(printable(name)) is not an interface name: 1 to 15 bytes (see 'ip link')"
         }
-        if name == "." || name == ".." || bytes.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }) {
-            return "\(printable(name)) is not an interface name: no spaces, control characters, \"/\" or \":\" (see 'ip link')"
+        if name == "." || name == ".."
+            || bytes.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") })
+        {
+            return
+                "\(printable(name)) is not an interface name: no spaces, control characters, \"/\" or \":\" (see 'ip link')"
         }
         return nil
     }
@@ -36,10 +39,12 @@ enum Limits {
     /// Service names appear in logs, metrics labels and the terminal.
     static func badName(_ name: String) -> String? {
         let allowed = name.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                || "-_.".unicodeScalars.contains($0)
         }
         if !allowed || name.utf8.count > maxNameBytes {
-            return "\(printable(name)) is not a service name: 1 to \(maxNameBytes) letters, digits, \"-\", \"_\" or \".\""
+            return
+                "\(printable(name)) is not a service name: 1 to \(maxNameBytes) letters, digits, \"-\", \"_\" or \".\""
         }
         return nil
     }

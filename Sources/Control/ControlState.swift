@@ -57,8 +57,10 @@ public struct ControlState: Sendable {
             guard let ps = byID[b.service], let addr = address[b.real], let s = byKey[ps.key] else { continue }
             switch b.state {
             case .up: break
-            case .draining: if operatorState[s.name]?[addr] == nil { operatorState[s.name, default: [:]][addr] = .drain }
-            case .disabled: if operatorState[s.name]?[addr] == nil { operatorState[s.name, default: [:]][addr] = .disabled }
+            case .draining:
+                if operatorState[s.name]?[addr] == nil { operatorState[s.name, default: [:]][addr] = .drain }
+            case .disabled:
+                if operatorState[s.name]?[addr] == nil { operatorState[s.name, default: [:]][addr] = .disabled }
             case .down:
                 // Only the service that failed matters; the group follows.
                 healthDown[s.name, default: []].insert(addr)
@@ -81,8 +83,9 @@ public struct ControlState: Sendable {
         self.config = config
         self.groups = groups
         index()
-        let present = Dictionary(config.services.map { ($0.name, Set($0.reals.map(\.address))) },
-                                 uniquingKeysWith: { a, _ in a })
+        let present = Dictionary(
+            config.services.map { ($0.name, Set($0.reals.map(\.address))) },
+            uniquingKeysWith: { a, _ in a })
         var health: [String: Set<IPAddress>] = [:]
         for (name, down) in healthDown {
             let kept = down.intersection(present[name] ?? [])
@@ -124,7 +127,8 @@ public struct ControlState: Sendable {
 
     /// `tandem real enable|disable|drain`. With no service, every service
     /// that has the address. Returns the services changed.
-    public mutating func setOperator(_ state: Config.RealState, address: IPAddress, service: String?) throws -> [String] {
+    public mutating func setOperator(_ state: Config.RealState, address: IPAddress, service: String?) throws -> [String]
+    {
         let targets: [Config.Service]
         if let service {
             guard let s = config.services.first(where: { $0.name == service }) else {
@@ -197,8 +201,11 @@ public struct ControlState: Sendable {
         // The failing service's `failover` decides whether the failure spreads.
         for name in group(of: s.name) where name != s.name {
             guard let other = service(named: name), other.failover == .group,
-                  other.reals.contains(where: { $0.address == address }) else { continue }
-            if operatorState(service: name, address: address) == .disabled || !isHealthy(service: name, address: address) {
+                other.reals.contains(where: { $0.address == address })
+            else { continue }
+            if operatorState(service: name, address: address) == .disabled
+                || !isHealthy(service: name, address: address)
+            {
                 return .groupDown
             }
         }
@@ -240,17 +247,20 @@ public struct ControlState: Sendable {
             }
             // The seed comes from the group's service keys, not its id: ids
             // are this node's, from its own reload history.
-            let seed = ClientHash.seed(group: self.group(of: s.name).compactMap { service(named: $0).map(ServiceKey.init) })
-            services.append(.init(
-                id: id, group: group, vip: s.vip, port: s.port, proto: s.proto, scheduler: s.scheduler,
-                persistence: s.persistence, dropOnFailure: s.dropOnFailure, sorryReal: sorry, backends: backends,
-                hashSeed: seed))
+            let seed = ClientHash.seed(
+                group: self.group(of: s.name).compactMap { service(named: $0).map(ServiceKey.init) })
+            services.append(
+                .init(
+                    id: id, group: group, vip: s.vip, port: s.port, proto: s.proto, scheduler: s.scheduler,
+                    persistence: s.persistence, dropOnFailure: s.dropOnFailure, sorryReal: sorry, backends: backends,
+                    hashSeed: seed))
         }
         let reals = realIDs.sorted().compactMap { rid -> DataplaneModel.Real? in
             guard let address = ids.address[rid] else { return nil }
             let gens = ids.gens[rid] ?? Identities.Generations()
-            return .init(id: rid, address: address, mac: macs[address] ?? MACAddress(bytes: [0, 0, 0, 0, 0, 0])!,
-                         recGen: gens.records, flowGen: gens.flows)
+            return .init(
+                id: rid, address: address, mac: macs[address] ?? MACAddress(bytes: [0, 0, 0, 0, 0, 0])!,
+                recGen: gens.records, flowGen: gens.flows)
         }
         return DataplaneModel(services: services, reals: reals)
     }
@@ -268,4 +278,3 @@ public struct ControlError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String
     public init(_ description: String) { self.description = description }
 }
-

@@ -81,7 +81,8 @@ public struct Identities: Sendable, Equatable {
             var votes: [UInt32: Int] = [:]
             for k in keys { if let g = groups[k] { votes[g, default: 0] += 1 } }
             if let best = votes.filter({ !usedGroups.contains($0.key) })
-                .max(by: { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key })?.key {
+                .max(by: { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key })?.key
+            {
                 usedGroups.insert(best)
                 for k in keys { newGroups[k] = best }
             } else {
@@ -112,7 +113,9 @@ public struct Identities: Sendable, Equatable {
         var reused: [UInt32] = []
         for k in wanted where newReals[k] == nil {
             while newAddress[nextReal] != nil { nextReal += 1 }
-            guard nextReal < Self.maxReals else { throw ControlError("more than \(Self.maxReals - 1) (group, real) pairs") }
+            guard nextReal < Self.maxReals else {
+                throw ControlError("more than \(Self.maxReals - 1) (group, real) pairs")
+            }
             newReals[k] = nextReal
             newAddress[nextReal] = k.address
             if gens[nextReal] != nil {

@@ -36,7 +36,6 @@ public struct RecordFilter: Codable, Sendable, Equatable {
         return (address.masked(prefix: prefix), prefix)
     }
 
-
     public init(service: String? = nil, client: String? = nil, real: String? = nil) {
         self.service = service
         self.client = client
@@ -66,8 +65,10 @@ public struct ControlResponse: Codable, Sendable {
     public var stats: StatsReport?
     public var records: [RecordReport]?
 
-    public init(error: String? = nil, message: String? = nil, status: StatusReport? = nil,
-                stats: StatsReport? = nil, records: [RecordReport]? = nil) {
+    public init(
+        error: String? = nil, message: String? = nil, status: StatusReport? = nil,
+        stats: StatsReport? = nil, records: [RecordReport]? = nil
+    ) {
         self.error = error
         self.message = message
         self.status = status

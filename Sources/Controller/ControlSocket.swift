@@ -64,7 +64,9 @@ public struct ControlServer: Service {
             var request = ByteBuffer()
             while var chunk = try await incoming.next() {
                 request.writeBuffer(&chunk)
-                if request.readableBytesView.contains(UInt8(ascii: "\n")) || request.readableBytes > Self.maxRequestBytes {
+                if request.readableBytesView.contains(UInt8(ascii: "\n"))
+                    || request.readableBytes > Self.maxRequestBytes
+                {
                     break
                 }
             }
@@ -90,8 +92,10 @@ public struct ControlServer: Service {
     /// Reads run on a copy of the controller's state, off its actor, so a
     /// slow one never delays a health transition or another client; a
     /// record listing streams in batches. Changes go through the actor.
-    private func answer(_ request: ControlRequest,
-                        send: @escaping @Sendable (ControlResponse) async throws -> Void) async throws {
+    private func answer(
+        _ request: ControlRequest,
+        send: @escaping @Sendable (ControlResponse) async throws -> Void
+    ) async throws {
         do {
             switch request {
             case .status:
@@ -128,8 +132,10 @@ public struct ControlServer: Service {
             return .success(try JSONDecoder().decode(ControlRequest.self, from: Data(line)))
         } catch {
             logger.warning("bad control request", metadata: ["error": "\(error)"])
-            return .failure(.init(ControlResponse(
-                error: "bad request: not a Tandem control request (\(Self.brief(error)))")))
+            return .failure(
+                .init(
+                    ControlResponse(
+                        error: "bad request: not a Tandem control request (\(Self.brief(error)))")))
         }
     }
 
@@ -149,12 +155,16 @@ public enum ControlClient {
     /// Sends `request` and returns the reply. A record listing arrives as
     /// batches, each handed to `onRecords` as it comes, then a closing
     /// reply; a connection that ends before the closing reply is an error.
-    public static func send(_ request: ControlRequest, socket path: String,
-                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                            onRecords: ([RecordReport]) throws -> Void = { _ in }) async throws -> ControlResponse {
+    public static func send(
+        _ request: ControlRequest, socket path: String,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onRecords: ([RecordReport]) throws -> Void = { _ in }
+    ) async throws -> ControlResponse {
         if let problem = SocketPath.clientProblem(path) { throw ControlError(problem) }
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ControlError("tandem serve is not running: no control socket at \(path) (start it with 'tandem serve --config FILE')")
+            throw ControlError(
+                "tandem serve is not running: no control socket at \(path) (start it with 'tandem serve --config FILE')"
+            )
         }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
@@ -190,16 +200,19 @@ public enum ControlClient {
                 }
                 pending.discardReadBytes()
             }
-            throw ControlError(partials == 0
-                ? "tandem serve closed the connection without answering"
-                : "tandem serve closed the connection before its reply was complete (\(partials) batch\(partials == 1 ? "" : "es") of records received); is it still running?")
+            throw ControlError(
+                partials == 0
+                    ? "tandem serve closed the connection without answering"
+                    : "tandem serve closed the connection before its reply was complete (\(partials) batch\(partials == 1 ? "" : "es") of records received); is it still running?"
+            )
         }
     }
 
     /// True when a `tandem serve` answers on `path`.
     public static func isServing(socket path: String) async -> Bool {
         guard FileManager.default.fileExists(atPath: path) else { return false }
-        return (try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        return
+            (try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(unixDomainSocketPath: path).get().close().get()) != nil
     }
 }
@@ -223,8 +236,10 @@ struct ControlResponseFailure: Error {
 /// to the socket) before the next is read: the daemon's memory stays at
 /// one batch whatever the table size.
 enum RecordStream {
-    static func run(view: ReadView, filter: RecordFilter,
-                    send: @escaping @Sendable (ControlResponse) async throws -> Void) async throws -> Int {
+    static func run(
+        view: ReadView, filter: RecordFilter,
+        send: @escaping @Sendable (ControlResponse) async throws -> Void
+    ) async throws -> Int {
         let (batches, continuation) = AsyncThrowingStream.makeStream(of: [RecordReport].self)
         // At most two batches are read ahead of what the client took.
         let room = DispatchSemaphore(value: 2)

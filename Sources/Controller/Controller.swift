@@ -42,16 +42,19 @@ public actor Controller {
     /// Loads (or adopts) the dataplane under the config's pin directory,
     /// writes the config into it and makes sure XDP runs on the interface.
     /// Nothing on the NIC changes unless every step before attaching worked.
-    public init(_ validated: ValidatedConfig, configPath: String, logger: Logger,
-                group: any EventLoopGroup, registry: PrometheusCollectorRegistry = .init()) async throws {
+    public init(
+        _ validated: ValidatedConfig, configPath: String, logger: Logger,
+        group: any EventLoopGroup, registry: PrometheusCollectorRegistry = .init()
+    ) async throws {
         self.configPath = configPath
         self.metrics = ControllerMetrics(registry: registry)
         self.logger = logger
         let config = validated.config
         _ = try Interface.index(config.interface)
         try BPFFS.prepare(directory: config.pinDirectory)
-        let dataplane = try Dataplane(pinRoot: config.pinDirectory,
-                                      verifierLogPath: "/tmp/tandem-verifier.log")
+        let dataplane = try Dataplane(
+            pinRoot: config.pinDirectory,
+            verifierLogPath: "/tmp/tandem-verifier.log")
         let pinned = dataplane.pinnedState()
         let state = try ControlState(validated, adopting: pinned)
         let neighbours = Neighbours(interface: config.interface, group: group)
@@ -68,8 +71,9 @@ public actor Controller {
                 adopted = pinnedLink
             } else {
                 // Its interface is gone or is another one: that link forwards nothing here.
-                logger.warning("pinned XDP link is not on the configured interface; attaching anew",
-                               metadata: ["link": "\(linkPath)", "interface": "\(config.interface)"])
+                logger.warning(
+                    "pinned XDP link is not on the configured interface; attaching anew",
+                    metadata: ["link": "\(linkPath)", "interface": "\(config.interface)"])
                 try? pinnedLink.detach()
                 unlink(linkPath)
             }
@@ -80,15 +84,23 @@ public actor Controller {
             try adopted.update(to: dataplane.program)
             link = adopted
             let fill = dataplane.tableFill()
-            logger.info("adopted pinned dataplane", metadata: [
-                "pins": "\(config.pinDirectory)", "services": "\(pinned.services.count)",
-                "records": "\(fill.records)", "flows": "\(fill.flows)"])
+            logger.info(
+                "adopted pinned dataplane",
+                metadata: [
+                    "pins": "\(config.pinDirectory)", "services": "\(pinned.services.count)",
+                    "records": "\(fill.records)", "flows": "\(fill.flows)"
+                ])
         } else {
-            link = try XDPLink.attach(dataplane.program, interface: config.interface,
-                                      mode: config.xdpMode)
+            link = try XDPLink.attach(
+                dataplane.program, interface: config.interface,
+                mode: config.xdpMode)
             try link.pin(at: linkPath)
-            logger.info("attached XDP", metadata: ["interface": "\(config.interface)",
-                                                   "mode": "\(config.xdpMode.rawValue)"])
+            logger.info(
+                "attached XDP",
+                metadata: [
+                    "interface": "\(config.interface)",
+                    "mode": "\(config.xdpMode.rawValue)"
+                ])
         }
         self.dataplane = dataplane
         self.link = link
@@ -153,7 +165,9 @@ public actor Controller {
             }
         }
         self.subscribers = subscribers
-        let targets = subscribers.mapValues { subs in subs.allSatisfy { state.isHealthy(service: $0.service, address: $0.address) } }
+        let targets = subscribers.mapValues { subs in
+            subs.allSatisfy { state.isHealthy(service: $0.service, address: $0.address) }
+        }
         checker?.update(targets)
     }
 
@@ -165,15 +179,19 @@ public actor Controller {
         for sub in subs where next.setHealth(service: sub.service, address: sub.address, up: up) {
             changed.append(sub.service)
             events.transitions[up ? "up" : "down", default: 0] += 1
-            Metrics.Counter(label: "tandem_health_transitions_total", dimensions: [("to", up ? "up" : "down")]).increment()
+            Metrics.Counter(label: "tandem_health_transitions_total", dimensions: [("to", up ? "up" : "down")])
+                .increment()
         }
         guard !changed.isEmpty else { return }
         do {
             try commit(next)
             for service in changed {
-                logger.notice(up ? "real up" : "real down", metadata: [
-                    "service": "\(service)", "real": "\(target.address)", "reason": "\(transition.reason)",
-                    "group": "\(state.group(of: service).joined(separator: ","))"])
+                logger.notice(
+                    up ? "real up" : "real down",
+                    metadata: [
+                        "service": "\(service)", "real": "\(target.address)", "reason": "\(transition.reason)",
+                        "group": "\(state.group(of: service).joined(separator: ","))"
+                    ])
             }
         } catch {
             logger.error("cannot apply a health change", metadata: ["real": "\(target.address)", "error": "\(error)"])
@@ -224,7 +242,9 @@ public actor Controller {
             if config.socket != current.socket { fixed.append("socket") }
             if config.metrics != current.metrics { fixed.append("metrics") }
             if !fixed.isEmpty {
-                throw ControlError("\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)")
+                throw ControlError(
+                    "\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)"
+                )
             }
             var next = state
             try next.reload(validated)
@@ -238,7 +258,8 @@ public actor Controller {
             events.reloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()
             // Reals that joined or left services that stay, by service.
-            let oldReals = Dictionary(current.services.map { ($0.name, Set($0.reals.map(\.address))) }, uniquingKeysWith: { a, _ in a })
+            let oldReals = Dictionary(
+                current.services.map { ($0.name, Set($0.reals.map(\.address))) }, uniquingKeysWith: { a, _ in a })
             var realsAdded: [String] = [], realsRemoved: [String] = []
             for s in config.services {
                 guard let was = oldReals[s.name] else { continue }
@@ -246,19 +267,31 @@ public actor Controller {
                 realsAdded += now.subtracting(was).sorted().map { "\(s.name)/\($0)" }
                 realsRemoved += was.subtracting(now).sorted().map { "\(s.name)/\($0)" }
             }
-            let summary = "reloaded \(configPath): \(config.services.count) services (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed), reals \(realsAdded.count) added, \(realsRemoved.count) removed"
-            logger.notice("reloaded", metadata: ["config": "\(configPath)", "services": "\(config.services.count)",
-                                                "added": "\(after.subtracting(before).sorted().joined(separator: ","))",
-                                                "removed": "\(before.subtracting(after).sorted().joined(separator: ","))",
-                                                "reals_added": "\(realsAdded.joined(separator: ","))",
-                                                "reals_removed": "\(realsRemoved.joined(separator: ","))"])
+            let summary =
+                "reloaded \(configPath): \(config.services.count) services (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed), reals \(realsAdded.count) added, \(realsRemoved.count) removed"
+            logger.notice(
+                "reloaded",
+                metadata: [
+                    "config": "\(configPath)", "services": "\(config.services.count)",
+                    "added": "\(after.subtracting(before).sorted().joined(separator: ","))",
+                    "removed": "\(before.subtracting(after).sorted().joined(separator: ","))",
+                    "reals_added": "\(realsAdded.joined(separator: ","))",
+                    "reals_removed": "\(realsRemoved.joined(separator: ","))"
+                ])
             return summary
         } catch let errors as ConfigErrors {
             events.failedReloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
-            logger.error("reload refused", metadata: ["config": "\(configPath)", "errors": "\(errors.errors.count)",
-                                                     "error": "\(errors.errors.map(\.description).joined(separator: "; "))"])
-            throw ControlError(errors.description + "\n\(configPath): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied")
+            logger.error(
+                "reload refused",
+                metadata: [
+                    "config": "\(configPath)", "errors": "\(errors.errors.count)",
+                    "error": "\(errors.errors.map(\.description).joined(separator: "; "))"
+                ])
+            throw ControlError(
+                errors.description
+                    + "\n\(configPath): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied"
+            )
         } catch {
             events.failedReloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
@@ -271,22 +304,25 @@ public actor Controller {
         guard let address = IPAddress(command.address) else {
             throw ControlError("\(command.address) is not an IP address")
         }
-        let state: Config.RealState = switch command.action {
-        case .enable: .enabled
-        case .disable: .disabled
-        case .drain: .drain
-        }
+        let state: Config.RealState =
+            switch command.action {
+            case .enable: .enabled
+            case .disable: .disabled
+            case .drain: .drain
+            }
         var next = self.state
         let services = try next.setOperator(state, address: address, service: command.service)
         try commit(next)
         for service in services {
-            logger.notice("operator \(command.action.rawValue)", metadata: ["service": "\(service)", "real": "\(address)"])
+            logger.notice(
+                "operator \(command.action.rawValue)", metadata: ["service": "\(service)", "real": "\(address)"])
         }
-        let done = switch command.action {
-        case .enable: "enabled"
-        case .disable: "disabled"
-        case .drain: "draining"
-        }
+        let done =
+            switch command.action {
+            case .enable: "enabled"
+            case .disable: "disabled"
+            case .drain: "draining"
+            }
         return "\(address): \(done) in \(services.joined(separator: ", "))"
     }
 }

@@ -16,12 +16,15 @@ import UnixSignals
 /// pinned link and maps stay, so forwarding goes on and the next
 /// `tandem serve` adopts them with every flow and record.
 public enum Daemon {
-    public static func run(configPath: String, logger: Logger,
-                           registry: PrometheusCollectorRegistry) async throws {
+    public static func run(
+        configPath: String, logger: Logger,
+        registry: PrometheusCollectorRegistry
+    ) async throws {
         let validated = try ConfigParser.loadValidated(path: configPath)
         let config = validated.config
         if await ControlClient.isServing(socket: config.socket) {
-            throw ControlError("tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
+            throw ControlError(
+                "tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
         }
         // Checked before anything changes: a start that fails leaves all as it was.
         try SocketPath.prepareDirectory((config.socket as NSString).deletingLastPathComponent)
@@ -33,8 +36,9 @@ public enum Daemon {
         let fresh = !FileManager.default.fileExists(atPath: config.pinDirectory)
         let controller: Controller
         do {
-            controller = try await Controller(validated, configPath: configPath,
-                                              logger: logger, group: group, registry: registry)
+            controller = try await Controller(
+                validated, configPath: configPath,
+                logger: logger, group: group, registry: registry)
         } catch {
             // Pins this start created (maps of a dataplane that never ran) go.
             if fresh { BPFFS.removeTree(config.pinDirectory) }
@@ -45,18 +49,24 @@ public enum Daemon {
             HealthService(checker: checker, controller: controller),
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
-            RecordCensus(controller: controller, logger: logger),
+            RecordCensus(controller: controller, logger: logger)
         ]
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))
         }
-        services.append(Readiness(controller: controller, summary: [
-            "config": "\(configPath)", "services": "\(config.services.count)",
-            "interface": "\(config.interface)", "socket": "\(config.socket)"], logger: logger))
-        let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-                                        logger: logger)
+        services.append(
+            Readiness(
+                controller: controller,
+                summary: [
+                    "config": "\(configPath)", "services": "\(config.services.count)",
+                    "interface": "\(config.interface)", "socket": "\(config.socket)"
+                ], logger: logger))
+        let serviceGroup = ServiceGroup(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
         try await serviceGroup.run()
-        logger.notice("stopped; XDP keeps forwarding from the pinned state", metadata: ["pins": "\(config.pinDirectory)"])
+        logger.notice(
+            "stopped; XDP keeps forwarding from the pinned state", metadata: ["pins": "\(config.pinDirectory)"])
     }
 }
 

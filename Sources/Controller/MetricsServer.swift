@@ -21,7 +21,8 @@ public struct MetricsServer: Service {
     /// `address` is "host:port" or "[v6]:port".
     public init(address: String, controller: Controller, group: any EventLoopGroup, logger: Logger) throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-              (1...65535).contains(port) else {
+            (1...65535).contains(port)
+        else {
             throw ControlError("metrics: \(address) is not host:port")
         }
         var host = String(address[..<colon])
@@ -39,7 +40,8 @@ public struct MetricsServer: Service {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                        wrappingChannelSynchronously: channel)
                 }
             }
         logger.info("metrics endpoint ready", metadata: ["address": "http://\(host):\(port)/metrics"])
@@ -68,8 +70,11 @@ public struct MetricsServer: Service {
                     headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
                     headers.add(name: "Content-Length", value: "\(body.utf8.count)")
                     headers.add(name: "Connection", value: "close")
-                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: found ? .ok : .notFound,
-                                                                    headers: headers)))
+                    try await outbound.write(
+                        .head(
+                            HTTPResponseHead(
+                                version: .http1_1, status: found ? .ok : .notFound,
+                                headers: headers)))
                     try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
                     try await outbound.write(.end(nil))
                     return
@@ -101,29 +106,43 @@ extension ReadView {
         for s in status.services {
             publish(metrics, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
-                registry.gauge("tandem_real_up", labels: [("service", s.name), ("real", r.address)],
-                                   help: "1 while the real is scheduled in the service (state up)")
-                    .set(to: r.state == "up" ? 1.0 : 0.0)
-                registry.gauge("tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
-                                   help: "1 while the real passes its health check (n/a counts as 1)")
-                    .set(to: r.health == "down" ? 0.0 : 1.0)
-                registry.gauge("tandem_real_records", labels: [("service", s.name), ("real", r.address)],
-                                   help: "valid persistence records pointing at the real (its follow group)")
-                    .set(to: Double(r.records))
+                registry.gauge(
+                    "tandem_real_up", labels: [("service", s.name), ("real", r.address)],
+                    help: "1 while the real is scheduled in the service (state up)"
+                )
+                .set(to: r.state == "up" ? 1.0 : 0.0)
+                registry.gauge(
+                    "tandem_real_health_up", labels: [("service", s.name), ("real", r.address)],
+                    help: "1 while the real passes its health check (n/a counts as 1)"
+                )
+                .set(to: r.health == "down" ? 0.0 : 1.0)
+                registry.gauge(
+                    "tandem_real_records", labels: [("service", s.name), ("real", r.address)],
+                    help: "valid persistence records pointing at the real (its follow group)"
+                )
+                .set(to: Double(r.records))
                 publish(metrics, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
             }
         }
-        for (table, used, capacity) in [("flows", status.flows, status.flowCapacity),
-                                         ("records", status.records, status.recordCapacity)] {
-            registry.gauge("tandem_table_entries", labels: [("table", table)],
-                               help: "entries in the flow or persistence table").set(to: Double(used))
-            registry.gauge("tandem_table_capacity", labels: [("table", table)],
-                               help: "capacity of the flow or persistence table (LRU beyond it)").set(to: Double(capacity))
+        for (table, used, capacity) in [
+            ("flows", status.flows, status.flowCapacity),
+            ("records", status.records, status.recordCapacity)
+        ] {
+            registry.gauge(
+                "tandem_table_entries", labels: [("table", table)],
+                help: "entries in the flow or persistence table"
+            ).set(to: Double(used))
+            registry.gauge(
+                "tandem_table_capacity", labels: [("table", table)],
+                help: "capacity of the flow or persistence table (LRU beyond it)"
+            ).set(to: Double(capacity))
         }
         for (reason, count) in dataplane.packetReasons() {
-            metrics.advance(registry.counter("tandem_packets_total", labels: [("reason", reason.description)],
-                                                 help: "packets passed or dropped by the XDP program, by reason"),
-                            key: "packets/\(reason)", to: count)
+            metrics.advance(
+                registry.counter(
+                    "tandem_packets_total", labels: [("reason", reason.description)],
+                    help: "packets passed or dropped by the XDP program, by reason"),
+                key: "packets/\(reason)", to: count)
         }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
@@ -137,11 +156,15 @@ extension ReadView {
     private func publishRingDigests(_ metrics: ControllerMetrics, _ services: [ServiceReport]) {
         let registry = metrics.registry
         func gauge(_ service: String, _ digest: String) -> Gauge {
-            registry.gauge("tandem_service_ring_info", labels: [("service", service), ("digest", digest)],
-                           help: "1 for the digest of the service's live ring (real addresses, scheduler, hash seed); nodes that pick alike show the same")
+            registry.gauge(
+                "tandem_service_ring_info", labels: [("service", service), ("digest", digest)],
+                help:
+                    "1 for the digest of the service's live ring (real addresses, scheduler, hash seed); nodes that pick alike show the same"
+            )
         }
-        let now = Dictionary(services.compactMap { s in s.ringDigest.map { (s.name, $0) } },
-                             uniquingKeysWith: { a, _ in a })
+        let now = Dictionary(
+            services.compactMap { s in s.ringDigest.map { (s.name, $0) } },
+            uniquingKeysWith: { a, _ in a })
         for (service, digest) in metrics.ringDigests where now[service] != digest {
             registry.unregisterGauge(gauge(service, digest))
         }
@@ -149,18 +172,23 @@ extension ReadView {
         metrics.ringDigests = now
     }
 
-    private func publish(_ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
-                         _ c: CountersReport) {
+    private func publish(
+        _ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
+        _ c: CountersReport
+    ) {
         let registry = metrics.registry
         let key = labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
-        for (name, value, help) in [("packets_total", c.packets, "packets forwarded or dropped"),
-                                    ("bytes_total", c.bytes, "bytes of those packets"),
-                                    ("new_flows_total", c.newFlows, "flows scheduled"),
-                                    ("persistence_hits_total", c.persistHits, "new flows placed by a record"),
-                                    ("follow_hits_total", c.followHits, "new flows placed by a record another port made"),
-                                    ("drops_total", c.drops, "packets dropped (no real)")] {
-            metrics.advance(registry.counter("\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
-                            key: "\(prefix)_\(name)/\(key)", to: value)
+        for (name, value, help) in [
+            ("packets_total", c.packets, "packets forwarded or dropped"),
+            ("bytes_total", c.bytes, "bytes of those packets"),
+            ("new_flows_total", c.newFlows, "flows scheduled"),
+            ("persistence_hits_total", c.persistHits, "new flows placed by a record"),
+            ("follow_hits_total", c.followHits, "new flows placed by a record another port made"),
+            ("drops_total", c.drops, "packets dropped (no real)")
+        ] {
+            metrics.advance(
+                registry.counter("\(prefix)_\(name)", labels: labels, help: "\(prefix): \(help)"),
+                key: "\(prefix)_\(name)/\(key)", to: value)
         }
     }
 }

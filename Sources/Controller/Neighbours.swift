@@ -44,7 +44,9 @@ struct Neighbours {
             missing.subtract(more.keys)
         }
         if let first = missing.sorted().first {
-            throw ControlError("cannot resolve the MAC address of real \(first) on \(interface): no answer to ARP/ND within \(timeout) (is it up and on this link? see 'ip neigh show dev \(interface)')")
+            throw ControlError(
+                "cannot resolve the MAC address of real \(first) on \(interface): no answer to ARP/ND within \(timeout) (is it up and on this link? see 'ip neigh show dev \(interface)')"
+            )
         }
         return found
     }
@@ -57,10 +59,14 @@ struct Neighbours {
         }
         let dev = route["dev"] as? String ?? "?"
         if let gateway = route["gateway"] as? String {
-            throw ControlError("real \(address) is not on-link: the kernel routes it via \(gateway) dev \(dev); direct server return needs every real on \(interface)'s link")
+            throw ControlError(
+                "real \(address) is not on-link: the kernel routes it via \(gateway) dev \(dev); direct server return needs every real on \(interface)'s link"
+            )
         }
         if dev != interface, route["type"] as? String != "local" {
-            throw ControlError("real \(address) is reached through \(dev), not \(interface): direct server return needs every real on \(interface)'s link")
+            throw ControlError(
+                "real \(address) is reached through \(dev), not \(interface): direct server return needs every real on \(interface)'s link"
+            )
         }
         if route["type"] as? String == "local" {
             throw ControlError("real \(address) is an address of this host, not a real server")
@@ -90,8 +96,9 @@ struct Neighbours {
     /// Runs `ip -j ARGS` and parses its JSON array.
     static func ipJSON(_ args: [String]) throws -> [[String: Any]] {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-            .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip")
+        process.executableURL = URL(
+            fileURLWithPath: ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+                .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip")
         process.arguments = ["-j"] + args
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -103,7 +110,8 @@ struct Neighbours {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let text = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw ControlError("ip \(args.joined(separator: " ")): \(text.isEmpty ? "exit \(process.terminationStatus)" : text)")
+            throw ControlError(
+                "ip \(args.joined(separator: " ")): \(text.isEmpty ? "exit \(process.terminationStatus)" : text)")
         }
         guard !data.isEmpty else { return [] }
         return (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []

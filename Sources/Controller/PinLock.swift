@@ -24,13 +24,16 @@ public final class PinLock: Sendable {
         let handle = try open(pins)
         guard flock(handle.fileDescriptor, LOCK_EX | LOCK_NB) == 0 else {
             let err = errno
-            let owner = String(data: (try? handle.readToEnd()) ?? Data(), encoding: .utf8)?
+            let owner =
+                String(data: (try? handle.readToEnd()) ?? Data(), encoding: .utf8)?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             try? handle.close()
             guard err == EWOULDBLOCK else {
                 throw ControlError("cannot lock \(path(for: pins)): \(String(cString: strerror(err)))")
             }
-            throw ControlError("\(pins) is already used by another tandem serve (\(owner.isEmpty ? "owner unknown" : owner)); one daemon per pin directory: stop it first, or give this one its own pin-directory")
+            throw ControlError(
+                "\(pins) is already used by another tandem serve (\(owner.isEmpty ? "owner unknown" : owner)); one daemon per pin directory: stop it first, or give this one its own pin-directory"
+            )
         }
         let note = "pid \(getpid()), socket \(socket), config \(config)\n"
         try handle.truncate(atOffset: 0)
@@ -53,8 +56,9 @@ public final class PinLock: Sendable {
     }
 
     private static func open(_ pins: String) throws -> FileHandle {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         let file = path(for: pins)
         let fd = Glibc.open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

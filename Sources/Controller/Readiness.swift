@@ -24,8 +24,10 @@ struct Readiness: Service {
                 break
             }
             if socket && start.duration(to: clock.now) > patience {
-                logger.warning("serving before every health check ran once", metadata: summary.merging(
-                    ["checked": "\(checked)", "pending": "\(pending)"]) { a, _ in a })
+                logger.warning(
+                    "serving before every health check ran once",
+                    metadata: summary.merging(
+                        ["checked": "\(checked)", "pending": "\(pending)"]) { a, _ in a })
                 break
             }
             try? await Task.sleep(for: .milliseconds(20))

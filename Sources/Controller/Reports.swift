@@ -30,9 +30,10 @@ struct ReadView: Sendable {
 extension Controller {
     /// A copy of what reads need; cheap, taken on the actor.
     func readView() -> ReadView {
-        ReadView(dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
-                 probes: checker?.snapshot() ?? [:], configPath: configPath,
-                 started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
+        ReadView(
+            dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
+            probes: checker?.snapshot() ?? [:], configPath: configPath,
+            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
     }
 }
 
@@ -55,7 +56,8 @@ extension ReadView {
                 return RealReport(
                     address: r.address.description, port: Int(r.port), weight: Int(r.weight),
                     state: state.reason(service: s, address: r.address).rawValue,
-                    health: s.check.kind == .none ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
+                    health: s.check.kind == .none
+                        ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
                     lastCheck: lastCheck, records: perReal[rid] ?? 0,
                     counters: CountersReport(dataplane.counters(real: rid)))
             }
@@ -85,18 +87,22 @@ extension ReadView {
             let counters = CountersReport(dataplane.counters(service: state.serviceID(s.name) ?? 0))
             return ServiceStats(name: s.name, counters: counters, rates: rates.rate(s.name, counters))
         }
-        let packets = Dictionary(dataplane.packetReasons().map { ($0.key.description, $0.value) },
-                                 uniquingKeysWith: { a, _ in a })
-        return StatsReport(services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
-                           records: fill.validRecords, recordCapacity: fill.recordCapacity)
+        let packets = Dictionary(
+            dataplane.packetReasons().map { ($0.key.description, $0.value) },
+            uniquingKeysWith: { a, _ in a })
+        return StatsReport(
+            services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
+            records: fill.validRecords, recordCapacity: fill.recordCapacity)
     }
 
     /// The valid records `filter` selects, handed to `send` in batches of
     /// up to `batchSize`, each sorted by group and client: the daemon holds
     /// one batch at a time whatever the table size. Throws before sending
     /// anything when the filter names an unknown service or real.
-    func records(_ filter: RecordFilter, batchSize: Int = 4096,
-                 send: ([RecordReport]) throws -> Void) throws {
+    func records(
+        _ filter: RecordFilter, batchSize: Int = 4096,
+        send: ([RecordReport]) throws -> Void
+    ) throws {
         let match = try matcher(filter)
         let now = ReadView.monotonicNs()
         let names = serviceNamesByID()
@@ -106,12 +112,14 @@ extension ReadView {
         func flush() throws {
             guard !pending.isEmpty else { return }
             pending.sort { a, b in a.group != b.group ? a.group < b.group : a.client < b.client }
-            try send(pending.map { r in
-                RecordReport(group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
-                             real: state.ids.address[r.real]?.description ?? "#\(r.real)",
-                             service: names[r.service] ?? "#\(r.service)",
-                             ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
-            })
+            try send(
+                pending.map { r in
+                    RecordReport(
+                        group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
+                        real: state.ids.address[r.real]?.description ?? "#\(r.real)",
+                        service: names[r.service] ?? "#\(r.service)",
+                        ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
+                })
             pending.removeAll(keepingCapacity: true)
         }
         try dataplane.forEachRecordBatch { batch in
@@ -126,9 +134,13 @@ extension ReadView {
     func flush(_ filter: RecordFilter) throws -> String {
         let match = try matcher(filter)
         let deleted = try dataplane.deleteRecords(matching: match)
-        logger.notice("records flushed", metadata: ["service": "\(filter.service ?? "*")",
-                                                    "client": "\(filter.client ?? "*")",
-                                                    "real": "\(filter.real ?? "*")", "count": "\(deleted)"])
+        logger.notice(
+            "records flushed",
+            metadata: [
+                "service": "\(filter.service ?? "*")",
+                "client": "\(filter.client ?? "*")",
+                "real": "\(filter.real ?? "*")", "count": "\(deleted)"
+            ])
         return "flushed \(deleted) record\(deleted == 1 ? "" : "s")"
     }
 

@@ -10,13 +10,16 @@ enum SocketPath {
     /// a directory owned by root and closed to other writers.
     static func prepareDirectory(_ directory: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw ControlError("cannot create the socket directory \(directory): \(reason(error))")
         }
         if let problem = unsafe(directory, isDirectory: true) {
-            throw ControlError("the socket directory \(directory) \(problem): another user could replace the socket; use a directory only root can write, such as /run/tandem")
+            throw ControlError(
+                "the socket directory \(directory) \(problem): another user could replace the socket; use a directory only root can write, such as /run/tandem"
+            )
         }
     }
 

@@ -6,23 +6,29 @@ import Foundation
 /// Human output of the read commands, in the manner of `ipvsadm -Ln`.
 public enum Text {
     public static func status(_ s: StatusReport) -> String {
-        var out = "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
+        var out =
+            "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
         out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
         out += "Prot LocalAddress:Port Scheduler Flags\n"
         // Real lines share columns across services; service lines run free.
-        var rows: [[String]] = [["  -> RemoteAddress:Port", "Weight", "State", "Health", "Records", "Packets", "Last check"]]
+        var rows: [[String]] = [
+            ["  -> RemoteAddress:Port", "Weight", "State", "Health", "Records", "Packets", "Last check"]
+        ]
         var serviceLines: [Int: String] = [:]
         for svc in s.services {
             var line = "\(svc.proto.uppercased())  \(hostPort(svc.vip, svc.port)) \(svc.scheduler)"
             if let p = svc.persistence { line += " persistent \(p)" }
             if !svc.follows.isEmpty { line += " follows \(svc.follows.joined(separator: ","))" }
             if svc.dropOnFailure { line += " drop-on-failure" }
-            line += "  (\(svc.name))  \(rate(svc.rates.packetsPerSecond)) pkt/s \(rate(svc.rates.newFlowsPerSecond)) new/s"
+            line +=
+                "  (\(svc.name))  \(rate(svc.rates.packetsPerSecond)) pkt/s \(rate(svc.rates.newFlowsPerSecond)) new/s"
             if let digest = svc.ringDigest { line += "  ring \(digest)" }
             serviceLines[rows.count] = line
             for r in svc.reals {
-                rows.append(["  -> \(hostPort(r.address, r.port))", "\(r.weight)", r.state, r.health, "\(r.records)",
-                             "\(r.counters.packets)", r.lastCheck ?? ""])
+                rows.append([
+                    "  -> \(hostPort(r.address, r.port))", "\(r.weight)", r.state, r.health, "\(r.records)",
+                    "\(r.counters.packets)", r.lastCheck ?? ""
+                ])
             }
             if let sorry = svc.sorry { rows.append(["  sorry \(sorry)", "", "", "", "", "", ""]) }
         }
@@ -35,17 +41,25 @@ public enum Text {
     }
 
     public static func stats(_ s: StatsReport) -> String {
-        var rows: [[String]] = [["SERVICE", "PACKETS", "BYTES", "NEW FLOWS", "PERSIST HITS", "FOLLOW HITS", "DROPS",
-                                 "PKTS/S", "NEW/S"]]
+        var rows: [[String]] = [
+            [
+                "SERVICE", "PACKETS", "BYTES", "NEW FLOWS", "PERSIST HITS", "FOLLOW HITS", "DROPS",
+                "PKTS/S", "NEW/S"
+            ]
+        ]
         for svc in s.services {
             let c = svc.counters
-            rows.append([svc.name, "\(c.packets)", "\(c.bytes)", "\(c.newFlows)", "\(c.persistHits)", "\(c.followHits)",
-                         "\(c.drops)", rate(svc.rates.packetsPerSecond), rate(svc.rates.newFlowsPerSecond)])
+            rows.append([
+                svc.name, "\(c.packets)", "\(c.bytes)", "\(c.newFlows)", "\(c.persistHits)", "\(c.followHits)",
+                "\(c.drops)", rate(svc.rates.packetsPerSecond), rate(svc.rates.newFlowsPerSecond)
+            ])
         }
         var out = table(rows)
         out += "\nflows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
         let reasons = s.packets.filter { $0.value > 0 }.sorted { $0.key < $1.key }
-        out += "packets not forwarded: " + (reasons.isEmpty ? "none" : reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + "\n"
+        out +=
+            "packets not forwarded: "
+            + (reasons.isEmpty ? "none" : reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + "\n"
         return out
     }
 
@@ -68,7 +82,9 @@ public enum Text {
     static func recordRows(_ records: [RecordReport], header: Bool) -> [[String]] {
         var rows: [[String]] = header ? [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "SERVICES"]] : []
         for r in records {
-            rows.append(["\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.services.joined(separator: ",")])
+            rows.append([
+                "\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.services.joined(separator: ",")
+            ])
         }
         return rows
     }
@@ -102,7 +118,8 @@ public enum Text {
         rows.map { row in
             row.enumerated().map { i, cell in
                 // Never cut: a cell wider than its column (a later batch) just pushes the row.
-                i == row.count - 1 || cell.count >= widths[i] ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+                i == row.count - 1 || cell.count >= widths[i]
+                    ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
             }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }.joined(separator: "\n") + "\n"
     }

@@ -2,8 +2,10 @@ import Model
 import TandemABI
 
 /// 16 address bytes in network order, as the ABI stores addresses.
-public typealias ABIAddress = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                               UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+public typealias ABIAddress = (
+    UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+    UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
+)
 
 extension IPAddress {
     /// The address as the ABI stores it: IPv4 in bytes 0-3, the rest zero.
@@ -73,8 +75,11 @@ extension tandem_service {
         if let persistence = service.persistence {
             flagBits |= TANDEM_SVC_PERSIST.rawValue
             netmask = UInt8(persistence.netmask)
-            mask = IPAddress(bytes: IPAddress.mask(prefix: persistence.netmask,
-                                                   count: service.vip.bytes.count))!.abiAddress
+            mask =
+                IPAddress(
+                    bytes: IPAddress.mask(
+                        prefix: persistence.netmask,
+                        count: service.vip.bytes.count))!.abiAddress
             persist_timeout_ns = persistence.timeoutNs
         }
         if service.dropOnFailure { flagBits |= TANDEM_SVC_DROP_ON_FAILURE.rawValue }

@@ -43,8 +43,10 @@ public final class Dataplane: @unchecked Sendable {
     public private(set) var ringDigests: [UInt32: RingDigest] = [:]
 
     /// Loads the program, creating or adopting the maps pinned under `pinRoot`.
-    public init(pinRoot: String = defaultPinRoot,
-                verifierLogPath: String = "/tmp/tandem-verifier.log") throws {
+    public init(
+        pinRoot: String = defaultPinRoot,
+        verifierLogPath: String = "/tmp/tandem-verifier.log"
+    ) throws {
         self.pinRoot = pinRoot
         object = try BPFObject(bytes: Objects.tandem, name: "tandem", pinRoot: pinRoot)
         try Self.checkPinnedLayouts(pinRoot)
@@ -124,8 +126,11 @@ extension Dataplane {
         var backendWrites: [(tandem_backend_key, tandem_backend)] = []
         for service in model.services where oldServices[service.id]?.backends != service.backends {
             for b in service.backends {
-                backendWrites.append((tandem_backend_key(service: service.id, real: b.real),
-                                      tandem_backend(state: b.state.rawValue, weight: b.weight)))
+                backendWrites.append(
+                    (
+                        tandem_backend_key(service: service.id, real: b.real),
+                        tandem_backend(state: b.state.rawValue, weight: b.weight)
+                    ))
             }
         }
         try backends.updateBatch(backendWrites)
@@ -165,8 +170,10 @@ extension Dataplane {
         try svcGens.update(id, (svcGens.lookup(id) ?? 0) &+ 1)
     }
 
-    private func write(_ service: DataplaneModel.Service, ring: [UInt32],
-                       replacing previous: DataplaneModel.Service?) throws {
+    private func write(
+        _ service: DataplaneModel.Service, ring: [UInt32],
+        replacing previous: DataplaneModel.Service?
+    ) throws {
         let key = tandem_service_key(service)
         let existing = services.lookup(key)
         var live = liveRings[service.id]
@@ -199,13 +206,16 @@ extension Dataplane {
 
     /// Deletes what the model no longer has. After a restart (nothing
     /// applied yet by this process) the maps themselves are the reference.
-    private func prune(model: DataplaneModel, old: DataplaneModel?,
-                       oldServices: [UInt32: DataplaneModel.Service],
-                       newReals: [UInt32: DataplaneModel.Real]) throws {
+    private func prune(
+        model: DataplaneModel, old: DataplaneModel?,
+        oldServices: [UInt32: DataplaneModel.Service],
+        newReals: [UInt32: DataplaneModel.Real]
+    ) throws {
         let wantedServices = Set(model.services.map { tandem_service_key($0) })
-        let wantedBackends = Set(model.services.flatMap { s in
-            s.backends.map { tandem_backend_key(service: s.id, real: $0.real) }
-        })
+        let wantedBackends = Set(
+            model.services.flatMap { s in
+                s.backends.map { tandem_backend_key(service: s.id, real: $0.real) }
+            })
         let wantedVIPs = Set(model.services.map { tandem_vip_key($0.vip) })
         let wantedIDs = Set(model.services.map(\.id))
 
@@ -215,7 +225,9 @@ extension Dataplane {
         var realIDs: [UInt32]
         if let old {
             serviceKeys = old.services.map { tandem_service_key($0) }
-            backendKeys = old.services.flatMap { s in s.backends.map { tandem_backend_key(service: s.id, real: $0.real) } }
+            backendKeys = old.services.flatMap { s in
+                s.backends.map { tandem_backend_key(service: s.id, real: $0.real) }
+            }
             vipKeys = old.services.map { tandem_vip_key($0.vip) }
             realIDs = old.reals.map(\.id)
         } else {
@@ -254,7 +266,9 @@ extension Dataplane {
         }
         var backendCount = 0
         for s in model.services {
-            if s.id >= TANDEM_MAX_SERVICES { problems.append("service id \(s.id) out of range 0..<\(TANDEM_MAX_SERVICES)") }
+            if s.id >= TANDEM_MAX_SERVICES {
+                problems.append("service id \(s.id) out of range 0..<\(TANDEM_MAX_SERVICES)")
+            }
             if !ids.insert(s.id).inserted { problems.append("service id \(s.id) used twice") }
             if !keys.insert(tandem_service_key(s)).inserted {
                 problems.append("service \(s.vip):\(s.port)/\(s.proto) defined twice")
@@ -324,13 +338,17 @@ extension Dataplane {
         let gens = Dictionary(reals.entries().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         let cursor = persist.batches(chunk: chunk)
         while let batch = try cursor.next() {
-            try body(batch.compactMap { key, value in
-                guard let client = IPAddress(abiAddress: key.client, family: key.af) else { return nil }
-                let real = gens[value.real]
-                let valid = real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
-                return Record(group: key.group, client: client, real: value.real, service: value.service,
-                              lastSeenNs: value.last_seen_ns, valid: valid)
-            })
+            try body(
+                batch.compactMap { key, value in
+                    guard let client = IPAddress(abiAddress: key.client, family: key.af) else { return nil }
+                    let real = gens[value.real]
+                    let valid =
+                        real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 }
+                        ?? false
+                    return Record(
+                        group: key.group, client: client, real: value.real, service: value.service,
+                        lastSeenNs: value.last_seen_ns, valid: valid)
+                })
         }
     }
 
@@ -366,18 +384,22 @@ extension Dataplane {
     public func pinnedState() -> PinnedState {
         let pinnedServices = services.entries().compactMap { key, value -> PinnedState.Service? in
             guard let vip = IPAddress(abiAddress: key.vip, family: key.af),
-                  let proto = L4Protocol(rawValue: key.proto) else { return nil }
-            return .init(key: ServiceKey(vip: vip, port: key.port, proto: proto), id: value.id,
-                         group: value.group, sorryReal: value.sorry_real)
+                let proto = L4Protocol(rawValue: key.proto)
+            else { return nil }
+            return .init(
+                key: ServiceKey(vip: vip, port: key.port, proto: proto), id: value.id,
+                group: value.group, sorryReal: value.sorry_real)
         }
         let pinnedBackends = backends.entries().map { key, value in
-            PinnedState.Backend(service: key.service, real: key.real,
-                                state: DataplaneModel.BackendState(rawValue: value.state) ?? .up)
+            PinnedState.Backend(
+                service: key.service, real: key.real,
+                state: DataplaneModel.BackendState(rawValue: value.state) ?? .up)
         }
         let pinnedReals = reals.entries().compactMap { id, value -> PinnedState.Real? in
             guard value.af != 0, let address = IPAddress(abiAddress: value.addr, family: value.af) else { return nil }
-            return .init(id: id, address: address, recGen: value.rec_gen, flowGen: value.flow_gen,
-                         active: value.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0)
+            return .init(
+                id: id, address: address, recGen: value.rec_gen, flowGen: value.flow_gen,
+                active: value.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0)
         }
         return PinnedState(services: pinnedServices, backends: pinnedBackends, reals: pinnedReals)
     }
@@ -388,15 +410,16 @@ extension Dataplane {
         var deleted = 0
         let cursor = persist.batches()
         while let batch = try cursor.next() {
-          for (key, value) in batch {
-            guard let client = IPAddress(abiAddress: key.client, family: key.af) else { continue }
-            let record = Record(group: key.group, client: client, real: value.real, service: value.service,
-                                lastSeenNs: value.last_seen_ns, valid: true)
-            if matching(record) {
-                try persist.delete(key)
-                deleted += 1
+            for (key, value) in batch {
+                guard let client = IPAddress(abiAddress: key.client, family: key.af) else { continue }
+                let record = Record(
+                    group: key.group, client: client, real: value.real, service: value.service,
+                    lastSeenNs: value.last_seen_ns, valid: true)
+                if matching(record) {
+                    try persist.delete(key)
+                    deleted += 1
+                }
             }
-          }
         }
         return deleted
     }
@@ -419,9 +442,10 @@ extension Dataplane {
         var c = Census()
         c.flowCapacity = Int(flows.maxEntries)
         c.recordCapacity = Int(persist.maxEntries)
-        let gens = Dictionary(reals.entries().compactMap { id, real in
-            real.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 ? (id, real.rec_gen) : nil
-        }, uniquingKeysWith: { a, _ in a })
+        let gens = Dictionary(
+            reals.entries().compactMap { id, real in
+                real.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 ? (id, real.rec_gen) : nil
+            }, uniquingKeysWith: { a, _ in a })
         let records = persist.batches(chunk: 8192)
         while let batch = try records.next() {
             c.records += batch.count

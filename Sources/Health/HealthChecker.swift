@@ -87,8 +87,9 @@ public final class HealthChecker: Sendable {
         self.group = group
         self.prober = try Prober(group: group)
         self.logger = logger
-        (transitions, continuation) = AsyncStream.makeStream(of: Transition.self,
-                                                             bufferingPolicy: .bufferingOldest(max(1, buffer)))
+        (transitions, continuation) = AsyncStream.makeStream(
+            of: Transition.self,
+            bufferingPolicy: .bufferingOldest(max(1, buffer)))
     }
 
     /// Probes exactly `targets` from now on. A target already running keeps
@@ -104,8 +105,10 @@ public final class HealthChecker: Sendable {
             var new: [(ProbeTarget, UInt64)] = []
             for (target, up) in targets where s.probes[target] == nil && target.check.kind != .none {
                 s.nextGeneration += 1
-                s.probes[target] = ProbeStatus(state: RiseFall(up: up, rise: target.check.timing.rise,
-                                                               fall: target.check.timing.fall))
+                s.probes[target] = ProbeStatus(
+                    state: RiseFall(
+                        up: up, rise: target.check.timing.rise,
+                        fall: target.check.timing.fall))
                 s.generation[target] = s.nextGeneration
                 new.append((target, s.nextGeneration))
             }
@@ -113,8 +116,9 @@ public final class HealthChecker: Sendable {
         }
         for (target, generation) in started {
             let interval = Int64(clamping: target.check.timing.intervalNs)
-            schedule(target, generation: generation, on: group.next(),
-                     after: .nanoseconds(Int64.random(in: 0...max(1, interval))))
+            schedule(
+                target, generation: generation, on: group.next(),
+                after: .nanoseconds(Int64.random(in: 0...max(1, interval))))
         }
     }
 
@@ -122,7 +126,9 @@ public final class HealthChecker: Sendable {
 
     /// Stops every probe and ends `transitions` (after what it holds).
     public func stop() {
-        state.withLockedValue { $0.stopped = true; $0.probes = [:]; $0.generation = [:]; $0.unsent = [] }
+        state.withLockedValue {
+            $0.stopped = true; $0.probes = [:]; $0.generation = [:]; $0.unsent = []
+        }
         continuation.finish()
     }
 
@@ -165,8 +171,9 @@ public final class HealthChecker: Sendable {
             reason = "\(target.check.timing.rise) checks in a row passed"
         }
         if flipped {
-            logger.notice("health check \(up ? "up" : "down")",
-                          metadata: ["target": "\(target)", "reason": "\(reason)"])
+            logger.notice(
+                "health check \(up ? "up" : "down")",
+                metadata: ["target": "\(target)", "reason": "\(reason)"])
         }
         let sent: Bool
         switch continuation.yield(Transition(target: target, up: up, reason: reason)) {
@@ -180,8 +187,9 @@ public final class HealthChecker: Sendable {
             if sent { s.unsent.remove(target) } else { s.unsent.insert(target) }
         }
         if !sent && !unsent {
-            logger.error("health transition buffer full: the controller is behind; sending again after the next check",
-                         metadata: ["target": "\(target)", "up": "\(up)"])
+            logger.error(
+                "health transition buffer full: the controller is behind; sending again after the next check",
+                metadata: ["target": "\(target)", "up": "\(up)"])
         }
     }
 }

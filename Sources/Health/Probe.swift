@@ -82,8 +82,10 @@ public struct Prober: Sendable {
 
     /// `http` and `https`: one request, judged by its status code and, if
     /// asked, its body.
-    func http(_ target: ProbeTarget, _ options: HTTPOptions, tls: TLSOptions?,
-              on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
+    func http(
+        _ target: ProbeTarget, _ options: HTTPOptions, tls: TLSOptions?,
+        on loop: any EventLoop
+    ) -> EventLoopFuture<ProbeResult> {
         connect(target, on: loop) { pipeline, outcome in
             if let tls { try pipeline.addHandler(client(tls, serverName: options.host)) }
             try pipeline.addHTTPClientHandlers()
@@ -100,9 +102,11 @@ public struct Prober: Sendable {
     /// Connects to the target with `handlers` in the pipeline (they decide
     /// the result, unless `connected` does) and fails on an error, on close
     /// or at the check's timeout.
-    private func connect(_ target: ProbeTarget, on loop: any EventLoop,
-                         handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations, Outcome) throws -> Void = { _, _ in },
-                         connected: @escaping @Sendable (Outcome) -> Void = { _ in }) -> EventLoopFuture<ProbeResult> {
+    private func connect(
+        _ target: ProbeTarget, on loop: any EventLoop,
+        handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations, Outcome) throws -> Void = { _, _ in },
+        connected: @escaping @Sendable (Outcome) -> Void = { _ in }
+    ) -> EventLoopFuture<ProbeResult> {
         let address: SocketAddress
         do {
             address = try SocketAddress(ipAddress: target.address.description, port: Int(target.port))
@@ -212,8 +216,9 @@ final class HTTPProbeHandler: ChannelInboundHandler {
         headers.add(name: "Host", value: options.host ?? host)
         headers.add(name: "User-Agent", value: "tandem-health-check")
         headers.add(name: "Connection", value: "close")
-        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: options.method), uri: options.path,
-                                   headers: headers)
+        let head = HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: options.method), uri: options.path,
+            headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         context.fireChannelActive()
@@ -236,7 +241,9 @@ final class HTTPProbeHandler: ChannelInboundHandler {
     private func judge() -> ProbeResult {
         guard let status else { return .failure("no HTTP response") }
         guard options.expect.contains(where: { $0.contains(status) }) else {
-            return .failure("HTTP \(status), expected \(options.expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))")
+            return .failure(
+                "HTTP \(status), expected \(options.expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))"
+            )
         }
         if let pattern = options.body, !body.contains(pattern) {
             return .failure("HTTP \(status) but the body lacks \"\(pattern)\"")

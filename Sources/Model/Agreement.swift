@@ -12,7 +12,9 @@ public enum ClientHash {
     /// spread a client on their own; linking another port to a group (say
     /// :443/udp to :80 and :443/tcp) keeps its seed, so no client moves.
     public static func seed(group keys: [ServiceKey]) -> UInt32 {
-        guard let first = keys.min(by: { ($0.proto.rawValue, $0.port) < ($1.proto.rawValue, $1.port) }) else { return 0 }
+        guard let first = keys.min(by: { ($0.proto.rawValue, $0.port) < ($1.proto.rawValue, $1.port) }) else {
+            return 0
+        }
         var h = FNV64()
         h.add(Array("tandem-client-seed".utf8))
         h.add(first.vip)
@@ -57,8 +59,9 @@ public struct RingDigest: Hashable, Sendable, CustomStringConvertible {
 extension DataplaneModel {
     /// The digest of `service` whose live ring is `ring` (real ids).
     public func ringDigest(for service: Service, ring: [UInt32], addresses: [UInt32: IPAddress]) -> RingDigest {
-        RingDigest(scheduler: service.scheduler, seed: service.hashSeed, netmask: service.persistence?.netmask,
-                   ring: ring.map { addresses[$0] }, sorry: service.sorryReal.flatMap { addresses[$0] })
+        RingDigest(
+            scheduler: service.scheduler, seed: service.hashSeed, netmask: service.persistence?.netmask,
+            ring: ring.map { addresses[$0] }, sorry: service.sorryReal.flatMap { addresses[$0] })
     }
 }
 
@@ -77,8 +80,10 @@ struct FNV64 {
     }
 
     mutating func add(_ word: UInt32) {
-        add([UInt8(truncatingIfNeeded: word), UInt8(truncatingIfNeeded: word >> 8),
-             UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 24)])
+        add([
+            UInt8(truncatingIfNeeded: word), UInt8(truncatingIfNeeded: word >> 8),
+            UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 24)
+        ])
     }
 
     /// Family byte (4 or 6; 0 for none), then the address bytes.

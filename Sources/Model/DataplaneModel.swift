@@ -57,10 +57,12 @@ public struct DataplaneModel: Equatable, Sendable {
         public var sorryReal: UInt32?
         public var backends: [Backend]
 
-        public init(id: UInt32, group: UInt32, vip: IPAddress, port: UInt16, proto: L4Protocol,
-                    scheduler: Scheduler = .maglev, persistence: Persistence? = nil,
-                    dropOnFailure: Bool = false, sorryReal: UInt32? = nil, backends: [Backend] = [],
-                    hashSeed: UInt32? = nil) {
+        public init(
+            id: UInt32, group: UInt32, vip: IPAddress, port: UInt16, proto: L4Protocol,
+            scheduler: Scheduler = .maglev, persistence: Persistence? = nil,
+            dropOnFailure: Bool = false, sorryReal: UInt32? = nil, backends: [Backend] = [],
+            hashSeed: UInt32? = nil
+        ) {
             self.id = id
             self.group = group
             // A service alone is a group of one.

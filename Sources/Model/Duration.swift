@@ -2,8 +2,10 @@ import Foundation
 
 /// Durations as configs write them: "500ms", "2s", "30m", "1h30m".
 public enum DurationText {
-    static let units: [(String, UInt64)] = [("ms", 1_000_000), ("h", 3_600_000_000_000),
-                                            ("m", 60_000_000_000), ("s", 1_000_000_000)]
+    static let units: [(String, UInt64)] = [
+        ("ms", 1_000_000), ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000), ("s", 1_000_000_000)
+    ]
 
     /// Nanoseconds, or nil when `text` is not a duration.
     public static func parse(_ text: String) -> UInt64? {

@@ -48,8 +48,10 @@ public struct HTTPOptions: Hashable, Sendable {
     /// Substring the body must contain.
     public var body: String?
 
-    public init(method: String = "GET", path: String = "/", host: String? = nil,
-                expect: [ClosedRange<Int>] = [200...299], body: String? = nil) {
+    public init(
+        method: String = "GET", path: String = "/", host: String? = nil,
+        expect: [ClosedRange<Int>] = [200...299], body: String? = nil
+    ) {
         self.method = method
         self.path = path
         self.host = host
@@ -102,7 +104,7 @@ extension HealthCheck.Kind {
             .https(HTTPOptions(reading: &$0), TLSOptions(reading: &$0))
         },
         Entry(name: "tls", keys: TLSOptions.keys) { .tls(TLSOptions(reading: &$0)) },
-        Entry(name: "none", keys: []) { _ in .none },
+        Entry(name: "none", keys: []) { _ in .none }
     ]
 
     /// The `type` of the check in the config.
@@ -144,7 +146,8 @@ extension HealthCheck {
     public init(reading options: inout CheckOptions, timing: CheckTiming) {
         let start = options.problems.count
         let names = Kind.all.map(\.name)
-        let entry = options.choice("type", names).flatMap { name in Kind.all.first { $0.name == name } }
+        let entry =
+            options.choice("type", names).flatMap { name in Kind.all.first { $0.name == name } }
             ?? Kind.all[0]
         self.init(entry.read(&options), timing: timing)
         if let p = options.int("port", 1...65535) { port = UInt16(p) }
@@ -248,7 +251,9 @@ public struct CheckOptions: Sendable {
     /// Puts the problems from `start` on in the order of their keys in `keys`.
     mutating func order(from start: Int, by keys: [String]) {
         let rank = { (p: Problem) in keys.firstIndex(of: p.key) ?? keys.count }
-        let tail = problems[start...].enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }
+        let tail = problems[start...].enumerated().sorted {
+            (rank($0.element), $0.offset) < (rank($1.element), $1.offset)
+        }
         problems[start...] = ArraySlice(tail.map(\.element))
     }
 
@@ -279,7 +284,10 @@ public struct CheckOptions: Sendable {
     mutating func int(_ key: String, _ range: ClosedRange<Int>) -> Int? {
         guard let value = values[key] else { return nil }
         guard let text = value.scalar, let v = Int(text), range.contains(v) else {
-            fail(key, "must be a whole number in \(range.lowerBound)...\(range.upperBound), not \(value.scalar ?? "a \(value.kind)")")
+            fail(
+                key,
+                "must be a whole number in \(range.lowerBound)...\(range.upperBound), not \(value.scalar ?? "a \(value.kind)")"
+            )
             return nil
         }
         return v
@@ -317,7 +325,8 @@ public struct CheckOptions: Sendable {
     static func trimmed(_ text: Substring) -> Substring {
         let blank: (Character) -> Bool = { $0.isWhitespace && !$0.isNewline }
         guard let first = text.firstIndex(where: { !blank($0) }),
-              let last = text.lastIndex(where: { !blank($0) }) else { return "" }
+            let last = text.lastIndex(where: { !blank($0) })
+        else { return "" }
         return text[first...last]
     }
 }

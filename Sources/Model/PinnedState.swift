@@ -45,4 +45,3 @@ public struct PinnedState: Sendable {
         self.reals = reals
     }
 }
-

@@ -37,7 +37,9 @@ extension Scheduler {
         case .wrr: return SmoothWRR.sequence(live, maxLength: size)
         case .fixed:
             // Highest weight wins; ties go to the lowest address.
-            let best = live.max { a, b in a.weight < b.weight || (a.weight == b.weight && b.key.lexicographicallyPrecedes(a.key)) }!
+            let best = live.max { a, b in
+                a.weight < b.weight || (a.weight == b.weight && b.key.lexicographicallyPrecedes(a.key))
+            }!
             return [best.id]
         }
     }

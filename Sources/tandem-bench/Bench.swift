@@ -15,7 +15,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Runs of one frame inside the kernel's loop, for the stateless rows (pass, established).")
     var `repeat`: Int32 = 1_000_000
 
-    @Option(help: "New clients per stateful row (new flow, follow, reschedule); one source address each, at most 120000.")
+    @Option(
+        help: "New clients per stateful row (new flow, follow, reschedule); one source address each, at most 120000.")
     var clients: Int32 = 100_000
 
     @Option(help: "Persistence records present for the invalidation row.")
@@ -49,7 +50,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The tandem executable for the connection rows (default: beside tandem-bench).")
     var tandem: String?
 
-    @Option(help: "Which rows: all, paths (XDP in the test loop), live (packets through the lab), connections (Tandem beside HAProxy), controller.")
+    @Option(
+        help:
+            "Which rows: all, paths (XDP in the test loop), live (packets through the lab), connections (Tandem beside HAProxy), controller."
+    )
     var only = "all"
 
     @Flag(help: "Print the table as Markdown.")
@@ -65,8 +69,10 @@ struct Bench: AsyncParsableCommand {
         guard ["all", "paths", "live", "connections", "controller"].contains(only) else {
             throw ValidationError("--only must be all, paths, live, connections or controller")
         }
-        guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency) else {
-            throw ValidationError("--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
+        guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency)
+        else {
+            throw ValidationError(
+                "--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
         }
         guard (0.1...60).contains(liveSeconds), (1...20).contains(liveRounds) else {
             throw ValidationError("--live-seconds must be 0.1...60 and --live-rounds 1...20")
@@ -88,15 +94,20 @@ struct Bench: AsyncParsableCommand {
             try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
         }
         if only == "all" || only == "live" {
-            try await LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(into: &table)
+            try await LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(
+                into: &table)
         }
         if only == "all" || only == "connections" {
-            let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tandem").path
-            try await ConnectionBench(seconds: connSeconds, rounds: connRounds, connections: connConcurrency,
-                                      tandem: tandem ?? beside).measure(into: &table)
+            let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+                .appendingPathComponent("tandem").path
+            try await ConnectionBench(
+                seconds: connSeconds, rounds: connRounds, connections: connConcurrency,
+                tandem: tandem ?? beside
+            ).measure(into: &table)
         }
         if only == "all" || only == "controller" {
-            try ControllerBench.apply(services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
+            try ControllerBench.apply(
+                services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
             for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
                 try await ControllerBench.health(count: checkReals, kind: kind, seconds: checkSeconds, into: &table)
             }
@@ -111,23 +122,31 @@ struct ResultTable {
     var rows: [Row] = []
 
     mutating func add(_ name: String, ns: Double, baseline: Double?, method: String) {
-        rows.append(Row(name: name, value: String(format: "%.1f ns", ns),
-                        baseline: baseline.map { String(format: "%.1f ns", $0) } ?? "",
-                        ratio: baseline.map { String(format: "%.2fx", ns / $0) } ?? "", method: method))
+        rows.append(
+            Row(
+                name: name, value: String(format: "%.1f ns", ns),
+                baseline: baseline.map { String(format: "%.1f ns", $0) } ?? "",
+                ratio: baseline.map { String(format: "%.2fx", ns / $0) } ?? "", method: method))
     }
 
     /// A rate (higher is better): ratio is this over the baseline.
     mutating func add(rate name: String, pps: Double, baseline: Double?, method: String) {
-        rows.append(Row(name: name, value: String(format: "%.2f Mpps", pps / 1e6),
-                        baseline: baseline.map { String(format: "%.2f Mpps", $0 / 1e6) } ?? "",
-                        ratio: baseline.map { String(format: "%.2fx", pps / $0) } ?? "", method: method))
+        rows.append(
+            Row(
+                name: name, value: String(format: "%.2f Mpps", pps / 1e6),
+                baseline: baseline.map { String(format: "%.2f Mpps", $0 / 1e6) } ?? "",
+                ratio: baseline.map { String(format: "%.2fx", pps / $0) } ?? "", method: method))
     }
 
     /// A figure with a unit; ratio is this over the baseline.
     mutating func add(count name: String, value: Double, unit: String, baseline: Double?, method: String) {
-        func text(_ v: Double) -> String { v >= 100 ? String(format: "%.0f %@", v, unit) : String(format: "%.2f %@", v, unit) }
-        rows.append(Row(name: name, value: text(value), baseline: baseline.map(text) ?? "",
-                        ratio: baseline.map { String(format: "%.2fx", value / $0) } ?? "", method: method))
+        func text(_ v: Double) -> String {
+            v >= 100 ? String(format: "%.0f %@", v, unit) : String(format: "%.2f %@", v, unit)
+        }
+        rows.append(
+            Row(
+                name: name, value: text(value), baseline: baseline.map(text) ?? "",
+                ratio: baseline.map { String(format: "%.2fx", value / $0) } ?? "", method: method))
     }
 
     mutating func add(_ name: String, value: String, method: String) {
@@ -137,13 +156,17 @@ struct ResultTable {
     var text: String {
         let header = Row(name: "path", value: "tandem", baseline: "baseline", ratio: "ratio", method: "method")
         let all = [header] + rows
-        let w = [all.map(\.name.count).max()!, all.map(\.value.count).max()!,
-                 all.map(\.baseline.count).max()!, all.map(\.ratio.count).max()!]
+        let w = [
+            all.map(\.name.count).max()!, all.map(\.value.count).max()!,
+            all.map(\.baseline.count).max()!, all.map(\.ratio.count).max()!
+        ]
         return all.map { r in
-            [r.name.padding(toLength: w[0], withPad: " ", startingAt: 0),
-             r.value.padding(toLength: w[1], withPad: " ", startingAt: 0),
-             r.baseline.padding(toLength: w[2], withPad: " ", startingAt: 0),
-             r.ratio.padding(toLength: w[3], withPad: " ", startingAt: 0), r.method].joined(separator: "  ")
+            [
+                r.name.padding(toLength: w[0], withPad: " ", startingAt: 0),
+                r.value.padding(toLength: w[1], withPad: " ", startingAt: 0),
+                r.baseline.padding(toLength: w[2], withPad: " ", startingAt: 0),
+                r.ratio.padding(toLength: w[3], withPad: " ", startingAt: 0), r.method
+            ].joined(separator: "  ")
         }.joined(separator: "\n")
     }
 

@@ -45,7 +45,9 @@ struct ConnectionBench {
         try Self.haproxyConfig(pidFile: workDirectory + "/haproxy.pid")
             .write(toFile: workDirectory + "/haproxy.cfg", atomically: true, encoding: .utf8)
         for namespace in ["tdm-client", "tdm-lb"] {
-            try await Command.output("/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
+            try await Command.output(
+                "/usr/sbin/ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"]
+            )
         }
         let statsWereOn = try BPFProgram.countRunTime(true)
         defer { _ = try? BPFProgram.countRunTime(statsWereOn) }
@@ -62,29 +64,42 @@ struct ConnectionBench {
         }
         let tandemRate = tandemLoad.connections / tandemLoad.seconds
         let haproxyRate = haproxyLoad.connections / haproxyLoad.seconds
-        let wrk = "wrk -t2 -c\(connections) -d\(seconds)s -H 'Connection: close' http://\(Self.vip)/ from tdm-client, \(rounds) x \(seconds) s alternating"
-        let checked = Set(followed.map { $0.split(separator: " ")[1] }) == ["4/4"] ? "both: 4/4 clients same real on :80 and :443"
+        let wrk =
+            "wrk -t2 -c\(connections) -d\(seconds)s -H 'Connection: close' http://\(Self.vip)/ from tdm-client, \(rounds) x \(seconds) s alternating"
+        let checked =
+            Set(followed.map { $0.split(separator: " ")[1] }) == ["4/4"]
+            ? "both: 4/4 clients same real on :80 and :443"
             : "SAME REAL ON :80 AND :443: \(followed.joined(separator: ", "))"
         let version = await Self.haproxyVersion()
-        table.add(count: "new TCP connections/s: HAProxy \(version), stick table shared by :80/:443",
-                  value: haproxyRate, unit: "conn/s", baseline: nil,
-                  method: wrk + haproxyLoad.errorNote + "; nginx on the reals")
-        table.add(count: "new TCP connections/s: Tandem", value: tandemRate, unit: "conn/s", baseline: haproxyRate,
-                  method: wrk + tandemLoad.errorNote + "; baseline HAProxy; " + checked)
-        table.add(count: "LB CPU per new connection: HAProxy", value: haproxyLoad.lbCPUns / haproxyLoad.connections / 1000,
-                  unit: "us", baseline: nil, method: "HAProxy's user + system time (/proc/PID/stat) over connections; kernel receive work outside it not counted")
-        table.add(count: "LB CPU per new connection: Tandem", value: tandemLoad.lbCPUns / tandemLoad.connections / 1000,
-                  unit: "us", baseline: haproxyLoad.lbCPUns / haproxyLoad.connections / 1000,
-                  method: "XDP run time (kernel.bpf_stats_enabled) over connections: every client packet of the connection; baseline HAProxy")
+        table.add(
+            count: "new TCP connections/s: HAProxy \(version), stick table shared by :80/:443",
+            value: haproxyRate, unit: "conn/s", baseline: nil,
+            method: wrk + haproxyLoad.errorNote + "; nginx on the reals")
+        table.add(
+            count: "new TCP connections/s: Tandem", value: tandemRate, unit: "conn/s", baseline: haproxyRate,
+            method: wrk + tandemLoad.errorNote + "; baseline HAProxy; " + checked)
+        table.add(
+            count: "LB CPU per new connection: HAProxy", value: haproxyLoad.lbCPUns / haproxyLoad.connections / 1000,
+            unit: "us", baseline: nil,
+            method:
+                "HAProxy's user + system time (/proc/PID/stat) over connections; kernel receive work outside it not counted"
+        )
+        table.add(
+            count: "LB CPU per new connection: Tandem", value: tandemLoad.lbCPUns / tandemLoad.connections / 1000,
+            unit: "us", baseline: haproxyLoad.lbCPUns / haproxyLoad.connections / 1000,
+            method:
+                "XDP run time (kernel.bpf_stats_enabled) over connections: every client packet of the connection; baseline HAProxy"
+        )
     }
 
     // MARK: Tandem
 
     func throughTandem() async throws -> (load: Load, followed: String) {
         _ = FileManager.default.createFile(atPath: workDirectory + "/tandem.log", contents: nil)
-        let serve = try await BackgroundProcess.start("/usr/bin/nsenter",
-                                           ["--net=/run/netns/tdm-lb", tandem, "serve", "--config", workDirectory + "/tandem.yaml"],
-                                           log: workDirectory + "/tandem.log")
+        let serve = try await BackgroundProcess.start(
+            "/usr/bin/nsenter",
+            ["--net=/run/netns/tdm-lb", tandem, "serve", "--config", workDirectory + "/tandem.yaml"],
+            log: workDirectory + "/tandem.log")
         return try await withCleanup {
             let program = try await waitForXDP()
             // Reals start up; wait until the VIP answers through the program.
@@ -110,18 +125,24 @@ struct ConnectionBench {
             if let attached { return attached }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        throw DataplaneError(description: "tandem serve attached no XDP program to tdm-lb's eth0 in 10 s (log: \(workDirectory)/tandem.log)")
+        throw DataplaneError(
+            description:
+                "tandem serve attached no XDP program to tdm-lb's eth0 in 10 s (log: \(workDirectory)/tandem.log)")
     }
 
     // MARK: HAProxy
 
     func throughHAProxy() async throws -> (load: Load, followed: String) {
-        let haproxy = try await BackgroundProcess.start("/usr/sbin/ip", ["netns", "exec", "tdm-lb", "/usr/sbin/haproxy", "-db",
-                                                              "-f", workDirectory + "/haproxy.cfg"])
+        let haproxy = try await BackgroundProcess.start(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", "tdm-lb", "/usr/sbin/haproxy", "-db",
+                "-f", workDirectory + "/haproxy.cfg"
+            ])
         return try await withCleanup {
             try await waitForVIP(what: "haproxy")
             let followed = try await follows()
-            let pid = haproxy.pid   // `ip netns exec` execs haproxy itself
+            let pid = haproxy.pid  // `ip netns exec` execs haproxy itself
             let before = try Self.cpuNs(pid: pid)
             var load = try await wrk()
             load.lbCPUns = Double(try Self.cpuNs(pid: pid) - before)
@@ -167,14 +188,23 @@ struct ConnectionBench {
     }
 
     func curl(_ url: String, source: String) async throws -> String {
-        try await Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "curl", "-sk", "-m", "2",
-                                            "--interface", source, url])
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try await Command.output(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", "tdm-client", "curl", "-sk", "-m", "2",
+                "--interface", source, url
+            ]
+        )
+        .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func wrk() async throws -> Load {
-        let out = try await Command.output("/usr/sbin/ip", ["netns", "exec", "tdm-client", "wrk", "-t2", "-c\(connections)",
-                                                      "-d\(seconds)s", "-H", "Connection: close", "http://\(Self.vip)/"])
+        let out = try await Command.output(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", "tdm-client", "wrk", "-t2", "-c\(connections)",
+                "-d\(seconds)s", "-H", "Connection: close", "http://\(Self.vip)/"
+            ])
         // "  86641 requests in 5.04s, 11.98MB read"
         guard let line = out.split(separator: "\n").first(where: { $0.contains(" requests in ") }) else {
             throw DataplaneError(description: "wrk printed no totals: \(out)")

@@ -40,7 +40,8 @@ final class LiveBench {
     }
 
     func measure(into table: inout ResultTable) async throws {
-        for name in [Self.lbNamespace, Self.switchNamespace] where !FileManager.default.fileExists(atPath: "/run/netns/\(name)") {
+        for name in [Self.lbNamespace, Self.switchNamespace]
+        where !FileManager.default.fileExists(atPath: "/run/netns/\(name)") {
             throw DataplaneError(description: "live rows need the lab (tools/lab up): no namespace \(name)")
         }
         BPFFS.removeTree(pinRoot)
@@ -72,7 +73,8 @@ final class LiveBench {
         // The sink in place of the lab's program on the far end.
         let (peer, labProgram) = try NetworkNamespace.inside(Self.switchNamespace) {
             let peer = try Interface.index(Self.peerInterface)
-            let labProgram = try NetlinkXDP.attachedID(interface: Self.peerInterface, mode: .native).map(BPFProgram.byID)
+            let labProgram = try NetlinkXDP.attachedID(interface: Self.peerInterface, mode: .native).map(
+                BPFProgram.byID)
             try NetlinkXDP.attach(sink, interface: Self.peerInterface, mode: .native)
             return (peer, labProgram)
         }
@@ -95,7 +97,7 @@ final class LiveBench {
         let subjects = [
             Subject(name: "baseline: swap MACs, XDP_TX", program: baseline, newConnections: false),
             Subject(name: "established flow", program: dataplane.program, newConnections: false),
-            Subject(name: "new connection every frame", program: dataplane.program, newConnections: true),
+            Subject(name: "new connection every frame", program: dataplane.program, newConnections: true)
         ]
         try await withCleanup {
             for cores in [1, 2] {
@@ -117,8 +119,9 @@ final class LiveBench {
                             try link.update(to: subject.program)
                             try mode.update(0, subject.newConnections ? 1 : 0)
                             try dataplane.clearFlows()
-                            let r = try run(generator, subject.newConnections ? syn : frame, peer: peer,
-                                            received: received, sent: sent)
+                            let r = try run(
+                                generator, subject.newConnections ? syn : frame, peer: peer,
+                                received: received, sent: sent)
                             packets[i] += r.received
                             generated[i] += r.sent
                             elapsed[i] += r.seconds
@@ -126,14 +129,19 @@ final class LiveBench {
                     }
                 }
                 let base = packets[0] / elapsed[0]
-                let where_ = cores == 1 ? "generator, LB and sink on CPU 0"
+                let where_ =
+                    cores == 1
+                    ? "generator, LB and sink on CPU 0"
                     : "generator on CPU 0; LB's NAPI thread (pid \(napiThread!)) and sink on CPU 1"
                 for (i, subject) in subjects.enumerated() {
                     let pps = packets[i] / elapsed[i]
-                    let method = String(format: "64-byte frames, %d x %.1f s alternating; %@; %.0f%% of %.2f Mpps generated came back",
-                                        rounds, seconds, where_, 100 * packets[i] / max(generated[i], 1), generated[i] / elapsed[i] / 1e6)
-                    table.add(rate: "live, \(cores) core\(cores == 1 ? "" : "s"): \(subject.name)", pps: pps,
-                              baseline: i == 0 ? nil : base, method: method)
+                    let method = String(
+                        format: "64-byte frames, %d x %.1f s alternating; %@; %.0f%% of %.2f Mpps generated came back",
+                        rounds, seconds, where_, 100 * packets[i] / max(generated[i], 1),
+                        generated[i] / elapsed[i] / 1e6)
+                    table.add(
+                        rate: "live, \(cores) core\(cores == 1 ? "" : "s"): \(subject.name)", pps: pps,
+                        baseline: i == 0 ? nil : base, method: method)
                 }
             }
         } cleanup: {
@@ -143,8 +151,10 @@ final class LiveBench {
 
     /// Generates for `seconds` and returns what the sink counted, what the
     /// generator sent and the wall time.
-    func run(_ generator: BPFProgram, _ frame: [UInt8], peer: UInt32,
-             received: BPFMap<UInt32, UInt64>, sent: BPFMap<UInt32, UInt64>) throws -> (received: Double, sent: Double, seconds: Double) {
+    func run(
+        _ generator: BPFProgram, _ frame: [UInt8], peer: UInt32,
+        received: BPFMap<UInt32, UInt64>, sent: BPFMap<UInt32, UInt64>
+    ) throws -> (received: Double, sent: Double, seconds: Double) {
         func total(_ map: BPFMap<UInt32, UInt64>) -> UInt64 { map.lookupPerCPU(0)?.reduce(0, +) ?? 0 }
         // Warm up: first flow, first records, page pool.
         _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 10_000)
@@ -156,13 +166,17 @@ final class LiveBench {
             _ = try generator.liveFrames(packet: frame, ifindex: peer, count: 100_000)
             now = TestClock.nowNs()
         }
-        usleep(20_000)   // frames still in the rings; counted, not timed
+        usleep(20_000)  // frames still in the rings; counted, not timed
         return (Double(total(received) - received0), Double(total(sent) - sent0), Double(now - start) / 1e9)
     }
 
     static func setThreadedNAPI(_ on: Bool) async throws {
-        try await Command.output("/usr/sbin/ip", ["netns", "exec", lbNamespace, "sh", "-c",
-                                            "echo \(on ? 1 : 0) > /sys/class/net/\(lbInterface)/threaded"])
+        try await Command.output(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", lbNamespace, "sh", "-c",
+                "echo \(on ? 1 : 0) > /sys/class/net/\(lbInterface)/threaded"
+            ])
     }
 
     /// Turns threaded NAPI on for the LB's eth0 and returns its new kernel
@@ -171,15 +185,19 @@ final class LiveBench {
     static func startNAPIThread() async throws -> Int32 {
         func threads() -> Set<Int32> {
             let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            return Set(all.compactMap(Int32.init).filter { pid in
-                (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("napi/\(lbInterface)-") ?? false
-            })
+            return Set(
+                all.compactMap(Int32.init).filter { pid in
+                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix(
+                        "napi/\(lbInterface)-") ?? false
+                })
         }
         let before = threads()
         try await setThreadedNAPI(true)
         let new = threads().subtracting(before)
         guard new.count == 1 else {
-            throw DataplaneError(description: "threaded NAPI on \(lbNamespace)'s \(lbInterface): wanted one new napi thread, found \(new.count)")
+            throw DataplaneError(
+                description:
+                    "threaded NAPI on \(lbNamespace)'s \(lbInterface): wanted one new napi thread, found \(new.count)")
         }
         return new.first!
     }

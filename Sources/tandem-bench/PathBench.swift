@@ -68,9 +68,10 @@ final class PathBench {
 
     /// Real i's MAC is 02:00:00:00:01:i.
     static func model(_ state: ControlState) -> DataplaneModel {
-        let macs = Dictionary(uniqueKeysWithValues: state.realAddresses.map { address in
-            (address, MACAddress(bytes: [2, 0, 0, 0, 1, address.bytes[3] - 20])!)
-        })
+        let macs = Dictionary(
+            uniqueKeysWithValues: state.realAddresses.map { address in
+                (address, MACAddress(bytes: [2, 0, 0, 0, 1, address.bytes[3] - 20])!)
+            })
         return state.model(macs: macs)
     }
 
@@ -89,8 +90,10 @@ final class PathBench {
         IPAddress(bytes: withUnsafeBytes(of: hostOrder.bigEndian) { Array($0) })!.description
     }
 
-    func frame(_ client: String, port: UInt16, sport: UInt16 = 40000, flags: UInt8 = TCPFlags.syn,
-               dst: String = vip) -> [UInt8] {
+    func frame(
+        _ client: String, port: UInt16, sport: UInt16 = 40000, flags: UInt8 = TCPFlags.syn,
+        dst: String = vip
+    ) -> [UInt8] {
         PacketSpec(src: client, dst: dst, sport: sport, dport: port, tcpFlags: flags).bytes
     }
 
@@ -121,13 +124,20 @@ final class PathBench {
         let first = Self.address(Self.firstClient)
         let syn = frame(first, port: 80)
 
-        _ = try dataplane.program.testRun(packet: syn)   // the established row's flow
-        let stateless = try medians([
-            ("baseline: swap MACs, XDP_TX", baseline, syn, .tx),
-            ("non-VIP pass, port no service uses", dataplane.program, frame(first, port: 22, dst: "198.18.0.200"), .pass),
-            ("non-VIP pass, port 80 of another address", dataplane.program, frame(first, port: 80, dst: "198.18.0.200"), .pass),
-            ("established flow", dataplane.program, frame(first, port: 80, flags: TCPFlags.ack), .tx),
-        ], count: r, trials: trials)
+        _ = try dataplane.program.testRun(packet: syn)  // the established row's flow
+        let stateless = try medians(
+            [
+                ("baseline: swap MACs, XDP_TX", baseline, syn, .tx),
+                (
+                    "non-VIP pass, port no service uses", dataplane.program,
+                    frame(first, port: 22, dst: "198.18.0.200"), .pass
+                ),
+                (
+                    "non-VIP pass, port 80 of another address", dataplane.program,
+                    frame(first, port: 80, dst: "198.18.0.200"), .pass
+                ),
+                ("established flow", dataplane.program, frame(first, port: 80, flags: TCPFlags.ack), .tx)
+            ], count: r, trials: trials)
         let base = stateless[0]
         table.add("baseline: swap MACs, XDP_TX", ns: base, baseline: nil, method: method)
         table.add("non-VIP pass, port no service uses", ns: stateless[1], baseline: base, method: method)
@@ -138,24 +148,36 @@ final class PathBench {
         // Every repetition a new client from here on.
         let stateful = "repeat \(clients), +1 source address per run"
         let baseNext = try medians([("baseline: +1 source", baselineNext, syn, .tx)], count: c, trials: trials)[0]
-        table.add("baseline: +1 source, swap MACs, XDP_TX", ns: baseNext, baseline: nil, method: stateful + ", median of \(trials)")
+        table.add(
+            "baseline: +1 source, swap MACs, XDP_TX", ns: baseNext, baseline: nil,
+            method: stateful + ", median of \(trials)")
         try dataplane.clearFlows()
-        table.add("new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx, count: c),
-                  baseline: baseNext, method: stateful)
+        table.add(
+            "new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx, count: c),
+            baseline: baseNext, method: stateful)
         try dataplane.clearFlows()
-        table.add("persistence hit (:80 again, new port)", ns: try run(nextClient, frame(first, port: 80, sport: 41000),
-                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
+        table.add(
+            "persistence hit (:80 again, new port)",
+            ns: try run(
+                nextClient, frame(first, port: 80, sport: 41000),
+                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
         try dataplane.clearFlows()
-        table.add("follow hit (:443 after :80)", ns: try run(nextClient, frame(first, port: 443, sport: 42000),
-                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
+        table.add(
+            "follow hit (:443 after :80)",
+            ns: try run(
+                nextClient, frame(first, port: 443, sport: 42000),
+                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
         try dataplane.clearFlows()
 
         // Every record of these clients points at real 1, which then fails.
         let failedFirst = Self.firstClient + UInt32(clients) + 1024
         _ = try dataplane.fillRecords(count: Int(clients), group: 1, real: 1, firstClient: failedFirst)
         try dataplane.apply(Self.failing(state, real: 1))
-        table.add("rescheduled after failure", ns: try run(nextClient, frame(Self.address(failedFirst), port: 443),
-                  expect: .tx, count: c), baseline: baseNext, method: stateful + ", record of a failed real")
+        table.add(
+            "rescheduled after failure",
+            ns: try run(
+                nextClient, frame(Self.address(failedFirst), port: 443),
+                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record of a failed real")
         try dataplane.apply(model)
     }
 }
@@ -180,8 +202,10 @@ struct InvalidationBench {
         let probe = try dataplane.program.testRun(
             packet: PacketSpec(src: client, dst: PathBench.vip, dport: 443).bytes)
         let moved = probe.retval == Verdict.tx.rawValue && Array(probe.output.prefix(6)) != [2, 0, 0, 0, 1, 2]
-        table.add("invalidate a failed real's records, \(present) present",
-                  value: String(format: "%.3f ms", elapsed),
-                  method: "apply(): 1 generation write + 2 ring rebuilds (64 reals); next packet moved: \(moved ? "yes" : "NO")")
+        table.add(
+            "invalidate a failed real's records, \(present) present",
+            value: String(format: "%.3f ms", elapsed),
+            method:
+                "apply(): 1 generation write + 2 ring rebuilds (64 reals); next packet moved: \(moved ? "yes" : "NO")")
     }
 }

@@ -29,7 +29,9 @@ struct Check: ParsableCommand {
             } else {
                 var stderr = StandardError()
                 print(errors.description, to: &stderr)
-                print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
+                print(
+                    "\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied",
+                    to: &stderr)
             }
             throw ExitCode(1)
         }
@@ -41,12 +43,17 @@ struct Check: ParsableCommand {
         let byName = Dictionary(c.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
         for (i, group) in groups.enumerated() {
-            out += "\n" + (group.count > 1 ? "follow group \(i + 1): \(group.joined(separator: " <-> "))\n" : "service (not linked)\n")
+            out +=
+                "\n"
+                + (group.count > 1
+                    ? "follow group \(i + 1): \(group.joined(separator: " <-> "))\n" : "service (not linked)\n")
             for name in group {
                 guard let s = byName[name] else { continue }
                 let vip = s.vip.family == .inet ? "\(s.vip):\(s.port)" : "[\(s.vip)]:\(s.port)"
                 var line = "  \(s.proto == .tcp ? "TCP" : "UDP")  \(vip)  \(s.scheduler.rawValue)"
-                if let p = s.persistence { line += "  persistent \(DurationText.format(p.timeoutNs)) mask /\(p.netmask)" }
+                if let p = s.persistence {
+                    line += "  persistent \(DurationText.format(p.timeoutNs)) mask /\(p.netmask)"
+                }
                 line += "  check \(s.check.summary)  (\(s.name))\n"
                 out += line
                 for r in s.reals {
@@ -59,26 +66,34 @@ struct Check: ParsableCommand {
         return out
     }
 
-
     static func json(_ validated: ValidatedConfig) throws -> String {
         let c = validated.config, groups = validated.groups
-        let groupOf = Dictionary(groups.enumerated().flatMap { i, g in g.map { ($0, i + 1) } }, uniquingKeysWith: { a, _ in a })
+        let groupOf = Dictionary(
+            groups.enumerated().flatMap { i, g in g.map { ($0, i + 1) } }, uniquingKeysWith: { a, _ in a })
         let services: [[String: Any]] = c.services.map { s in
             var d: [String: Any] = [
                 "name": s.name, "vip": s.vip.description, "port": Int(s.port),
                 "protocol": s.proto == .tcp ? "tcp" : "udp", "scheduler": s.scheduler.rawValue,
                 "group": groupOf[s.name] ?? 0, "follow": s.follow, "failover": s.failover.rawValue,
                 "drop-on-failure": s.dropOnFailure, "check": s.check.summary,
-                "reals": s.reals.map { ["address": $0.address.description, "port": Int($0.port),
-                                        "weight": Int($0.weight), "state": $0.state.rawValue] as [String: Any] },
+                "reals": s.reals.map {
+                    [
+                        "address": $0.address.description, "port": Int($0.port),
+                        "weight": Int($0.weight), "state": $0.state.rawValue
+                    ] as [String: Any]
+                }
             ]
             if let p = s.persistence {
-                d["persistence"] = ["mode": "source-ip", "timeout": DurationText.format(p.timeoutNs), "netmask": p.netmask]
+                d["persistence"] = [
+                    "mode": "source-ip", "timeout": DurationText.format(p.timeoutNs), "netmask": p.netmask
+                ]
             }
             return d
         }
-        let doc: [String: Any] = ["interface": c.interface, "xdp-mode": c.xdpMode.rawValue,
-                                  "groups": groups, "services": services]
+        let doc: [String: Any] = [
+            "interface": c.interface, "xdp-mode": c.xdpMode.rawValue,
+            "groups": groups, "services": services
+        ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self) + "\n"
     }

@@ -12,8 +12,10 @@ struct SocketOptions: ParsableArguments {
 
     /// Sends `request`; prints the error and exits 1 when it failed.
     /// Batches of a record listing go to `onRecords` as they arrive.
-    func send(_ request: ControlRequest,
-              onRecords: ([RecordReport]) throws -> Void = { _ in }) async throws -> ControlResponse {
+    func send(
+        _ request: ControlRequest,
+        onRecords: ([RecordReport]) throws -> Void = { _ in }
+    ) async throws -> ControlResponse {
         var stderr = StandardError()
         let response: ControlResponse
         do {
@@ -87,8 +89,11 @@ struct Persistence: AsyncParsableCommand {
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    let items = try batch.map { "  " + String(decoding: try encoder.encode($0), as: UTF8.self)
-                        .replacingOccurrences(of: "\n", with: "\n  ") }
+                    let items = try batch.map {
+                        "  "
+                            + String(decoding: try encoder.encode($0), as: UTF8.self)
+                            .replacingOccurrences(of: "\n", with: "\n  ")
+                    }
                     print((count == batch.count ? "[\n" : ",\n") + items.joined(separator: ",\n"), terminator: "")
                 } else {
                     print(Text.recordBatch(batch, widths: &widths), terminator: "")
@@ -127,7 +132,8 @@ struct Persistence: AsyncParsableCommand {
         func validate() throws {
             let filtered = filter.service != nil || filter.client != nil || filter.real != nil
             if !filtered && !all {
-                throw ValidationError("no filter given: add --service, --client or --real, or --all to delete every record")
+                throw ValidationError(
+                    "no filter given: add --service, --client or --real, or --all to delete every record")
             }
             if filtered && all { throw ValidationError("--all deletes every record; leave out the filters or --all") }
         }
@@ -212,7 +218,9 @@ struct Stats: AsyncParsableCommand {
     func run() async throws {
         repeat {
             guard let stats = try await options.send(.stats).stats else { return }
-            if json { try printJSON(stats) } else {
+            if json {
+                try printJSON(stats)
+            } else {
                 if watch { print("--- \(Date())") }
                 print(Text.stats(stats), terminator: "")
             }

@@ -45,7 +45,9 @@ struct Down: ParsableCommand {
             }
         }
         if let holder = PinLock.holder(of: pins) {
-            print("tandem down: \(pins) is owned by a running tandem serve (\(holder)); stop it first, then run tandem down (nothing changed)", to: &stderr)
+            print(
+                "tandem down: \(pins) is owned by a running tandem serve (\(holder)); stop it first, then run tandem down (nothing changed)",
+                to: &stderr)
             throw ExitCode(1)
         }
         guard BPFFS.isBPFFS(pins), FileManager.default.fileExists(atPath: pins) else {

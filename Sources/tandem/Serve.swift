@@ -35,7 +35,9 @@ struct Serve: AsyncParsableCommand {
             try await Daemon.run(configPath: config, logger: logger, registry: registry)
         } catch let errors as ConfigErrors {
             print(errors.description, to: &stderr)
-            print("\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied", to: &stderr)
+            print(
+                "\(config): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied",
+                to: &stderr)
             throw ExitCode(1)
         } catch {
             print("tandem serve: \(error)", to: &stderr)

@@ -10,6 +10,8 @@ struct Tandem: AsyncParsableCommand {
             socket, except `check` (reads a config) and `down` (removes the pinned state).
             Shell completions: tandem --generate-completion-script bash|zsh|fish
             """,
-        subcommands: [Serve.self, Check.self, Status.self, Persistence.self, RealCommands.self, Reload.self,
-                      Stats.self, Down.self])
+        subcommands: [
+            Serve.self, Check.self, Status.self, Persistence.self, RealCommands.self, Reload.self,
+            Stats.self, Down.self
+        ])
 }

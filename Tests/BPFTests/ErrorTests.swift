@@ -14,14 +14,18 @@ struct ErrorTests {
         #expect(error.description == "cannot find interface tdm-no-such-if: No such device (see 'ip link')")
     }
 
-    @Test("an unknown namespace is ENOENT, from open", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+    @Test(
+        "an unknown namespace is ENOENT, from open",
+        .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
     func unknownNamespace() throws {
         let error = try #require(throws: BPFError.self) { try NetworkNamespace.enter("tandem-no-such-ns") }
         #expect(error.errno == ENOENT)
         #expect(error.description.hasPrefix("cannot open network namespace /run/netns/tandem-no-such-ns: No such file"))
     }
 
-    @Test("map errors come from libbpf's return value", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+    @Test(
+        "map errors come from libbpf's return value",
+        .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
     func mapErrors() throws {
         let missing = "/sys/fs/bpf/tandem-test-\(getpid())-no-such-map"
         let noPin = try #require(throws: BPFError.self) { try BPFMap<UInt32, UInt32>.pinned(at: missing) }

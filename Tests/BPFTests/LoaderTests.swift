@@ -101,8 +101,9 @@ struct LoaderTests {
         try await ip("netns", "add", ns)
         defer { NetworkNamespace.delete(ns) }
         // No IPv6: the stack's own router solicitations would cross the pair too.
-        try await ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                     "net.ipv6.conf.default.disable_ipv6=1")
+        try await ip(
+            "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1")
         try await ip("-n", ns, "link", "add", "tdm0", "type", "veth", "peer", "name", "tdm1")
         try await ip("-n", ns, "link", "set", "tdm0", "up")
         try await ip("-n", ns, "link", "set", "tdm1", "up")
@@ -127,7 +128,8 @@ struct LoaderTests {
             func sunk() -> UInt64 { received.lookupPerCPU(0)?.reduce(0, +) ?? 0 }
             let before = try swap.runStats(), sunkBefore = sunk()
             let frame = [UInt8](repeating: 0, count: 12) + [0x08, 0x00] + [UInt8](repeating: 0, count: 46)
-            _ = try live.program("live_gen").liveFrames(packet: frame, ifindex: try Interface.index("tdm0"), count: 1000)
+            _ = try live.program("live_gen").liveFrames(
+                packet: frame, ifindex: try Interface.index("tdm0"), count: 1000)
             usleep(50_000)
             let after = try swap.runStats()
             #expect(after.runs - before.runs == 1000, "the program on the far end ran once per frame")

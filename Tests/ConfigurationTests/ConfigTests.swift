@@ -37,11 +37,23 @@ struct ConfigTests {
         #expect(try ConfigValidator.validate(config, file: "t.yaml").groups == [["shop-http", "shop-https"]])
     }
 
-    @Test("an unknown key is named with its line", arguments: [
-        ("interfase: eth0\nservices: []", 1, "interfase"),
-        (Configs.spec.replacingOccurrences(of: "scheduler: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]", with: "schedular: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]"), 10, "services[0].schedular"),
-        (Configs.spec.replacingOccurrences(of: "weight: 2 }\n  - name", with: "wieght: 2 }\n  - name"), 16, "services.shop-http.reals[1].wieght"),
-    ])
+    @Test(
+        "an unknown key is named with its line",
+        arguments: [
+            ("interfase: eth0\nservices: []", 1, "interfase"),
+            (
+                Configs.spec.replacingOccurrences(
+                    of:
+                        "scheduler: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]",
+                    with:
+                        "schedular: maglev\n    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-https]"
+                ), 10, "services[0].schedular"
+            ),
+            (
+                Configs.spec.replacingOccurrences(of: "weight: 2 }\n  - name", with: "wieght: 2 }\n  - name"), 16,
+                "services.shop-http.reals[1].wieght"
+            )
+        ])
     func unknownKey(yaml: String, line: Int, key: String) {
         let e = Configs.errors(yaml)
         #expect(e.contains { $0.line == line && $0.key == key && $0.message.hasPrefix("unknown key") }, "\(e)")
@@ -55,23 +67,55 @@ struct ConfigTests {
             .replacingOccurrences(of: "rise: 2", with: "rise: zero")
         let e = Configs.errors(yaml).map(\.description)
         #expect(e.contains("t.yaml:4: defaults.check.rise: must be a whole number in 1...100, not zero"), "\(e)")
-        #expect(e.contains("t.yaml:15: services.shop-http.reals[0].address: 198.18.0.321 is not an IPv4 or IPv6 address"), "\(e)")
-        #expect(e.contains("t.yaml:19: services.shop-https.port: must be a whole number in 1...65535, not 70000"), "\(e)")
+        #expect(
+            e.contains("t.yaml:15: services.shop-http.reals[0].address: 198.18.0.321 is not an IPv4 or IPv6 address"),
+            "\(e)")
+        #expect(
+            e.contains("t.yaml:19: services.shop-https.port: must be a whole number in 1...65535, not 70000"), "\(e)")
         #expect(e.contains("t.yaml:20: services.shop-https.protocol: must be one of tcp, udp, not sctp"), "\(e)")
     }
 
-    @Test("what serve could not do is refused by check: limits, names, paths, addresses", arguments: [
-        ("interface: eth0 ", "interface: \"eth0 with spaces\" ", "t.yaml:1: interface: eth0 with spaces is not an interface name"),
-        ("interface: eth0 ", "interface: averyveryverylongname0 ", "t.yaml:1: interface: averyveryverylongname0 is not an interface name: 1 to 15 bytes"),
-        ("xdp-mode: native", "xdp-mode: native\nsocket: /run/" + String(repeating: "s", count: 110), "t.yaml:3: socket: is 115 bytes long; at most 107"),
-        ("xdp-mode: native", "xdp-mode: native\npin-directory: relative/pins", "t.yaml:3: pin-directory: must be an absolute path"),
-        ("vip: 198.18.0.100\n    port: 80", "vip: 255.255.255.255\n    port: 80", "t.yaml:7: services.shop-http.vip: 255.255.255.255 is the broadcast address"),
-        ("vip: 198.18.0.100\n    port: 80", "vip: 0.0.0.0\n    port: 80", "t.yaml:7: services.shop-http.vip: 0.0.0.0 is the unspecified address"),
-        ("vip: 198.18.0.100\n    port: 80", "vip: 224.0.0.5\n    port: 80", "services.shop-http.vip: 224.0.0.5 is a multicast address"),
-        ("address: 198.18.0.21, port: 80", "address: 127.0.0.1, port: 80", "services.shop-http.reals[0].address: 127.0.0.1 is a loopback address"),
-        ("name: shop-http\n", "name: \"shop\\e[31m-http\"\n", "t.yaml:6: services[0].name: shop\\u{1b}[31m-http is not a service name"),
-        ("name: shop-http\n", "name: \"shop http\"\n", "services[0].name: shop http is not a service name"),
-    ])
+    @Test(
+        "what serve could not do is refused by check: limits, names, paths, addresses",
+        arguments: [
+            (
+                "interface: eth0 ", "interface: \"eth0 with spaces\" ",
+                "t.yaml:1: interface: eth0 with spaces is not an interface name"
+            ),
+            (
+                "interface: eth0 ", "interface: averyveryverylongname0 ",
+                "t.yaml:1: interface: averyveryverylongname0 is not an interface name: 1 to 15 bytes"
+            ),
+            (
+                "xdp-mode: native", "xdp-mode: native\nsocket: /run/" + String(repeating: "s", count: 110),
+                "t.yaml:3: socket: is 115 bytes long; at most 107"
+            ),
+            (
+                "xdp-mode: native", "xdp-mode: native\npin-directory: relative/pins",
+                "t.yaml:3: pin-directory: must be an absolute path"
+            ),
+            (
+                "vip: 198.18.0.100\n    port: 80", "vip: 255.255.255.255\n    port: 80",
+                "t.yaml:7: services.shop-http.vip: 255.255.255.255 is the broadcast address"
+            ),
+            (
+                "vip: 198.18.0.100\n    port: 80", "vip: 0.0.0.0\n    port: 80",
+                "t.yaml:7: services.shop-http.vip: 0.0.0.0 is the unspecified address"
+            ),
+            (
+                "vip: 198.18.0.100\n    port: 80", "vip: 224.0.0.5\n    port: 80",
+                "services.shop-http.vip: 224.0.0.5 is a multicast address"
+            ),
+            (
+                "address: 198.18.0.21, port: 80", "address: 127.0.0.1, port: 80",
+                "services.shop-http.reals[0].address: 127.0.0.1 is a loopback address"
+            ),
+            (
+                "name: shop-http\n", "name: \"shop\\e[31m-http\"\n",
+                "t.yaml:6: services[0].name: shop\\u{1b}[31m-http is not a service name"
+            ),
+            ("name: shop-http\n", "name: \"shop http\"\n", "services[0].name: shop http is not a service name")
+        ])
     func refusedLikeServe(_ original: String, _ replacement: String, _ expected: String) {
         let yaml = Configs.spec.replacingOccurrences(of: original, with: replacement)
         #expect(yaml != Configs.spec)
@@ -88,7 +132,10 @@ struct ConfigTests {
         let ok = "interface: eth0\nservices:\n" + (0..<1024).map(service).joined(separator: "\n")
         #expect(Configs.errors(ok).isEmpty)
         let over = ok + "\n" + service(1024)
-        #expect(Configs.errors(over).map(\.description) == ["t.yaml:3: services: 1025 services; the dataplane holds at most 1024"])
+        #expect(
+            Configs.errors(over).map(\.description) == [
+                "t.yaml:3: services: 1025 services; the dataplane holds at most 1024"
+            ])
     }
 
     @Test("a key given twice is one error on its second line, without the file")
@@ -123,13 +170,21 @@ struct ConfigTests {
     @Test("a one-sided link is an error naming both services")
     func oneSided() {
         let e = Configs.errors(Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: []"))
-        #expect(e.map(\.description) == ["t.yaml:6: services.shop-http.follow: shop-http follows shop-https but shop-https does not follow shop-http: links must be mutual (add shop-http to the follow list of shop-https)"])
+        #expect(
+            e.map(\.description) == [
+                "t.yaml:6: services.shop-http.follow: shop-http follows shop-https but shop-https does not follow shop-http: links must be mutual (add shop-http to the follow list of shop-https)"
+            ])
     }
 
     @Test("following an unknown service, or itself")
     func unknownTarget() {
-        let e = Configs.errors(Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-htps, shop-https]"))
-        #expect(e.contains { $0.key == "services.shop-https.follow" && $0.message == "follows shop-htps, which is not a service" })
+        let e = Configs.errors(
+            Configs.spec.replacingOccurrences(
+                of: "follow: [shop-http]", with: "follow: [shop-http, shop-htps, shop-https]"))
+        #expect(
+            e.contains {
+                $0.key == "services.shop-https.follow" && $0.message == "follows shop-htps, which is not a service"
+            })
         #expect(e.contains { $0.message == "a service cannot follow itself" })
     }
 
@@ -138,39 +193,48 @@ struct ConfigTests {
         let yaml = Configs.spec
             .replacingOccurrences(of: "vip: 198.18.0.100\n    port: 443", with: "vip: 198.18.0.101\n    port: 443")
             .replacingOccurrences(of: "address: 198.18.0.22, port: 443", with: "address: 198.18.0.23, port: 443")
-            .replacingOccurrences(of: "timeout: 30m, netmask: 32 }\n    follow: [shop-http]", with: "timeout: 10m, netmask: 24 }\n    follow: [shop-http]")
+            .replacingOccurrences(
+                of: "timeout: 30m, netmask: 32 }\n    follow: [shop-http]",
+                with: "timeout: 10m, netmask: 24 }\n    follow: [shop-http]")
         let e = Configs.errors(yaml).map(\.description)
-        #expect(e == [
-            "t.yaml:17: services.shop-https.vip: shop-https has VIP 198.18.0.101 but shop-http, which it follows, has 198.18.0.100: linked services share the VIP",
-            "t.yaml:17: services.shop-https.reals: shop-https and shop-http are linked but their real servers differ (only shop-https has 198.18.0.23; only shop-http has 198.18.0.22): linked services have the same real addresses",
-            "t.yaml:17: services.shop-https.persistence: shop-https has persistence source-ip /24 10m but shop-http, which it follows, has source-ip /32 30m: linked services use the same persistence options",
-        ])
+        #expect(
+            e == [
+                "t.yaml:17: services.shop-https.vip: shop-https has VIP 198.18.0.101 but shop-http, which it follows, has 198.18.0.100: linked services share the VIP",
+                "t.yaml:17: services.shop-https.reals: shop-https and shop-http are linked but their real servers differ (only shop-https has 198.18.0.23; only shop-http has 198.18.0.22): linked services have the same real addresses",
+                "t.yaml:17: services.shop-https.persistence: shop-https has persistence source-ip /24 10m but shop-http, which it follows, has source-ip /32 30m: linked services use the same persistence options"
+            ])
     }
 
     @Test("following requires persistence")
     func followNeedsPersistence() {
-        let yaml = Configs.spec.replacingOccurrences(of: "    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-http]", with: "    follow: [shop-http]")
+        let yaml = Configs.spec.replacingOccurrences(
+            of: "    persistence: { mode: source-ip, timeout: 30m, netmask: 32 }\n    follow: [shop-http]",
+            with: "    follow: [shop-http]")
         let e = Configs.errors(yaml)
-        #expect(e.contains { $0.key == "services.shop-https.persistence" && $0.message.contains("has no persistence") }, "\(e)")
+        #expect(
+            e.contains { $0.key == "services.shop-https.persistence" && $0.message.contains("has no persistence") },
+            "\(e)")
     }
 
     @Test("links are transitive; protocols may differ (HTTP/3 on UDP :443 follows)")
     func transitive() throws {
         let quic = """
 
-          - name: shop-quic
-            vip: 198.18.0.100
-            port: 443
-            protocol: udp
-            persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
-            follow: [shop-https]
-            reals:
-              - { address: 198.18.0.21 }
-              - { address: 198.18.0.22 }
-        """
-        let yaml = Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-quic]") + quic
+              - name: shop-quic
+                vip: 198.18.0.100
+                port: 443
+                protocol: udp
+                persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
+                follow: [shop-https]
+                reals:
+                  - { address: 198.18.0.21 }
+                  - { address: 198.18.0.22 }
+            """
+        let yaml =
+            Configs.spec.replacingOccurrences(of: "follow: [shop-http]", with: "follow: [shop-http, shop-quic]") + quic
         let config = try ConfigParser.parse(yaml, file: "t.yaml")
-        #expect(try ConfigValidator.validate(config, file: "t.yaml").groups == [["shop-http", "shop-https", "shop-quic"]])
+        #expect(
+            try ConfigValidator.validate(config, file: "t.yaml").groups == [["shop-http", "shop-https", "shop-quic"]])
     }
 
     @Test("duplicates: names and VIP:port/protocol")
@@ -178,22 +242,35 @@ struct ConfigTests {
         let yaml = Configs.spec.replacingOccurrences(of: "name: shop-https", with: "name: shop-http")
             .replacingOccurrences(of: "443", with: "80")
         let e = Configs.errors(yaml).map(\.description)
-        #expect(e.contains("t.yaml:17: services.shop-http.name: shop-http is already the name of the service at line 6"), "\(e)")
+        #expect(
+            e.contains("t.yaml:17: services.shop-http.name: shop-http is already the name of the service at line 6"),
+            "\(e)")
         #expect(e.contains { $0.contains("198.18.0.100:80/tcp is already served by shop-http (line 6)") }, "\(e)")
     }
 
     @Test("DSR: a real's port must be the service's; its family the VIP's")
     func realRules() {
-        let yaml = Configs.spec.replacingOccurrences(of: "address: 198.18.0.21, port: 443", with: "address: 2001:db8::21, port: 8443")
+        let yaml = Configs.spec.replacingOccurrences(
+            of: "address: 198.18.0.21, port: 443", with: "address: 2001:db8::21, port: 8443")
         let e = Configs.errors(yaml).map(\.description)
-        #expect(e.contains("t.yaml:26: services.shop-https.reals[0].address: 2001:db8::21 is not of the VIP's family (198.18.0.100)"), "\(e)")
-        #expect(e.contains("t.yaml:26: services.shop-https.reals[0].port: 8443 differs from the service port 443: direct server return forwards without changing the port"), "\(e)")
+        #expect(
+            e.contains(
+                "t.yaml:26: services.shop-https.reals[0].address: 2001:db8::21 is not of the VIP's family (198.18.0.100)"
+            ), "\(e)")
+        #expect(
+            e.contains(
+                "t.yaml:26: services.shop-https.reals[0].port: 8443 differs from the service port 443: direct server return forwards without changing the port"
+            ), "\(e)")
     }
 
     @Test("HTTP-only check keys on a TCP check are refused")
     func checkKeys() {
-        let e = Configs.errors(Configs.spec.replacingOccurrences(of: "check: { type: tls }", with: "check: { type: tls, path: /x }"))
-        #expect(e.map(\.description) == ["t.yaml:24: services.shop-https.check.path: applies to http and https checks only (type is tls)"])
+        let e = Configs.errors(
+            Configs.spec.replacingOccurrences(of: "check: { type: tls }", with: "check: { type: tls, path: /x }"))
+        #expect(
+            e.map(\.description) == [
+                "t.yaml:24: services.shop-https.check.path: applies to http and https checks only (type is tls)"
+            ])
     }
 
     static func check(_ mapping: String) -> (HealthCheck?, [String]) {
@@ -208,36 +285,67 @@ struct ConfigTests {
         }
     }
 
-    @Test("each check type reads its own options into its case", arguments: [
-        ("{ type: tcp, port: 8443 }", HealthCheck(.tcp, port: 8443)),
-        ("{ type: none }", HealthCheck(.none)),
-        ("{ type: tls, verify: true }", HealthCheck(.tls(TLSOptions(verify: true)))),
-        ("{ type: https, method: head, host: shop.example, expect: [200, 301-302], body: ok, verify: true }",
-         HealthCheck(.https(HTTPOptions(method: "HEAD", host: "shop.example", expect: [200...200, 301...302], body: "ok"),
-                            TLSOptions(verify: true)))),
-        ("{ type: http, expect: 503 }", HealthCheck(.http(HTTPOptions(expect: [503...503])))),
-        // As always: verify is accepted, and unused, where no TLS is spoken.
-        ("{ type: tcp, verify: true }", HealthCheck(.tcp)),
-        ("{ port: 81 }", HealthCheck(.tcp, port: 81)),
-    ])
+    @Test(
+        "each check type reads its own options into its case",
+        arguments: [
+            ("{ type: tcp, port: 8443 }", HealthCheck(.tcp, port: 8443)),
+            ("{ type: none }", HealthCheck(.none)),
+            ("{ type: tls, verify: true }", HealthCheck(.tls(TLSOptions(verify: true)))),
+            (
+                "{ type: https, method: head, host: shop.example, expect: [200, 301-302], body: ok, verify: true }",
+                HealthCheck(
+                    .https(
+                        HTTPOptions(method: "HEAD", host: "shop.example", expect: [200...200, 301...302], body: "ok"),
+                        TLSOptions(verify: true)))
+            ),
+            ("{ type: http, expect: 503 }", HealthCheck(.http(HTTPOptions(expect: [503...503])))),
+            // As always: verify is accepted, and unused, where no TLS is spoken.
+            ("{ type: tcp, verify: true }", HealthCheck(.tcp)),
+            ("{ port: 81 }", HealthCheck(.tcp, port: 81))
+        ])
     func checkKinds(mapping: String, expected: HealthCheck) {
         let (check, errors) = Self.check(mapping)
         #expect(errors == [])
         #expect(check == expected)
     }
 
-    @Test("check options: errors name file, line and key", arguments: [
-        ("{ type: tcp, method: POST, expect: 99 }", [
-            "t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not 99",
-            "t.yaml:24: services.shop-https.check.method: applies to http and https checks only (type is tcp)"]),
-        ("{ type: none, body: ok }", ["t.yaml:24: services.shop-https.check.body: applies to http and https checks only (type is none)"]),
-        ("{ type: http, path: health }", ["t.yaml:24: services.shop-https.check.path: must start with /"]),
-        ("{ type: htp }", ["t.yaml:24: services.shop-https.check.type: must be one of tcp, http, https, tls, none, not htp"]),
-        ("{ type: tls, verify: yes }", ["t.yaml:24: services.shop-https.check.verify: must be true or false"]),
-        ("{ type: http, expect: [200, x] }", ["t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not x"]),
-        ("{ type: tcp, port: 0 }", ["t.yaml:24: services.shop-https.check.port: must be a whole number in 1...65535, not 0"]),
-        ("{ type: tcp, paht: /x }", ["t.yaml:24: services.shop-https.check.paht: unknown key (expected one of: interval, timeout, rise, fall, type, method, path, host, expect, body, verify, port)"]),
-    ])
+    @Test(
+        "check options: errors name file, line and key",
+        arguments: [
+            (
+                "{ type: tcp, method: POST, expect: 99 }",
+                [
+                    "t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not 99",
+                    "t.yaml:24: services.shop-https.check.method: applies to http and https checks only (type is tcp)"
+                ]
+            ),
+            (
+                "{ type: none, body: ok }",
+                ["t.yaml:24: services.shop-https.check.body: applies to http and https checks only (type is none)"]
+            ),
+            ("{ type: http, path: health }", ["t.yaml:24: services.shop-https.check.path: must start with /"]),
+            (
+                "{ type: htp }",
+                ["t.yaml:24: services.shop-https.check.type: must be one of tcp, http, https, tls, none, not htp"]
+            ),
+            ("{ type: tls, verify: yes }", ["t.yaml:24: services.shop-https.check.verify: must be true or false"]),
+            (
+                "{ type: http, expect: [200, x] }",
+                [
+                    "t.yaml:24: services.shop-https.check.expect: must be status codes such as 200, 200-399 or a list of them, not x"
+                ]
+            ),
+            (
+                "{ type: tcp, port: 0 }",
+                ["t.yaml:24: services.shop-https.check.port: must be a whole number in 1...65535, not 0"]
+            ),
+            (
+                "{ type: tcp, paht: /x }",
+                [
+                    "t.yaml:24: services.shop-https.check.paht: unknown key (expected one of: interval, timeout, rise, fall, type, method, path, host, expect, body, verify, port)"
+                ]
+            )
+        ])
     func checkErrors(mapping: String, expected: [String]) {
         #expect(Self.check(mapping).1 == expected)
     }
@@ -249,7 +357,12 @@ struct ConfigTests {
         #expect(Self.check("{ type: none }").0?.summary == "none")
     }
 
-    @Test("durations", arguments: [("500ms", UInt64(500_000_000)), ("2s", 2_000_000_000), ("30m", 1_800_000_000_000), ("1h30m", 5_400_000_000_000)])
+    @Test(
+        "durations",
+        arguments: [
+            ("500ms", UInt64(500_000_000)), ("2s", 2_000_000_000), ("30m", 1_800_000_000_000),
+            ("1h30m", 5_400_000_000_000)
+        ])
     func durations(text: String, ns: UInt64) {
         #expect(DurationText.parse(text) == ns)
     }

@@ -7,24 +7,27 @@ import Model
 /// What `tandem serve` decides from config, health and operator states.
 @Suite("Control state")
 struct ControlStateTests {
-    static let macs: [IPAddress: MACAddress] = Dictionary(uniqueKeysWithValues: (21...24).map {
-        (IPAddress("198.18.0.\($0)")!, MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, UInt8($0)])!)
-    })
+    static let macs: [IPAddress: MACAddress] = Dictionary(
+        uniqueKeysWithValues: (21...24).map {
+            (IPAddress("198.18.0.\($0)")!, MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, UInt8($0)])!)
+        })
     static let r1 = IPAddress("198.18.0.21")!
     static let r2 = IPAddress("198.18.0.22")!
 
     /// The SPEC example plus an unlinked :8080 on the same reals.
     static func config(_ extra: String = "", failover: String = "group", drop: Bool = false) throws -> ValidatedConfig {
-        let yaml = Configs.spec.replacingOccurrences(of: "    check: { type: tls }\n",
-            with: "    check: { type: tls }\n    failover: \(failover)\n    drop-on-failure: \(drop)\n") + """
+        let yaml =
+            Configs.spec.replacingOccurrences(
+                of: "    check: { type: tls }\n",
+                with: "    check: { type: tls }\n    failover: \(failover)\n    drop-on-failure: \(drop)\n") + """
 
-          - name: api
-            vip: 198.18.0.100
-            port: 8080
-            reals:
-              - { address: 198.18.0.21, port: 8080 }
-              - { address: 198.18.0.22, port: 8080 }
-        """ + extra
+                  - name: api
+                    vip: 198.18.0.100
+                    port: 8080
+                    reals:
+                      - { address: 198.18.0.21, port: 8080 }
+                      - { address: 198.18.0.22, port: 8080 }
+                """ + extra
         return try ConfigParser.parseValidated(yaml, file: "t.yaml")
     }
 
@@ -53,7 +56,9 @@ struct ControlStateTests {
     func groupFailover() throws {
         var s = try Self.state()
         let before = s.model(macs: Self.macs)
-        let rid = before.reals.first { $0.address == Self.r1 && before.services[0].backends.map(\.real).contains($0.id) }!.id
+        let rid = before.reals.first {
+            $0.address == Self.r1 && before.services[0].backends.map(\.real).contains($0.id)
+        }!.id
         let changed = s.setHealth(service: "shop-http", address: Self.r1, up: false)
         #expect(changed)
         let after = s.model(macs: Self.macs)
@@ -77,7 +82,9 @@ struct ControlStateTests {
         #expect(recovered.real(rid)!.recGen == after.real(rid)!.recGen, "recovery does not move records")
     }
 
-    @Test("failover: service keeps the real in linked services but still clears its records group-wide; drop-on-failure bumps flows")
+    @Test(
+        "failover: service keeps the real in linked services but still clears its records group-wide; drop-on-failure bumps flows"
+    )
     func serviceFailover() throws {
         var s = try Self.state(failover: "service", drop: true)
         let before = s.model(macs: Self.macs)
@@ -157,10 +164,17 @@ struct ControlStateTests {
         let m = s.model(macs: Self.macs)
         // What the maps would say after that model was written.
         let pinned = PinnedState(
-            services: m.services.map { .init(key: ServiceKey(vip: $0.vip, port: $0.port, proto: $0.proto), id: $0.id + 10,
-                                             group: $0.group + 5, sorryReal: 0) },
-            backends: m.services.flatMap { svc in svc.backends.map { .init(service: svc.id + 10, real: $0.real, state: $0.state) } },
-            reals: m.reals.map { .init(id: $0.id, address: $0.address, recGen: $0.recGen, flowGen: $0.flowGen, active: true) })
+            services: m.services.map {
+                .init(
+                    key: ServiceKey(vip: $0.vip, port: $0.port, proto: $0.proto), id: $0.id + 10,
+                    group: $0.group + 5, sorryReal: 0)
+            },
+            backends: m.services.flatMap { svc in
+                svc.backends.map { .init(service: svc.id + 10, real: $0.real, state: $0.state) }
+            },
+            reals: m.reals.map {
+                .init(id: $0.id, address: $0.address, recGen: $0.recGen, flowGen: $0.flowGen, active: true)
+            })
         let adopted = try ControlState(Self.config(), adopting: pinned)
         let again = adopted.model(macs: Self.macs)
         #expect(again.services.map(\.id) == m.services.map { $0.id + 10 })
@@ -194,7 +208,8 @@ struct ControlStateTests {
             #expect(a.hashSeed == b.hashSeed)
             let ringA = direct.ring(for: a, size: 4093), ringB = replayed.ring(for: b, size: 4093)
             #expect(ringA.map { direct.real($0)!.address } == ringB.map { replayed.real($0)!.address })
-            #expect(direct.ringDigest(for: a, ring: ringA, addresses: direct.realAddresses)
+            #expect(
+                direct.ringDigest(for: a, ring: ringA, addresses: direct.realAddresses)
                     == replayed.ringDigest(for: b, ring: ringB, addresses: replayed.realAddresses))
         }
     }

@@ -11,9 +11,11 @@ import Testing
 
 /// The ring digest as operators read it: `tandem status --json` and
 /// `/metrics`, rendered from a private dataplane.
-@Suite("Ring digests in status and /metrics",
-       .enabled(if: geteuid() == 0 || ProcessInfo.processInfo.environment["TANDEM_REQUIRE_PRIVILEGED"] == "1",
-                "needs root for BPF; run as root (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"))
+@Suite(
+    "Ring digests in status and /metrics",
+    .enabled(
+        if: geteuid() == 0 || ProcessInfo.processInfo.environment["TANDEM_REQUIRE_PRIVILEGED"] == "1",
+        "needs root for BPF; run as root (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"))
 struct RingDigestTests {
     static let yaml = """
         interface: tdm-test0
@@ -40,8 +42,10 @@ struct RingDigestTests {
         """
 
     static func view(_ dataplane: Dataplane, _ state: ControlState) -> ReadView {
-        ReadView(dataplane: dataplane, state: state, census: nil, censusAt: nil, probes: [:], configPath: "t.yaml", started: .now,
-                 rates: RateTracker(), logger: Logger(label: "test"), ringDigests: dataplane.ringDigests)
+        ReadView(
+            dataplane: dataplane, state: state, census: nil, censusAt: nil, probes: [:], configPath: "t.yaml",
+            started: .now,
+            rates: RateTracker(), logger: Logger(label: "test"), ringDigests: dataplane.ringDigests)
     }
 
     /// The digest label of each `tandem_service_ring_info` series at 1.
@@ -52,7 +56,8 @@ struct RingDigestTests {
             let pairs = labels.split(separator: ",").map { $0.split(separator: "=", maxSplits: 1).map(String.init) }
             let value = line.split(separator: " ").last.flatMap { Double($0) }
             guard value == 1, let service = pairs.first(where: { $0[0] == "service" })?[1],
-                  let digest = pairs.first(where: { $0[0] == "digest" })?[1] else { continue }
+                let digest = pairs.first(where: { $0[0] == "digest" })?[1]
+            else { continue }
             found[service.trimmingCharacters(in: ["\""]), default: []].append(digest.trimmingCharacters(in: ["\""]))
         }
         return found

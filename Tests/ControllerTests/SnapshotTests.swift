@@ -18,8 +18,9 @@ struct SnapshotTests {
             try actual.write(toFile: here.path + "/Snapshots/" + name, atomically: true, encoding: .utf8)
             return
         }
-        let url = try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Snapshots"),
-                               "no snapshot \(name) among the test resources")
+        let url = try #require(
+            Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Snapshots"),
+            "no snapshot \(name) among the test resources")
         let expected = try String(contentsOf: url, encoding: .utf8)
         #expect(actual == expected, "\(name) differs from its snapshot:\n\(actual)")
     }
@@ -29,19 +30,27 @@ struct SnapshotTests {
         try await Command.run(tandem, args.split(separator: " ").map(String.init), environment: ["COLUMNS": "100"])
     }
 
-    @Test("help of every command", arguments: [
-        "--help", "serve --help", "check --help", "status --help", "persistence list --help",
-        "persistence flush --help", "real drain --help", "reload --help", "stats --help", "down --help",
-    ])
+    @Test(
+        "help of every command",
+        arguments: [
+            "--help", "serve --help", "check --help", "status --help", "persistence list --help",
+            "persistence flush --help", "real drain --help", "reload --help", "stats --help", "down --help"
+        ])
     func help(_ args: String) async throws {
-        try Self.compare(await Self.run(args).output, "help-" + args.replacingOccurrences(of: " --help", with: "")
-            .replacingOccurrences(of: "--help", with: "tandem").replacingOccurrences(of: " ", with: "-") + ".txt")
+        try Self.compare(
+            await Self.run(args).output,
+            "help-"
+                + args.replacingOccurrences(of: " --help", with: "")
+                .replacingOccurrences(of: "--help", with: "tandem").replacingOccurrences(of: " ", with: "-") + ".txt")
     }
 
     @Test("a read command with no daemon says so in one line and exits 1")
     func notRunning() async throws {
         let out = try await Self.run("status --socket /tmp/tandem-no-such-socket")
-        #expect(out.output == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\n")
+        #expect(
+            out.output
+                == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\n"
+        )
         #expect(out.status == 1)
     }
 
@@ -50,34 +59,45 @@ struct SnapshotTests {
         let out = try await Self.run("real drain 198.18.0.300 --socket /tmp/x")
         #expect(out.output.contains("198.18.0.300 is not an IP address") && out.status == 64, "\(out.output)")
         let cidr = try await Self.run("persistence list --client 10.0.0.0/8/1 --socket /tmp/x")
-        #expect(cidr.output.contains("--client 10.0.0.0/8/1 is not an address or CIDR") && cidr.status == 64, "\(cidr.output)")
+        #expect(
+            cidr.output.contains("--client 10.0.0.0/8/1 is not an address or CIDR") && cidr.status == 64,
+            "\(cidr.output)")
     }
 
     static let status = StatusReport(
         interface: "eth0", xdpMode: "native", pinDirectory: "/sys/fs/bpf/tandem", configPath: "/etc/tandem.yaml",
         uptimeSeconds: 754, flows: 12, flowCapacity: 262_144, records: 6, recordCapacity: 1_048_576,
         services: [
-            ServiceReport(name: "shop-http", vip: "198.18.0.100", port: 80, proto: "tcp", scheduler: "maglev", group: 1,
-                          follows: ["shop-https"], persistence: "source-ip 30m /32", check: "http GET /health",
-                          failover: "group", dropOnFailure: false, sorry: nil,
-                          counters: .init(), rates: .init(),
-                          reals: [real("198.18.0.21", 80, "down", "down", records: 0, last: "connect: connection refused"),
-                                  real("198.18.0.22", 80, "up", "up", records: 6)],
-                          ringDigest: "3f9a6c2e81d05b47"),
-            ServiceReport(name: "shop-https", vip: "198.18.0.100", port: 443, proto: "tcp", scheduler: "maglev", group: 1,
-                          follows: ["shop-http"], persistence: "source-ip 30m /32", check: "tls",
-                          failover: "group", dropOnFailure: true, sorry: "198.18.0.23:443",
-                          counters: .init(), rates: .init(),
-                          reals: [real("198.18.0.21", 443, "group-down", "up", records: 0),
-                                  real("198.18.0.22", 443, "up", "up", records: 6)]),
+            ServiceReport(
+                name: "shop-http", vip: "198.18.0.100", port: 80, proto: "tcp", scheduler: "maglev", group: 1,
+                follows: ["shop-https"], persistence: "source-ip 30m /32", check: "http GET /health",
+                failover: "group", dropOnFailure: false, sorry: nil,
+                counters: .init(), rates: .init(),
+                reals: [
+                    real("198.18.0.21", 80, "down", "down", records: 0, last: "connect: connection refused"),
+                    real("198.18.0.22", 80, "up", "up", records: 6)
+                ],
+                ringDigest: "3f9a6c2e81d05b47"),
+            ServiceReport(
+                name: "shop-https", vip: "198.18.0.100", port: 443, proto: "tcp", scheduler: "maglev", group: 1,
+                follows: ["shop-http"], persistence: "source-ip 30m /32", check: "tls",
+                failover: "group", dropOnFailure: true, sorry: "198.18.0.23:443",
+                counters: .init(), rates: .init(),
+                reals: [
+                    real("198.18.0.21", 443, "group-down", "up", records: 0),
+                    real("198.18.0.22", 443, "up", "up", records: 6)
+                ])
         ])
 
-    static func real(_ address: String, _ port: Int, _ state: String, _ health: String, records: Int,
-                     last: String? = nil) -> RealReport {
+    static func real(
+        _ address: String, _ port: Int, _ state: String, _ health: String, records: Int,
+        last: String? = nil
+    ) -> RealReport {
         var counters = CountersReport()
         counters.packets = UInt64(records * 10)
-        return RealReport(address: address, port: port, weight: 1, state: state, health: health, lastCheck: last,
-                          records: records, counters: counters)
+        return RealReport(
+            address: address, port: port, weight: 1, state: state, health: health, lastCheck: last,
+            records: records, counters: counters)
     }
 
     @Test("status, stats and persistence list read like ipvsadm -Ln")
@@ -90,12 +110,16 @@ struct SnapshotTests {
         counters.followHits = 12
         var rates = RatesReport()
         rates.packetsPerSecond = 40
-        let stats = StatsReport(services: [ServiceStats(name: "shop-http", counters: counters, rates: rates)],
-                                packets: ["pass_not_vip": 17, "drop_fragment": 0], flows: 12, flowCapacity: 262_144,
-                                records: 6, recordCapacity: 1_048_576)
+        let stats = StatsReport(
+            services: [ServiceStats(name: "shop-http", counters: counters, rates: rates)],
+            packets: ["pass_not_vip": 17, "drop_fragment": 0], flows: 12, flowCapacity: 262_144,
+            records: 6, recordCapacity: 1_048_576)
         try Self.compare(Text.stats(stats), "stats.txt")
-        let records = [RecordReport(group: 1, services: ["shop-http", "shop-https"], client: "198.18.10.1",
-                                    real: "198.18.0.22", service: "shop-https", ageSeconds: 75)]
+        let records = [
+            RecordReport(
+                group: 1, services: ["shop-http", "shop-https"], client: "198.18.10.1",
+                real: "198.18.0.22", service: "shop-https", ageSeconds: 75)
+        ]
         try Self.compare(Text.records(records), "persistence-list.txt")
         #expect(Text.records([]) == "no records\n")
     }

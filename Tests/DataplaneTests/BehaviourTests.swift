@@ -13,8 +13,10 @@ struct BehaviourTests {
     static let vip = "198.18.0.100"
     static let client = "198.18.10.7"
 
-    func syn(_ port: UInt16, sport: UInt16 = 40000, client: String = client, proto: UInt8 = 6,
-             vip: String = vip) -> PacketSpec {
+    func syn(
+        _ port: UInt16, sport: UInt16 = 40000, client: String = client, proto: UInt8 = 6,
+        vip: String = vip
+    ) -> PacketSpec {
         PacketSpec(src: client, dst: vip, proto: proto, sport: sport, dport: port)
     }
 
@@ -100,8 +102,9 @@ struct BehaviourTests {
         let rig = try Rig()
         let scheduled = rig.scheduled(service: 0, client: Self.client)
         let other = Topology.shopReals.first { $0 != scheduled }!
-        try rig.seedRecord(service: 0, client: Self.client, real: other,
-                           ageNs: Topology.timeoutNs + 1_000_000_000)
+        try rig.seedRecord(
+            service: 0, client: Self.client, real: other,
+            ageNs: Topology.timeoutNs + 1_000_000_000)
         #expect(try rig.send(syn(80)).real == scheduled)
         #expect(rig.dataplane.counters(service: 0).persistHits == 0)
         let record = try #require(rig.dataplane.records().first)
@@ -223,7 +226,9 @@ struct BehaviourTests {
         for c in clients { before[c] = try rig.send(syn(80, client: c)).real }
         let ringBefore = rig.dataplane.services.lookup(tandem_service_key(rig.model.services[0]))!.ring_id
         try rig.reload { c in
-            for s in 0...2 { c.services[s].reals.append(Config.Real(address: IPAddress("198.18.0.24")!, port: c.services[s].port)) }
+            for s in 0...2 {
+                c.services[s].reals.append(Config.Real(address: IPAddress("198.18.0.24")!, port: c.services[s].port))
+            }
         }
         let added = try #require(rig.model.reals.first { $0.address == IPAddress("198.18.0.24")! }).id
         let ringAfter = rig.dataplane.services.lookup(tandem_service_key(rig.model.services[0]))!.ring_id

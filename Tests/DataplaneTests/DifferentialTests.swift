@@ -33,16 +33,23 @@ struct FrameGenerator {
 
     mutating func frame() -> [UInt8] {
         let v6 = chance(0.2)
-        let client = v6 ? "2001:db8:20::\(String(int(0...3), radix: 16)):\(String(int(1...40), radix: 16))"
-                        : "198.18.20.\(int(1...60))"
-        let dst = v6 ? (chance(0.8) ? "2001:db8::100" : "2001:db8::200")
-                     : (chance(0.85) ? pick(vips4) : "198.18.0.200")
+        let client =
+            v6
+            ? "2001:db8:20::\(String(int(0...3), radix: 16)):\(String(int(1...40), radix: 16))"
+            : "198.18.20.\(int(1...60))"
+        let dst =
+            v6
+            ? (chance(0.8) ? "2001:db8::100" : "2001:db8::200")
+            : (chance(0.85) ? pick(vips4) : "198.18.0.200")
         let proto: UInt8 = chance(0.7) ? 6 : (chance(0.7) ? 17 : pick([1, 47, 58]))
-        var p = PacketSpec(src: client, dst: dst, proto: proto,
-                           sport: UInt16(40000 + int(0...63)),
-                           dport: chance(0.85) ? pick([80, 443, 8080]) : UInt16(int(1...65535)))
-        p.tcpFlags = pick([TCPFlags.syn, TCPFlags.syn, TCPFlags.ack, TCPFlags.syn | TCPFlags.ack,
-                           TCPFlags.fin | TCPFlags.ack, TCPFlags.rst, 0x18])
+        var p = PacketSpec(
+            src: client, dst: dst, proto: proto,
+            sport: UInt16(40000 + int(0...63)),
+            dport: chance(0.85) ? pick([80, 443, 8080]) : UInt16(int(1...65535)))
+        p.tcpFlags = pick([
+            TCPFlags.syn, TCPFlags.syn, TCPFlags.ack, TCPFlags.syn | TCPFlags.ack,
+            TCPFlags.fin | TCPFlags.ack, TCPFlags.rst, 0x18
+        ])
         p.payload = (0..<int(0...40)).map { _ in UInt8(int(0...255)) }
         if chance(0.3) { mutate(&p) }
         var bytes = p.bytes
@@ -71,7 +78,8 @@ struct DifferentialTests {
     static let packets = 120_000
 
     /// Seeds run by default; TANDEM_DIFF_SEED=n runs only n (to replay one).
-    static let seeds: [UInt64] = ProcessInfo.processInfo.environment["TANDEM_DIFF_SEED"].flatMap { UInt64($0) }
+    static let seeds: [UInt64] =
+        ProcessInfo.processInfo.environment["TANDEM_DIFF_SEED"].flatMap { UInt64($0) }
         .map { [$0] } ?? [0x7A4D_E3, 1, 2, 3]
 
     @Test("generated and mutated frames: identical verdicts, bytes, tables and counters", arguments: seeds)
@@ -98,28 +106,36 @@ struct DifferentialTests {
             let (verdict, output) = ref.process(frame, now: now)
             verdicts[got.verdict, default: 0] += 1
             if got.verdict != verdict || got.output != output {
-                mismatches.append("packet \(i) (seed \(seed)): program \(got.verdict), model \(verdict); "
-                    + "frame \(frame.map { String(format: "%02x", $0) }.joined())")
+                mismatches.append(
+                    "packet \(i) (seed \(seed)): program \(got.verdict), model \(verdict); "
+                        + "frame \(frame.map { String(format: "%02x", $0) }.joined())")
                 if mismatches.count >= 10 { break }
             }
         }
         #expect(mismatches.isEmpty, "\(mismatches.count) divergences:\n\(mismatches.joined(separator: "\n"))")
         // The run must have exercised every outcome.
-        #expect(verdicts[.tx, default: 0] > 10_000 && verdicts[.pass, default: 0] > 1_000
+        #expect(
+            verdicts[.tx, default: 0] > 10_000 && verdicts[.pass, default: 0] > 1_000
                 && verdicts[.drop, default: 0] > 1_000, "\(verdicts)")
 
         // Tables: the same flows and the same records.
-        let programFlows = Dictionary(rig.dataplane.flows.entries().map { (flowKey($0.0), $0.1.real) },
-                                      uniquingKeysWith: { a, _ in a })
+        let programFlows = Dictionary(
+            rig.dataplane.flows.entries().map { (flowKey($0.0), $0.1.real) },
+            uniquingKeysWith: { a, _ in a })
         #expect(programFlows.count == ref.flows.count)
         #expect(ref.flows.allSatisfy { programFlows[$0.key] == $0.value.real })
-        let programRecords = Dictionary(rig.dataplane.persist.entries().map {
-            (ReferenceModel.PersistKey(group: $0.0.group, client: clientBytes($0.0)), ($0.1.real, $0.1.service, $0.1.rec_gen))
-        }, uniquingKeysWith: { a, _ in a })
+        let programRecords = Dictionary(
+            rig.dataplane.persist.entries().map {
+                (
+                    ReferenceModel.PersistKey(group: $0.0.group, client: clientBytes($0.0)),
+                    ($0.1.real, $0.1.service, $0.1.rec_gen)
+                )
+            }, uniquingKeysWith: { a, _ in a })
         #expect(programRecords.count == ref.records.count)
-        #expect(ref.records.allSatisfy { k, r in
-            programRecords[k].map { $0 == (r.real, r.service, r.recGen) } ?? false
-        })
+        #expect(
+            ref.records.allSatisfy { k, r in
+                programRecords[k].map { $0 == (r.real, r.service, r.recGen) } ?? false
+            })
         // Counters.
         for s in rig.model.services {
             #expect(rig.dataplane.counters(service: s.id) == ref.serviceCounters[s.id], "service \(s.id)")
@@ -174,12 +190,12 @@ struct DifferentialTests {
 
 private func flowKey(_ k: tandem_flow_key) -> ReferenceModel.FlowKey {
     let n = k.af == 4 ? 4 : 16
-    return .init(src: Array(withUnsafeBytes(of: k.src) { Array($0) }.prefix(n)),
-                 dst: Array(withUnsafeBytes(of: k.dst) { Array($0) }.prefix(n)),
-                 sport: k.sport, dport: k.dport, proto: k.proto)
+    return .init(
+        src: Array(withUnsafeBytes(of: k.src) { Array($0) }.prefix(n)),
+        dst: Array(withUnsafeBytes(of: k.dst) { Array($0) }.prefix(n)),
+        sport: k.sport, dport: k.dport, proto: k.proto)
 }
 
 private func clientBytes(_ k: tandem_persist_key) -> [UInt8] {
     Array(withUnsafeBytes(of: k.client) { Array($0) }.prefix(k.af == 4 ? 4 : 16))
 }
-

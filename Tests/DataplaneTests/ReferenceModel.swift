@@ -42,7 +42,10 @@ struct ReferenceModel {
             svcGens[s.id, default: 0] &+= 1
         }
         let addresses = next.realAddresses
-        rings = Dictionary(uniqueKeysWithValues: next.services.map { ($0.id, next.ring(for: $0, size: Dataplane.ringSize, addresses: addresses)) })
+        rings = Dictionary(
+            uniqueKeysWithValues: next.services.map {
+                ($0.id, next.ring(for: $0, size: Dataplane.ringSize, addresses: addresses))
+            })
         model = next
     }
 
@@ -77,8 +80,10 @@ struct ReferenceModel {
             let version = f[l3] >> 4, ihl = Int(f[l3] & 0x0F)
             guard version == 4, ihl >= 5 else { return .failure(.init(.passMalformed)) }
             let hlen = ihl * 4, total = be16(l3 + 2)
-            guard l3 + hlen <= f.count, total >= hlen, l3 + total <= f.count else { return .failure(.init(.passMalformed)) }
-            let p = Parsed(src: Array(f[l3 + 12 ..< l3 + 16]), dst: Array(f[l3 + 16 ..< l3 + 20]), proto: f[l3 + 9])
+            guard l3 + hlen <= f.count, total >= hlen, l3 + total <= f.count else {
+                return .failure(.init(.passMalformed))
+            }
+            let p = Parsed(src: Array(f[l3 + 12..<l3 + 16]), dst: Array(f[l3 + 16..<l3 + 20]), proto: f[l3 + 9])
             guard p.proto == 6 || p.proto == 17 else { return .failure(.init(.passOtherProto)) }
             if be16(l3 + 6) & 0x3FFF != 0 { return .failure(.init(isVIP(p.dst) ? .dropFragment : .passNotVIP)) }
             return l4(f, p, at: l3 + hlen, length: total - hlen)
@@ -88,7 +93,7 @@ struct ReferenceModel {
             guard f[l3] >> 4 == 6 else { return .failure(.init(.passMalformed)) }
             let payload = be16(l3 + 4)
             guard l3 + 40 + payload <= f.count else { return .failure(.init(.passMalformed)) }
-            let p = Parsed(src: Array(f[l3 + 8 ..< l3 + 24]), dst: Array(f[l3 + 24 ..< l3 + 40]), proto: f[l3 + 6])
+            let p = Parsed(src: Array(f[l3 + 8..<l3 + 24]), dst: Array(f[l3 + 24..<l3 + 40]), proto: f[l3 + 6])
             if p.proto == 6 || p.proto == 17 { return l4(f, p, at: l3 + 40, length: payload) }
             if [0, 43, 44, 50, 51, 60, 135, 139, 140].contains(p.proto) {
                 return .failure(.init(isVIP(p.dst) ? .dropIPv6Ext : .passNotVIP))
@@ -119,14 +124,17 @@ struct ReferenceModel {
         let key = FlowKey(src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto)
         var id: UInt32 = 0
         if let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen,
-           svcGens[flow.service, default: 0] == flow.svcGen {
+            svcGens[flow.service, default: 0] == flow.svcGen
+        {
             id = flow.real
             serviceCounters[flow.service]!.packets += 1
             serviceCounters[flow.service]!.bytes += UInt64(f.count)
         } else {
-            guard let svc = model.services.first(where: {
-                $0.vip.bytes == p.dst && $0.port == p.dport && $0.proto.rawValue == p.proto
-            }) else {
+            guard
+                let svc = model.services.first(where: {
+                    $0.vip.bytes == p.dst && $0.port == p.dport && $0.proto.rawValue == p.proto
+                })
+            else {
                 reasons[.passNotVIP, default: 0] += 1
                 return (.pass, f)
             }
@@ -139,8 +147,9 @@ struct ReferenceModel {
                 reasons[.dropNoReal, default: 0] += 1
                 return (.drop, f)
             }
-            flows[key] = Flow(real: id, flowGen: realSlots[id]!.flowGen, service: svc.id,
-                              svcGen: svcGens[svc.id, default: 0])
+            flows[key] = Flow(
+                real: id, flowGen: realSlots[id]!.flowGen, service: svc.id,
+                svcGen: svcGens[svc.id, default: 0])
             serviceCounters[svc.id]!.newFlows += 1
         }
         var out = f
@@ -156,8 +165,9 @@ struct ReferenceModel {
             let k = PersistKey(group: svc.group, client: client)
             pkey = k
             if var rec = records[k], let slot = realSlots[rec.real], slot.active, rec.recGen == slot.recGen,
-               now &- rec.lastSeen < persistence.timeoutNs,
-               svc.backends.first(where: { $0.real == rec.real })?.state.keepsClients == true {
+                now &- rec.lastSeen < persistence.timeoutNs,
+                svc.backends.first(where: { $0.real == rec.real })?.state.keepsClients == true
+            {
                 serviceCounters[svc.id]!.persistHits += 1
                 if rec.service != svc.id { serviceCounters[svc.id]!.followHits += 1 }
                 if now &- rec.lastSeen >= 1_000_000_000 { rec.lastSeen = now; records[k] = rec }

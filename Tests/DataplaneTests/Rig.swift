@@ -25,7 +25,9 @@ final class Rig {
 
     init(_ state: ControlState? = nil) throws {
         _ = Self.sweep
-        let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
+        let n = Self.lock.withLock {
+            Self.counter += 1; return Self.counter
+        }
         dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-\(n)")
         self.state = try state ?? Topology.state()
         model = Self.model(self.state)
@@ -94,7 +96,8 @@ final class Rig {
     func services(of id: UInt32) -> (address: IPAddress, names: [String]) {
         let address = model.real(id)!.address
         let serviceIDs = Set(model.services.filter { $0.backends.contains { $0.real == id } }.map(\.id))
-        let names = state.config.services.filter { s in serviceIDs.contains(state.serviceID(s.name) ?? .max) }.map(\.name)
+        let names = state.config.services.filter { s in serviceIDs.contains(state.serviceID(s.name) ?? .max) }.map(
+            \.name)
         return (address, names)
     }
 

@@ -19,14 +19,15 @@ struct SameChoiceTests {
     static let clients = 100_000
 
     /// The topology plus a maglev service without persistence (5-tuple hash).
-    static let yaml = Topology.yaml + """
+    static let yaml =
+        Topology.yaml + """
 
-          - name: plain
-            vip: 198.18.0.105
-            port: 80
-            check: { type: none }
-            reals: [{ address: 198.18.0.71, port: 80 }, { address: 198.18.0.72, port: 80, weight: 2 }, { address: 198.18.0.73, port: 80, weight: 3 }]
-        """
+              - name: plain
+                vip: 198.18.0.105
+                port: 80
+                check: { type: none }
+                reals: [{ address: 198.18.0.71, port: 80 }, { address: 198.18.0.72, port: 80, weight: 2 }, { address: 198.18.0.73, port: 80, weight: 3 }]
+            """
 
     static func withFailures(_ state: inout ControlState) {
         state.setHealth(service: "sorry", address: IPAddress("198.18.0.51")!, up: false)
@@ -80,8 +81,10 @@ struct SameChoiceTests {
     /// Client `i` of 100,000, inside 198.18.0.0/15 and clear of the VIPs and reals.
     static func client(_ i: Int) -> IPAddress {
         let n = UInt32(198) << 24 | UInt32(18) << 16 | 0x4000 + UInt32(i)
-        return IPAddress(bytes: [UInt8(n >> 24), UInt8(truncatingIfNeeded: n >> 16),
-                                 UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)])!
+        return IPAddress(bytes: [
+            UInt8(n >> 24), UInt8(truncatingIfNeeded: n >> 16),
+            UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)
+        ])!
     }
 
     @Test("100,000 clients: the same real address on both nodes, and equal ring digests")
@@ -95,8 +98,12 @@ struct SameChoiceTests {
         let http = try #require(a.state.config.services.first { $0.name == "shop-http" })
         #expect(a.state.groupID("shop-http") != b.state.groupID("shop-http"))
         #expect(a.state.serviceID("shop-http") != b.state.serviceID("shop-http"))
-        let idsA = http.reals.map { a.state.ids.reals[RealKey(group: a.state.groupID("shop-http")!, address: $0.address)] }
-        let idsB = http.reals.map { b.state.ids.reals[RealKey(group: b.state.groupID("shop-http")!, address: $0.address)] }
+        let idsA = http.reals.map {
+            a.state.ids.reals[RealKey(group: a.state.groupID("shop-http")!, address: $0.address)]
+        }
+        let idsB = http.reals.map {
+            b.state.ids.reals[RealKey(group: b.state.groupID("shop-http")!, address: $0.address)]
+        }
         #expect(idsA != idsB)
 
         // Persistence (maglev on the masked client), IPv4 and IPv6 /64,
@@ -104,12 +111,15 @@ struct SameChoiceTests {
         var same = 0, compared = 0
         for i in 0..<Self.clients {
             let src = Self.client(i)
-            var packets = [PacketSpec(src: "0.0.0.0", dst: "198.18.0.100", dport: 80),
-                           PacketSpec(src: "0.0.0.0", dst: "198.18.0.105", sport: UInt16(1024 + i % 60000), dport: 80)]
+            var packets = [
+                PacketSpec(src: "0.0.0.0", dst: "198.18.0.100", dport: 80),
+                PacketSpec(src: "0.0.0.0", dst: "198.18.0.105", sport: UInt16(1024 + i % 60000), dport: 80)
+            ]
             packets[0].src = src
             packets[1].src = src
             if i % 10 == 0 {
-                packets.append(PacketSpec(src: "2001:db8:20:\(String(i / 10, radix: 16))::1", dst: "2001:db8::100", dport: 80))
+                packets.append(
+                    PacketSpec(src: "2001:db8:20:\(String(i / 10, radix: 16))::1", dst: "2001:db8::100", dport: 80))
                 var alt = PacketSpec(src: "0.0.0.0", dst: "198.18.0.100", dport: 8080)
                 alt.src = src
                 var fixed = PacketSpec(src: "0.0.0.0", dst: "198.18.0.102", dport: 80)
@@ -120,8 +130,12 @@ struct SameChoiceTests {
                 let x = try Self.chosen(a, p), y = try Self.chosen(b, p)
                 #expect(x != nil, "\(p.src) to \(p.dst):\(p.dport) is forwarded")
                 compared += 1
-                if x == y { same += 1 } else if compared - same <= 5 {
-                    Issue.record("\(p.src) to \(p.dst):\(p.dport): \(x.map(\.description) ?? "-") on one node, \(y.map(\.description) ?? "-") on the other")
+                if x == y {
+                    same += 1
+                } else if compared - same <= 5 {
+                    Issue.record(
+                        "\(p.src) to \(p.dst):\(p.dport): \(x.map(\.description) ?? "-") on one node, \(y.map(\.description) ?? "-") on the other"
+                    )
                 }
             }
         }
@@ -154,7 +168,12 @@ struct SameChoiceTests {
     func stalePins() async throws {
         let pins = "/sys/fs/bpf/tandem-test-\(getpid())-stale"
         defer { BPFFS.removeTree(pins) }
-        let made = try await Command.run("sh", ["-c", "mkdir -p \(pins) && bpftool map create \(pins)/services type hash key 20 value 48 entries 1024 name services"])
+        let made = try await Command.run(
+            "sh",
+            [
+                "-c",
+                "mkdir -p \(pins) && bpftool map create \(pins)/services type hash key 20 value 48 entries 1024 name services"
+            ])
         #expect(made.status == 0, "\(made.output)")
         let error = #expect(throws: BPFError.self) { try Dataplane(pinRoot: pins) }
         let text = error.map { "\($0)" } ?? ""

@@ -47,7 +47,9 @@ final class CannedServer: @unchecked Sendable {
             received.withLockedValue { $0 += text }
             guard let reply, text.contains("\r\n\r\n") || !text.hasPrefix("GET") else { return }
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply))).whenComplete { _ in bound.value.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply))).whenComplete { _ in
+                bound.value.close(promise: nil)
+            }
         }
     }
 }
@@ -62,9 +64,13 @@ enum Fixtures {
         let dir = NSTemporaryDirectory() + "tandem-health-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try await Command.output("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                                                      "-subj", "/CN=127.0.0.1",
-                                                      "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"])
+        try await Command.output(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=127.0.0.1",
+                "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"
+            ])
         let config = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(dir + "/cert.pem").map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: dir + "/key.pem", format: .pem)))
@@ -111,7 +117,9 @@ struct ProbeTests {
         #expect(request.contains("Host: shop.example\r\n"))
 
         let failing = try CannedServer(reply: Fixtures.http("503 Service Unavailable", body: "busy"))
-        #expect(try Fixtures.probe(failing.port, Fixtures.check(.http(HTTPOptions()))) == .failure("HTTP 503, expected 200-299"))
+        #expect(
+            try Fixtures.probe(failing.port, Fixtures.check(.http(HTTPOptions())))
+                == .failure("HTTP 503, expected 200-299"))
 
         let accepted = Fixtures.check(.http(HTTPOptions(expect: [503...503])))
         #expect(try Fixtures.probe(failing.port, accepted) == .success, "expected codes are configurable")
@@ -124,7 +132,9 @@ struct ProbeTests {
     func timeout() throws {
         let silent = try CannedServer(reply: nil)
         let start = Date()
-        #expect(try Fixtures.probe(silent.port, Fixtures.check(.http(HTTPOptions()), timeoutMs: 200)) == .failure("no answer within 200ms"))
+        #expect(
+            try Fixtures.probe(silent.port, Fixtures.check(.http(HTTPOptions()), timeoutMs: 200))
+                == .failure("no answer within 200ms"))
         #expect(Date().timeIntervalSince(start) < 2, "the probe ended near its timeout, not later")
     }
 
@@ -148,9 +158,11 @@ struct RiseFallTests {
     func counting() {
         var s = RiseFall(up: true, rise: 2, fall: 3)
         // Each result, and whether it flipped the state.
-        let script: [(Bool, Bool)] = [(false, false), (false, false), (true, false), // a success breaks the run
-                                      (false, false), (false, false), (false, true),  // third failure in a row
-                                      (true, false), (false, false), (true, false), (true, true)] // two in a row
+        let script: [(Bool, Bool)] = [
+            (false, false), (false, false), (true, false),  // a success breaks the run
+            (false, false), (false, false), (false, true),  // third failure in a row
+            (true, false), (false, false), (true, false), (true, true)
+        ]  // two in a row
         var flips: [Bool] = []
         var states: [Bool] = []
         for (ok, _) in script {
@@ -171,7 +183,9 @@ struct RiseFallTests {
 
     /// The first `count` transitions, read as the controller reads them; at
     /// `seconds`, the checker is stopped and what came is returned.
-    static func first(_ count: Int, of checker: HealthChecker, within seconds: Int = 5) async -> [HealthChecker.Transition] {
+    static func first(
+        _ count: Int, of checker: HealthChecker, within seconds: Int = 5
+    ) async -> [HealthChecker.Transition] {
         await withTaskGroup(of: [HealthChecker.Transition]?.self) { group in
             group.addTask {
                 var seen: [HealthChecker.Transition] = []
@@ -213,7 +227,7 @@ struct RiseFallTests {
             return try CannedServer(reply: nil, port: port)
         }
         let seen = await Self.first(2, of: checker)
-        _ = try await reopen.value // listening until here
+        _ = try await reopen.value  // listening until here
         #expect(seen.map(\.up) == [false, true])
         #expect(seen.map(\.target) == [target, target])
         #expect(seen.first?.reason == "2 checks in a row failed, last: connect: connection refused")
@@ -225,8 +239,9 @@ struct RiseFallTests {
     @Test("a transition that does not fit in the buffer is sent again after the next check")
     func fullBuffer() async throws {
         let closed = [try Fixtures.closedPort(), try Fixtures.closedPort()]
-        let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"),
-                                        buffer: 1)
+        let checker = try HealthChecker(
+            group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"),
+            buffer: 1)
         defer { checker.stop() }
         let targets = closed.map { ProbeTarget(address: IPAddress("127.0.0.1")!, port: $0, check: Self.check(fall: 1)) }
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
@@ -244,7 +259,9 @@ struct RiseFallTests {
     @Test("stop ends the stream")
     func stopEnds() async throws {
         let checker = try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
-        checker.update([ProbeTarget(address: IPAddress("127.0.0.1")!, port: try Fixtures.closedPort(), check: Self.check()): true])
+        checker.update([
+            ProbeTarget(address: IPAddress("127.0.0.1")!, port: try Fixtures.closedPort(), check: Self.check()): true
+        ])
         checker.stop()
         var count = 0
         for await _ in checker.transitions { count += 1 }

@@ -30,8 +30,12 @@ enum Lab {
 
     static func up() async throws { try await run([root + "/tools/lab", "up"]) }
     static func down() async { _ = try? await run([root + "/tools/lab", "down"]) }
-    static func startPort(_ real: String, _ port: Int) async throws { try await run([root + "/tools/lab", "start-port", real, "\(port)"]) }
-    static func stopPort(_ real: String, _ port: Int) async throws { try await run([root + "/tools/lab", "stop-port", real, "\(port)"]) }
+    static func startPort(_ real: String, _ port: Int) async throws {
+        try await run([root + "/tools/lab", "start-port", real, "\(port)"])
+    }
+    static func stopPort(_ real: String, _ port: Int) async throws {
+        try await run([root + "/tools/lab", "stop-port", real, "\(port)"])
+    }
 
     /// Brings the lab up, runs `body`, and takes the lab down again, also
     /// when `body` throws.
@@ -45,14 +49,20 @@ enum Lab {
 
     /// Which real answered `url` for a client source address (nil: no answer).
     static func ask(_ url: String, from source: String) async -> String? {
-        let text = try? await run(["ip", "netns", "exec", "tdm-client", "curl", "-sk", "-m", "3",
-                             "--interface", source, url], check: false)
+        let text = try? await run(
+            [
+                "ip", "netns", "exec", "tdm-client", "curl", "-sk", "-m", "3",
+                "--interface", source, url
+            ], check: false)
         return names.contains(text ?? "") ? text : nil
     }
 
     static func askUDP(port: Int, from source: String, vip: String = vip4) async -> String? {
-        let text = try? await run(["ip", "netns", "exec", "tdm-client", "/usr/bin/python3",
-                             root + "/tools/lab-server.py", "query", vip, "\(port)", source], check: false)
+        let text = try? await run(
+            [
+                "ip", "netns", "exec", "tdm-client", "/usr/bin/python3",
+                root + "/tools/lab-server.py", "query", vip, "\(port)", source
+            ], check: false)
         return names.contains(text ?? "") ? text : nil
     }
 
@@ -90,10 +100,11 @@ final class LabBalancer {
 
     /// The lab's fixed MACs: 02:00:c6:12:00:NN, NN the last address byte.
     /// r1 has 198.18.0.21 and 2001:db8::21, both behind 02:00:c6:12:00:15.
-    static let macs: [IPAddress: MACAddress] = Dictionary(uniqueKeysWithValues: (21...23).flatMap { byte in
-        let mac = MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, UInt8(byte)])!
-        return [(IPAddress("198.18.0.\(byte)")!, mac), (IPAddress("2001:db8::\(byte)")!, mac)]
-    })
+    static let macs: [IPAddress: MACAddress] = Dictionary(
+        uniqueKeysWithValues: (21...23).flatMap { byte in
+            let mac = MACAddress(bytes: [2, 0, 0xC6, 0x12, 0, UInt8(byte)])!
+            return [(IPAddress("198.18.0.\(byte)")!, mac), (IPAddress("2001:db8::\(byte)")!, mac)]
+        })
 
     /// Group 1: shop :80, :443/tcp, :443/udp; group 2: :8080, not linked;
     /// group 3: IPv6 :80 and :443 (service ids 0-5 in this order).
@@ -115,8 +126,11 @@ final class LabBalancer {
         """
 
     static func reals(_ family: Int, port: Int) -> String {
-        (1...3).map { family == 4 ? "{ address: 198.18.0.2\($0), port: \(port) }" : "{ address: \"2001:db8::2\($0)\", port: \(port) }" }
-            .joined(separator: ", ")
+        (1...3).map {
+            family == 4
+                ? "{ address: 198.18.0.2\($0), port: \(port) }" : "{ address: \"2001:db8::2\($0)\", port: \(port) }"
+        }
+        .joined(separator: ", ")
     }
 
     /// What a failed health check of `name`'s `service` does: the

@@ -49,8 +49,9 @@ final class Served {
     /// real has settled (up or down, no longer in its first interval).
     func start() async throws {
         // nsenter execs tandem: the child's pid and exit status are the daemon's.
-        let daemon = try await BackgroundProcess.start("nsenter", ["--net=/run/netns/tdm-lb", Self.tandem, "serve", "-c", configPath],
-                                                       log: log)
+        let daemon = try await BackgroundProcess.start(
+            "nsenter", ["--net=/run/netns/tdm-lb", Self.tandem, "serve", "-c", configPath],
+            log: log)
         self.daemon = daemon
         exitStatus = nil
         for _ in 0..<100 {
@@ -58,7 +59,8 @@ final class Served {
             if !daemon.isRunning { break }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        throw LabError(description: "tandem serve did not come up: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        throw LabError(
+            description: "tandem serve did not come up: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
     }
 
     /// SIGTERM, as an operator or systemd would stop it.
@@ -84,8 +86,9 @@ final class Served {
     /// The daemon's peak resident memory so far (VmHWM), in MB.
     func peakMemoryMB() -> Int {
         guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return -1 }
         return kb / 1024
     }
 
@@ -97,7 +100,7 @@ final class Served {
     }
 
     deinit {
-        daemon = nil   // its deinit: SIGTERM, and up to 5 s for the daemon to go
+        daemon = nil  // its deinit: SIGTERM, and up to 5 s for the daemon to go
         // What `tandem down --pin-directory` does: detach through the pinned
         // link, then remove the pins.
         if let link = try? XDPLink.pinned(at: pins + "/link", interface: "eth0") { try? link.detach() }
@@ -143,8 +146,12 @@ final class HeldConnection {
         dir = "/tmp/tandem-test-\(getpid())-hold-\(UUID().uuidString.prefix(8).lowercased())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        client = try await BackgroundProcess.start("ip", ["netns", "exec", "tdm-client", "/usr/bin/python3", Lab.root + "/tools/lab-server.py",
-                                               "hold", vip, "\(port)", source, dir])
+        client = try await BackgroundProcess.start(
+            "ip",
+            [
+                "netns", "exec", "tdm-client", "/usr/bin/python3", Lab.root + "/tools/lab-server.py",
+                "hold", vip, "\(port)", source, dir
+            ])
     }
 
     /// The answer to the request that opened the connection.

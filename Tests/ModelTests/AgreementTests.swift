@@ -10,12 +10,17 @@ struct AgreementTests {
 
     /// A model of one maglev service on `addresses` with the given weights,
     /// its reals numbered from `firstID` in `order`.
-    static func model(weights: [UInt32] = [1, 1, 2, 3], firstID: UInt32 = 1, order: [Int] = [0, 1, 2, 3],
-                      scheduler: Scheduler = .maglev, netmask: Int? = 32) -> DataplaneModel {
+    static func model(
+        weights: [UInt32] = [1, 1, 2, 3], firstID: UInt32 = 1, order: [Int] = [0, 1, 2, 3],
+        scheduler: Scheduler = .maglev, netmask: Int? = 32
+    ) -> DataplaneModel {
         let reals = order.enumerated().map { n, i in
-            DataplaneModel.Real(id: firstID + UInt32(n), address: addresses[i], mac: MACAddress(bytes: [2, 0, 0, 0, 0, 1])!)
+            DataplaneModel.Real(
+                id: firstID + UInt32(n), address: addresses[i], mac: MACAddress(bytes: [2, 0, 0, 0, 0, 1])!)
         }
-        let backends = order.enumerated().map { n, i in DataplaneModel.Backend(real: firstID + UInt32(n), weight: weights[i]) }
+        let backends = order.enumerated().map { n, i in
+            DataplaneModel.Backend(real: firstID + UInt32(n), weight: weights[i])
+        }
         let service = DataplaneModel.Service(
             id: firstID % 7, group: firstID, vip: vip, port: 80, proto: .tcp, scheduler: scheduler,
             persistence: netmask.map { Persistence(timeoutNs: 1_000_000_000, netmask: $0) }, backends: backends)
@@ -37,7 +42,8 @@ struct AgreementTests {
         let a = Self.model()
         let b = Self.model(firstID: 40, order: [3, 1, 0, 2])
         #expect(a.services[0].group != b.services[0].group)
-        #expect(a.services[0].hashSeed == b.services[0].hashSeed, "the seed comes from the service keys, not the group id")
+        #expect(
+            a.services[0].hashSeed == b.services[0].hashSeed, "the seed comes from the service keys, not the group id")
         #expect(Self.addressRing(a) == Self.addressRing(b))
         #expect(Self.digest(a) == Self.digest(b))
     }
@@ -70,12 +76,19 @@ struct AgreementTests {
     func seed() {
         let shop = [Self.key("198.18.0.100", 443), Self.key("198.18.0.100", 80)]
         #expect(ClientHash.seed(group: shop) == ClientHash.seed(group: shop.reversed()))
-        #expect(ClientHash.seed(group: shop + [Self.key("198.18.0.100", 443, .udp)]) == ClientHash.seed(group: shop),
-                "linking :443/udp moves no client")
+        #expect(
+            ClientHash.seed(group: shop + [Self.key("198.18.0.100", 443, .udp)]) == ClientHash.seed(group: shop),
+            "linking :443/udp moves no client")
         #expect(ClientHash.seed(group: [Self.key("198.18.0.100", 8080)]) != ClientHash.seed(group: shop))
-        #expect(ClientHash.seed(group: [Self.key("198.18.0.101", 80)]) != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
-        #expect(ClientHash.seed(group: [Self.key("198.18.0.100", 80, .udp)]) != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
-        #expect(ClientHash.seed(group: [Self.key("2001:db8::100", 80)]) != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
+        #expect(
+            ClientHash.seed(group: [Self.key("198.18.0.101", 80)])
+                != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
+        #expect(
+            ClientHash.seed(group: [Self.key("198.18.0.100", 80, .udp)])
+                != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
+        #expect(
+            ClientHash.seed(group: [Self.key("2001:db8::100", 80)])
+                != ClientHash.seed(group: [Self.key("198.18.0.100", 80)]))
     }
 
     /// Nodes of different versions must agree while an upgrade rolls: the

@@ -10,8 +10,10 @@ extension BPFProgram {
     /// Sends `packet` out of `ifindex` `count` times in live-frames mode:
     /// the program runs on each copy and its verdict (XDP_TX, ...) is acted
     /// on, which makes this a packet generator. Returns the elapsed ns.
-    public func liveFrames(packet: [UInt8], ifindex: UInt32, count: Int32,
-                           batch: UInt32 = 64) throws -> UInt64 {
+    public func liveFrames(
+        packet: [UInt8], ifindex: UInt32, count: Int32,
+        batch: UInt32 = 64
+    ) throws -> UInt64 {
         var ctx = xdp_md()
         ctx.data_end = UInt32(packet.count)
         ctx.ingress_ifindex = ifindex
@@ -53,9 +55,10 @@ extension BPFProgram {
     @discardableResult
     public static func countRunTime(_ on: Bool) throws -> Bool {
         let path = "/proc/sys/kernel/bpf_stats_enabled"
-        let file = OwnedFD(try path.withCString { cPath in
-            try check("open", path, reports: .minusOneAndErrno) { open(cPath, O_RDWR | O_CLOEXEC) }
-        })
+        let file = OwnedFD(
+            try path.withCString { cPath in
+                try check("open", path, reports: .minusOneAndErrno) { open(cPath, O_RDWR | O_CLOEXEC) }
+            })
         var current: UInt8 = 0
         try check("read", path, reports: .minusOneAndErrno) { pread(file.raw, &current, 1, 0) }
         // A system call, not stdio: a buffered write's error would surface

@@ -26,25 +26,31 @@ public enum Command {
     /// Runs `executable` (a path, or a name looked up in PATH) to the end,
     /// with `environment` added to this process's. A failing exit status is
     /// a result, not an error.
-    public static func run(_ executable: String, _ arguments: [String] = [],
-                           environment: [String: String] = [:]) async throws -> CommandResult {
+    public static func run(
+        _ executable: String, _ arguments: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> CommandResult {
         let result = try await Subprocess.run(
             Self.executable(executable), arguments: Arguments(arguments),
             environment: Self.environment(environment),
             output: .bytes(limit: 64 << 20), error: .combinedWithOutput)
-        return CommandResult(status: status(result.terminationStatus),
-                             output: String(decoding: result.standardOutput, as: UTF8.self))
+        return CommandResult(
+            status: status(result.terminationStatus),
+            output: String(decoding: result.standardOutput, as: UTF8.self))
     }
 
     /// Runs `executable` and returns its output; throws `CommandError`
     /// unless it exits 0.
     @discardableResult
-    public static func output(_ executable: String, _ arguments: [String] = [],
-                              environment: [String: String] = [:]) async throws -> String {
+    public static func output(
+        _ executable: String, _ arguments: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> String {
         let result = try await run(executable, arguments, environment: environment)
         guard result.status == 0 else {
-            throw CommandError(command: ([executable] + arguments).joined(separator: " "),
-                               status: result.status, output: result.output)
+            throw CommandError(
+                command: ([executable] + arguments).joined(separator: " "),
+                status: result.status, output: result.output)
         }
         return result.output
     }
@@ -54,9 +60,13 @@ public enum Command {
     }
 
     static func environment(_ added: [String: String]) -> Environment {
-        added.isEmpty ? .inherit : .inherit.updating(Dictionary(uniqueKeysWithValues: added.compactMap { key, value in
-            Environment.Key(rawValue: key).map { ($0, Optional(value)) }
-        }))
+        added.isEmpty
+            ? .inherit
+            : .inherit.updating(
+                Dictionary(
+                    uniqueKeysWithValues: added.compactMap { key, value in
+                        Environment.Key(rawValue: key).map { ($0, Optional(value)) }
+                    }))
     }
 
     static func status(_ status: TerminationStatus) -> Int32 {
@@ -80,9 +90,12 @@ public final class BackgroundProcess: Sendable {
 
     /// Starts `executable`; its standard output and error are appended to
     /// `log` (nil: discarded).
-    public static func start(_ executable: String, _ arguments: [String], log: String? = nil) async throws -> BackgroundProcess {
-        let fd = try FileDescriptor.open(FilePath(log ?? "/dev/null"), .writeOnly, options: [.append, .create],
-                                         permissions: [.ownerReadWrite, .groupRead, .otherRead])
+    public static func start(
+        _ executable: String, _ arguments: [String], log: String? = nil
+    ) async throws -> BackgroundProcess {
+        let fd = try FileDescriptor.open(
+            FilePath(log ?? "/dev/null"), .writeOnly, options: [.append, .create],
+            permissions: [.ownerReadWrite, .groupRead, .otherRead])
         let (pids, pidSink) = AsyncStream.makeStream(of: Int32.self)
         let (stops, stopSink) = AsyncStream.makeStream(of: Int32.self)
         let task = Task {
@@ -105,7 +118,7 @@ public final class BackgroundProcess: Sendable {
         var started = pids.makeAsyncIterator()
         guard let pid = await started.next() else {
             stopSink.finish()
-            _ = try await task.value   // throws why it did not start
+            _ = try await task.value  // throws why it did not start
             throw CommandError(command: executable, status: -1, output: "did not start")
         }
         return BackgroundProcess(pid: pid, task: task, stopRequest: stopSink)
@@ -123,7 +136,7 @@ public final class BackgroundProcess: Sendable {
         await withTaskGroup(of: Int32?.self) { group in
             group.addTask {
                 for await signal in stops { return signal }
-                return SIGTERM   // the handle went away
+                return SIGTERM  // the handle went away
             }
             group.addTask {
                 while isRunning(pid) {
@@ -145,7 +158,8 @@ public final class BackgroundProcess: Sendable {
     static func isRunning(_ pid: Int32) -> Bool {
         guard kill(pid, 0) == 0 else { return false }
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let end = stat.lastIndex(of: ")") else { return false }
+            let end = stat.lastIndex(of: ")")
+        else { return false }
         return !stat[end...].hasPrefix(") Z")
     }
 
@@ -175,8 +189,10 @@ public final class BackgroundProcess: Sendable {
 
 /// Runs `body`, then `cleanup` whether or not `body` threw: a `defer` that
 /// can await (stopping a daemon, `tools/lab down`).
-public func withCleanup<T>(isolation: isolated (any Actor)? = #isolation,
-                           _ body: () async throws -> T, cleanup: () async -> Void) async throws -> T {
+public func withCleanup<T>(
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: () async throws -> T, cleanup: () async -> Void
+) async throws -> T {
     let result: T
     do {
         result = try await body()

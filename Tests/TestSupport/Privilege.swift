@@ -7,6 +7,7 @@ public enum Privilege {
     public static let isRoot = geteuid() == 0
     public static let required = getenv("TANDEM_REQUIRE_PRIVILEGED").map { String(cString: $0) } == "1"
     public static let enabled = isRoot || required
-    public static let reason = "needs root for BPF, XDP and network namespaces; run as root"
+    public static let reason =
+        "needs root for BPF, XDP and network namespaces; run as root"
         + " (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"
 }

@@ -12,19 +12,21 @@ import Glibc
 public enum NetworkNamespace {
     /// The calling thread's namespace, to come back to.
     public static func current() throws -> OwnedFD {
-        OwnedFD(try check("open network namespace of", "this thread", reports: .minusOneAndErrno) {
-            open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
-        })
+        OwnedFD(
+            try check("open network namespace of", "this thread", reports: .minusOneAndErrno) {
+                open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+            })
     }
 
     /// Enters the namespace named `name` (`ip netns add`'s /run/netns/NAME).
     public static func enter(_ name: String) throws {
         let path = "/run/netns/\(name)"
-        let fd = OwnedFD(try path.withCString { cPath in
-            try check("open network namespace", path, reports: .minusOneAndErrno) {
-                open(cPath, O_RDONLY | O_CLOEXEC)
-            }
-        })
+        let fd = OwnedFD(
+            try path.withCString { cPath in
+                try check("open network namespace", path, reports: .minusOneAndErrno) {
+                    open(cPath, O_RDONLY | O_CLOEXEC)
+                }
+            })
         try check("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
     }
 

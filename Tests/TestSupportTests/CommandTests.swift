@@ -9,13 +9,16 @@ struct CommandTests {
         let result = try await Command.run("sh", ["-c", "echo out; echo err >&2; exit 3"])
         #expect(result.status == 3)
         #expect(result.output == "out\nerr\n")
-        let error = await #expect(throws: CommandError.self) { try await Command.output("sh", ["-c", "echo no; exit 2"]) }
+        let error = await #expect(throws: CommandError.self) {
+            try await Command.output("sh", ["-c", "echo no; exit 2"])
+        }
         #expect(error?.status == 2 && error?.output == "no\n")
     }
 
     @Test("added environment reaches the command")
     func environment() async throws {
-        #expect(try await Command.output("sh", ["-c", "echo $TANDEM_TEST_X"], environment: ["TANDEM_TEST_X": "y"]) == "y\n")
+        #expect(
+            try await Command.output("sh", ["-c", "echo $TANDEM_TEST_X"], environment: ["TANDEM_TEST_X": "y"]) == "y\n")
     }
 
     @Test("stop sends SIGTERM and waits; SIGKILL on request; wait for one that exits itself")
