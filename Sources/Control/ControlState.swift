@@ -117,6 +117,19 @@ public struct ControlState: Sendable {
         return true
     }
 
+    /// Reals with no MAC address: no answer to ARP/NDP yet. Out of every
+    /// service until the neighbour table has them.
+    public private(set) var unreachable: Set<IPAddress> = []
+
+    /// Records whether `address` answers ARP/NDP; true when it changed anything.
+    @discardableResult
+    public mutating func setReachable(_ address: IPAddress, _ reachable: Bool) -> Bool {
+        guard reachable == unreachable.contains(address) else { return false }
+        if reachable { unreachable.remove(address) } else { unreachable.insert(address) }
+        invalidateNewFailures()
+        return true
+    }
+
     public func isHealthy(service: String, address: IPAddress) -> Bool {
         !(healthDown[service]?.contains(address) ?? false)
     }
@@ -192,11 +205,14 @@ public struct ControlState: Sendable {
         case up, draining, down, disabled
         /// Down because it failed (or was disabled) in a linked service.
         case groupDown = "group-down"
+        /// No answer to ARP/NDP: frames cannot be addressed to it.
+        case unreachable
     }
 
     /// The state of `address` in service `s`, with group failover applied.
     public func reason(service s: Config.Service, address: IPAddress) -> Reason {
         if operatorState(service: s.name, address: address) == .disabled { return .disabled }
+        if unreachable.contains(address) { return .unreachable }
         if !isHealthy(service: s.name, address: address) { return .down }
         // The failing service's `failover` decides whether the failure spreads.
         for name in group(of: s.name) where name != s.name {
@@ -222,7 +238,7 @@ public struct ControlState: Sendable {
         switch reason(service: s, address: address) {
         case .up: .up
         case .draining: .draining
-        case .down, .groupDown: .down
+        case .down, .groupDown, .unreachable: .down
         case .disabled: .disabled
         }
     }

@@ -56,9 +56,23 @@ public actor Controller {
             pinRoot: config.pinDirectory,
             verifierLogPath: "/tmp/tandem-verifier.log")
         let pinned = dataplane.pinnedState()
-        let state = try ControlState(validated, adopting: pinned)
+        var state = try ControlState(validated, adopting: pinned)
         let neighbours = Neighbours(interface: config.interface, group: group)
-        let macs = try await neighbours.resolve(state.realAddresses)
+        // A real that does not answer ARP/NDP does not stop the start: it
+        // keeps the MAC the pinned maps have for it (a restart during its
+        // outage), or is out of service until NeighbourWatch finds it.
+        var macs: [IPAddress: MACAddress] = [:]
+        for real in pinned.reals where real.active { if let mac = real.mac { macs[real.address] = mac } }
+        macs.merge(try await neighbours.resolve(state.realAddresses)) { _, resolved in resolved }
+        for address in state.realAddresses where macs[address] == nil {
+            state.setReachable(address, false)
+            logger.warning(
+                "real unreachable",
+                metadata: [
+                    "real": "\(address)",
+                    "reason": "no answer to ARP/NDP on \(config.interface); out of service until it answers"
+                ])
+        }
         let model = state.model(macs: macs)
         try dataplane.apply(model)
 
@@ -111,6 +125,43 @@ public actor Controller {
 
     func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
         census = (counts, time)
+    }
+
+    // MARK: Neighbours
+
+    /// Looks again for the MAC of every real: those that were unreachable
+    /// and now answer go into service, a MAC that changed (a replaced
+    /// server, a moved address) is written. Run by NeighbourWatch.
+    func refreshNeighbours(all: Bool) async {
+        let addresses = all ? state.realAddresses : state.unreachable.intersection(state.realAddresses)
+        guard !addresses.isEmpty else { return }
+        let found: [IPAddress: MACAddress]
+        do {
+            found = try await neighbours.resolve(addresses, timeout: .seconds(1))
+        } catch {
+            logger.warning("cannot read the neighbour table", metadata: ["error": "\(error)"])
+            return
+        }
+        var next = state
+        var changed: [(IPAddress, String)] = []
+        var nextMACs = macs
+        for (address, mac) in found {
+            if next.setReachable(address, true) { changed.append((address, "answers ARP/NDP again")) }
+            if let old = macs[address], old != mac { changed.append((address, "MAC changed from \(old) to \(mac)")) }
+            nextMACs[address] = mac
+        }
+        guard !changed.isEmpty else { return }
+        let model = next.model(macs: nextMACs)
+        do {
+            try dataplane.apply(model)
+            state = next
+            macs = nextMACs
+            for (address, what) in changed {
+                logger.notice("real reachable", metadata: ["real": "\(address)", "reason": "\(what)"])
+            }
+        } catch {
+            logger.error("cannot apply a neighbour change", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Readiness
@@ -250,6 +301,8 @@ public actor Controller {
             try next.reload(validated)
             let newAddresses = next.realAddresses.subtracting(macs.keys)
             let resolved = try await neighbours.resolve(newAddresses)
+            // New reals that do not answer yet are out of service, not an error.
+            for address in newAddresses where resolved[address] == nil { next.setReachable(address, false) }
             let before = Set(state.config.services.map(\.name))
             let after = Set(config.services.map(\.name))
             macs.merge(resolved) { _, new in new }

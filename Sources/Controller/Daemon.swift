@@ -49,7 +49,8 @@ public enum Daemon {
             HealthService(checker: checker, controller: controller),
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
-            RecordCensus(controller: controller, logger: logger)
+            RecordCensus(controller: controller, logger: logger),
+            NeighbourWatch(controller: controller)
         ]
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))

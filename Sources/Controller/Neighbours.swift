@@ -17,6 +17,9 @@ struct Neighbours {
     let interface: String
     let group: any EventLoopGroup
 
+    /// The MAC of every address that answers within `timeout`; those that
+    /// do not are left out (the caller keeps them out of service). A real
+    /// that is not on this link at all is an error.
     func resolve(_ addresses: Set<IPAddress>, timeout: Duration = .seconds(3)) async throws -> [IPAddress: MACAddress] {
         let sorted = addresses.sorted()
         var found = try await offload { [self] in
@@ -42,11 +45,6 @@ struct Neighbours {
             }
             found.merge(more) { _, new in new }
             missing.subtract(more.keys)
-        }
-        if let first = missing.sorted().first {
-            throw ControlError(
-                "cannot resolve the MAC address of real \(first) on \(interface): no answer to ARP/ND within \(timeout) (is it up and on this link? see 'ip neigh show dev \(interface)')"
-            )
         }
         return found
     }

@@ -35,8 +35,9 @@ struct Readiness: Service {
         guard !Task.isShuttingDownGracefully else { return }
         Systemd.ready(status: "serving \(summary["services"].map { "\($0)" } ?? "?") services")
         await withGracefulShutdownHandler {
+            // Sleeps until the shutdown: the sleep is cancelled then.
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(3600))
+                _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(3600)) }
             }
         } onGracefulShutdown: {
             Systemd.stopping()

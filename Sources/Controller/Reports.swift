@@ -53,6 +53,7 @@ extension ReadView {
                 let target = ProbeTarget(real: r.address, port: r.port, check: s.check)
                 var lastCheck: String?
                 if case .failure(let why)? = probes[target]?.last { lastCheck = why }
+                if state.unreachable.contains(r.address) { lastCheck = "no answer to ARP/NDP on \(config.interface)" }
                 return RealReport(
                     address: r.address.description, port: Int(r.port), weight: Int(r.weight),
                     state: state.reason(service: s, address: r.address).rawValue,

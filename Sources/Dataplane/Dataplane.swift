@@ -397,9 +397,11 @@ extension Dataplane {
         }
         let pinnedReals = reals.entries().compactMap { id, value -> PinnedState.Real? in
             guard value.af != 0, let address = IPAddress(abiAddress: value.addr, family: value.af) else { return nil }
+            let mac = MACAddress(bytes: withUnsafeBytes(of: value.mac) { Array($0) })
             return .init(
                 id: id, address: address, recGen: value.rec_gen, flowGen: value.flow_gen,
-                active: value.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0)
+                active: value.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0,
+                mac: mac == MACAddress(bytes: [0, 0, 0, 0, 0, 0]) ? nil : mac)
         }
         return PinnedState(services: pinnedServices, backends: pinnedBackends, reals: pinnedReals)
     }

@@ -28,12 +28,18 @@ public struct PinnedState: Sendable {
         public var recGen: UInt32
         public var flowGen: UInt32
         public var active: Bool
-        public init(id: UInt32, address: IPAddress, recGen: UInt32, flowGen: UInt32, active: Bool) {
+        /// The MAC frames to it were sent to; nil when none was written.
+        public var mac: MACAddress?
+        public init(
+            id: UInt32, address: IPAddress, recGen: UInt32, flowGen: UInt32, active: Bool,
+            mac: MACAddress? = nil
+        ) {
             self.id = id
             self.address = address
             self.recGen = recGen
             self.flowGen = flowGen
             self.active = active
+            self.mac = mac
         }
     }
     public var services: [Service] = []
