@@ -61,13 +61,40 @@ public struct HTTPOptions: Hashable, Sendable {
 
     static let keys = ["method", "path", "host", "expect", "body"]
 
+    /// A CR or LF would let the config write extra headers or requests.
+    static func fitsRequestLine(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+    }
+
+    static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.unicodeScalars.allSatisfy { ("A"..."Z").contains($0) || ("a"..."z").contains($0) }
+    }
+
     init(reading o: inout CheckOptions) {
         self.init()
-        if let v = o.string("method") { method = v.uppercased() }
-        if let v = o.string("path") {
-            if v.hasPrefix("/") { path = v } else { o.fail("path", "must start with /") }
+        if let v = o.string("method") {
+            if Self.isToken(v) {
+                method = v.uppercased()
+            } else {
+                o.fail("method", "must be an HTTP method such as GET or HEAD")
+            }
         }
-        host = o.string("host")
+        if let v = o.string("path") {
+            if !v.hasPrefix("/") {
+                o.fail("path", "must start with /")
+            } else if !Self.fitsRequestLine(v) {
+                o.fail("path", "must not hold spaces or control characters (it goes into the request line)")
+            } else {
+                path = v
+            }
+        }
+        if let v = o.string("host") {
+            if Self.fitsRequestLine(v) {
+                host = v
+            } else {
+                o.fail("host", "must not hold spaces or control characters (it goes into a header)")
+            }
+        }
         body = o.string("body")
         if let ranges = o.statuses("expect") { expect = ranges }
     }

@@ -124,6 +124,22 @@ struct ConfigTests {
         #expect(!e.joined().contains("\u{1b}"), "no raw escape reaches the terminal")
     }
 
+    @Test("a check's path, host and method cannot smuggle request lines")
+    func checkRequestLine() {
+        let yaml = Configs.spec.replacingOccurrences(
+            of: "check: { type: http, path: /health }",
+            with: "check: { type: http, path: \"/health\\r\\nX-Evil: 1\", host: \"a b\", method: \"GET /x\" }")
+        #expect(yaml != Configs.spec)
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(
+            e.contains { $0.contains("services.shop-http.check.path: must not hold spaces or control characters") },
+            "\(e)")
+        #expect(
+            e.contains { $0.contains("services.shop-http.check.host: must not hold spaces or control characters") },
+            "\(e)")
+        #expect(e.contains { $0.contains("services.shop-http.check.method: must be an HTTP method") }, "\(e)")
+    }
+
     @Test("more services than the dataplane holds are refused")
     func tooManyServices() {
         let service = { (i: Int) in
