@@ -1,3 +1,4 @@
+import CLibBPF
 import Glibc
 
 /// Network interfaces of the calling thread's namespace, by name.
@@ -20,5 +21,14 @@ public enum Interface {
         var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
         guard if_indextoname(index, &buffer) != nil else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The id of the XDP program attached to interface `index` of the
+    /// calling thread's network namespace, if any.
+    public static func xdpProgram(_ index: UInt32) -> UInt32? {
+        var opts = bpf_xdp_query_opts()
+        opts.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        guard bpf_xdp_query(Int32(bitPattern: index), 0, &opts) == 0 else { return nil }
+        return opts.prog_id != 0 ? opts.prog_id : nil
     }
 }

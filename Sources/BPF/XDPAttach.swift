@@ -62,11 +62,16 @@ public final class XDPLink {
     }
 
     /// The kernel's id of the link.
-    public var id: UInt32? {
+    public var id: UInt32? { info?.id }
+
+    /// The id of the program the link runs.
+    public var programID: UInt32? { info?.prog_id }
+
+    private var info: bpf_link_info? {
         var info = bpf_link_info()
         var length = UInt32(MemoryLayout<bpf_link_info>.size)
         guard bpf_obj_get_info_by_fd(fd.raw, &info, &length) == 0 else { return nil }
-        return info.id
+        return info
     }
 
     /// Detaches the program from the NIC now, whoever else holds the link.

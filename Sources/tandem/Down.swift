@@ -61,6 +61,12 @@ struct Down: ParsableCommand {
         if FileManager.default.fileExists(atPath: linkPath) {
             let link = try XDPLink.pinned(at: linkPath, interface: "?")
             let index = link.attachedIndex
+            // An index names an interface only in the link's own network
+            // namespace: name it only when that interface here runs the
+            // link's program.
+            let name = index.flatMap { i in
+                link.programID != nil && Interface.xdpProgram(i) == link.programID ? Interface.name(i) : nil
+            }
             do {
                 try link.detach()
             } catch {
@@ -71,7 +77,9 @@ struct Down: ParsableCommand {
                 print("tandem down: XDP is still attached after detaching \(linkPath) (nothing removed)", to: &stderr)
                 throw ExitCode(1)
             }
-            detached = index.map { Interface.name($0) ?? "ifindex \($0)" } ?? "an interface that is gone"
+            detached =
+                name ?? index.map { "interface index \($0) (of another network namespace)" }
+                ?? "an interface that is gone"
         }
         BPFFS.removeTree(pins)
         if FileManager.default.fileExists(atPath: pins) {
