@@ -1,7 +1,7 @@
 import Glibc
 
 /// How a C function says it failed, which decides where its errno is read.
-enum FailureReport {
+public enum FailureReport {
     /// libbpf 1.x and the CLibBPF shim: a negative return value is -errno.
     /// The value travels back with the return, so nothing can overwrite it.
     case negativeErrno
@@ -15,10 +15,11 @@ enum FailureReport {
 /// The one way the BPF module makes a libbpf call or a system call: runs
 /// `body`, retries it while it fails with EINTR (when `retryingEINTR`; pass
 /// false for calls that must not run twice), and throws the failure as a
-/// BPFError carrying the errno.
+/// BPFError carrying the errno. Public for the test-support helpers that
+/// make system calls of their own.
 @inline(__always)
 @discardableResult
-func check<Result: FixedWidthInteger & SignedInteger>(
+public func check<Result: FixedWidthInteger & SignedInteger>(
     _ operation: String, _ target: String, hint: String? = nil,
     reports: FailureReport = .negativeErrno, retryingEINTR: Bool = true,
     _ body: () -> Result

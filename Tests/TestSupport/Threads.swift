@@ -56,39 +56,6 @@ public enum CPUAffinity {
     }
 }
 
-/// How a C function says it failed, which decides where its errno is read.
-enum FailureReport {
-    /// libbpf 1.x and CTestSupport: a negative return value is -errno.
-    case negativeErrno
-    /// libc: -1, with the reason in errno, read right after `body` returns
-    /// (so `body` must be the one call and nothing else).
-    case minusOneAndErrno
-}
-
-/// Runs a libbpf call or a system call, retrying it while it fails with
-/// EINTR (when `retryingEINTR`), and throws the failure as a BPFError with
-/// its errno. The BPF module's own wrapper, for the calls made here.
-@discardableResult
-func check<Result: FixedWidthInteger & SignedInteger>(
-    _ operation: String, _ target: String, reports: FailureReport = .negativeErrno,
-    retryingEINTR: Bool = true, _ body: () -> Result
-) throws -> Result {
-    while true {
-        let rc = body()
-        let err: Int32
-        switch reports {
-        case .negativeErrno:
-            guard rc < 0 else { return rc }
-            err = Int32(truncatingIfNeeded: -rc)
-        case .minusOneAndErrno:
-            guard rc == -1 else { return rc }
-            err = errno
-        }
-        if err == EINTR && retryingEINTR { continue }
-        throw BPFError(operation, target, errno: err)
-    }
-}
-
 extension NetworkNamespace {
     /// Removes the namespace named `name` as `ip netns del` does: it goes
     /// once nothing else holds it. Synchronous, for `defer`.
