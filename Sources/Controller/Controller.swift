@@ -300,6 +300,24 @@ public actor Controller {
         announcer.reconcile(Announcement.decide(facts))
     }
 
+    /// A reload changed `announce`: the routes leave the old table and go
+    /// into the new one (none when `announce` was removed).
+    private func moveAnnouncements(to table: UInt32?) {
+        var next = nodeState
+        next.announceTable = table
+        do {
+            try dataplane.setNodeState(next)
+            nodeState = next
+        } catch {
+            // Only `tandem down` without a config reads it; the routes move anyway.
+            logger.error("cannot record the announce table in the pins", metadata: ["error": "\(error)"])
+        }
+        announcer.withdrawAll(
+            reason: table.map { "the announce table is now \($0)" } ?? "announce is no longer configured")
+        announcer = Announcer(table: table, interface: state.config.interface, logger: logger)
+        announce()
+    }
+
     /// The first round of checks is done: the VIPs may be announced.
     func firstRoundDone() {
         guard !firstChecksDone else { return }
@@ -389,18 +407,8 @@ public actor Controller {
             let before = Set(state.config.services.map(\.name))
             let after = Set(config.services.map(\.name))
             macs.merge(resolved) { _, new in new }
-            if config.announce != current.announce {
-                // Applied: the routes leave the old table, the new one is filled by commit.
-                var nextNode = nodeState
-                nextNode.announceTable = config.announce?.table
-                try dataplane.setNodeState(nextNode)
-                nodeState = nextNode
-                announcer.withdrawAll(
-                    reason: config.announce.map { "the announce table is now \($0.table)" }
-                        ?? "announce is no longer configured")
-                announcer = Announcer(table: config.announce?.table, interface: config.interface, logger: logger)
-            }
             try commit(next)
+            if config.announce != current.announce { moveAnnouncements(to: config.announce?.table) }
             updateProbes()
             events.reloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()
