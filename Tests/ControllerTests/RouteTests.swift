@@ -20,7 +20,7 @@ struct RouteTests {
 
     /// A namespace with two veth ends up, v0 and v1, removed after `body`.
     static func withNamespace(_ body: (String) async throws -> Void) async throws {
-        let name = "tdmb-routes-\(getpid())"
+        let name = "tdm-routes-\(getpid())"
         try await Command.output("ip", ["netns", "add", name])
         try await withCleanup {
             try await Command.output("ip", ["-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"])
