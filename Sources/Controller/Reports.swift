@@ -60,7 +60,7 @@ extension ReadView {
                     health: s.check.kind == .none
                         ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
                     lastCheck: lastCheck, records: perReal[rid] ?? 0,
-                    counters: CountersReport(dataplane.counters(real: rid)))
+                    counters: CountersReport(dataplane.counters(service: id, real: rid)))
             }
             return ServiceReport(
                 name: s.name, vip: s.vip.description, port: Int(s.port), proto: s.proto == .tcp ? "tcp" : "udp",

@@ -122,6 +122,15 @@ public struct Counters: Equatable, Sendable {
 
     public init() {}
 
+    mutating func add(_ other: Counters) {
+        packets += other.packets
+        bytes += other.bytes
+        newFlows += other.newFlows
+        persistHits += other.persistHits
+        followHits += other.followHits
+        drops += other.drops
+    }
+
     init(summing perCPU: [tandem_counters]) {
         for c in perCPU {
             packets += c.packets

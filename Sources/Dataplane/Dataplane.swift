@@ -28,7 +28,7 @@ public final class Dataplane: @unchecked Sendable {
     let flows: BPFMap<tandem_flow_key, tandem_flow>
     let persist: BPFMap<tandem_persist_key, tandem_persist>
     let svcStats: BPFMap<UInt32, tandem_counters>
-    let realStats: BPFMap<UInt32, tandem_counters>
+    let backendStats: BPFMap<UInt32, tandem_counters>
     let pktStats: BPFMap<UInt32, UInt64>
     let wrrCursor: BPFMap<UInt32, UInt32>
     let svcGens: BPFMap<UInt32, UInt32>
@@ -41,6 +41,13 @@ public final class Dataplane: @unchecked Sendable {
     /// Digest of each service's live ring, by service id (see `RingDigest`).
     /// In memory, like `applied`: read it from the task that calls `apply`.
     public private(set) var ringDigests: [UInt32: RingDigest] = [:]
+    /// backend_stats index of each (service, real) pair written; nil until
+    /// the first `apply`, which adopts the indices the pinned map holds.
+    private var backendIndex: [tandem_backend_key: UInt32]?
+    /// Where the search for a free index starts: indices are handed out
+    /// in turn, so a freed one is reused last (a flow of the pair that
+    /// gave it up may still count into it until it ends).
+    private var nextBackendIndex: UInt32 = 0
 
     /// Loads the program, creating or adopting the maps pinned under `pinRoot`.
     public init(
@@ -60,7 +67,7 @@ public final class Dataplane: @unchecked Sendable {
         flows = try object.map("flows")
         persist = try object.map("persist")
         svcStats = try object.map("svc_stats")
-        realStats = try object.map("real_stats")
+        backendStats = try object.map("backend_stats")
         pktStats = try object.map("pkt_stats")
         wrrCursor = try object.map("wrr_cursor")
         svcGens = try object.map("svc_gens")
@@ -90,7 +97,7 @@ public final class Dataplane: @unchecked Sendable {
         try check("flows", tandem_flow_key.self, tandem_flow.self)
         try check("persist", tandem_persist_key.self, tandem_persist.self)
         try check("svc_stats", UInt32.self, tandem_counters.self)
-        try check("real_stats", UInt32.self, tandem_counters.self)
+        try check("backend_stats", UInt32.self, tandem_counters.self)
         try check("pkt_stats", UInt32.self, UInt64.self)
         try check("wrr_cursor", UInt32.self, UInt32.self)
         try check("svc_gens", UInt32.self, UInt32.self)
@@ -123,17 +130,19 @@ extension Dataplane {
         }
 
         // Backends next: a persistence hit checks them.
+        var indices = backendIndex ?? adoptBackendIndices()
         var backendWrites: [(tandem_backend_key, tandem_backend)] = []
         for service in model.services where oldServices[service.id]?.backends != service.backends {
             for b in service.backends {
+                let key = tandem_backend_key(service: service.id, real: b.real)
+                let index = try indices[key] ?? allocateBackendIndex(&indices)
+                indices[key] = index
                 backendWrites.append(
-                    (
-                        tandem_backend_key(service: service.id, real: b.real),
-                        tandem_backend(state: b.state.rawValue, weight: b.weight)
-                    ))
+                    (key, tandem_backend(state: b.state.rawValue, weight: b.weight, index: index, pad: 0)))
             }
         }
         try backends.updateBatch(backendWrites)
+        backendIndex = indices
 
         // Ports: old and new open while services change, then exactly new.
         let ports = Set(model.services.map(\.port))
@@ -154,6 +163,28 @@ extension Dataplane {
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
         try writePortFilter(ports)
         applied = model
+    }
+
+    /// The indices a previous controller gave (the pinned backends map):
+    /// a restart keeps every pair's counters.
+    private func adoptBackendIndices() -> [tandem_backend_key: UInt32] {
+        Dictionary(backends.entries().map { ($0.0, $0.1.index) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A free backend_stats index, its counters zeroed (an earlier pair's
+    /// counts must not show up under the new one).
+    private func allocateBackendIndex(_ used: inout [tandem_backend_key: UInt32]) throws -> UInt32 {
+        let taken = Set(used.values)
+        let limit = UInt32(TANDEM_MAX_BACKENDS)
+        for step in 0..<limit {
+            let candidate = (nextBackendIndex &+ step) % limit
+            guard !taken.contains(candidate) else { continue }
+            nextBackendIndex = (candidate + 1) % limit
+            let cpus = BPFMap<UInt32, tandem_counters>.possibleCPUs
+            try backendStats.updatePerCPU(candidate, Array(repeating: tandem_counters(), count: cpus))
+            return candidate
+        }
+        throw DataplaneError(description: "more than \(limit) (service, real) pairs")
     }
 
     private func writePortFilter(_ ports: Set<UInt16>) throws {
@@ -241,7 +272,10 @@ extension Dataplane {
             try services.delete(key)
             if let id, !wantedIDs.contains(id) { try bumpServiceGeneration(id) }
         }
-        for key in backendKeys where !wantedBackends.contains(key) { try backends.delete(key) }
+        for key in backendKeys where !wantedBackends.contains(key) {
+            try backends.delete(key)
+            backendIndex?[key] = nil
+        }
         for key in vipKeys where !wantedVIPs.contains(key) { try vipAddrs.delete(key) }
         for id in liveRings.keys where !wantedIDs.contains(id) { liveRings[id] = nil }
         for id in ringDigests.keys where !wantedIDs.contains(id) { ringDigests[id] = nil }
@@ -301,8 +335,21 @@ extension Dataplane {
         Counters(summing: svcStats.lookupPerCPU(id) ?? [])
     }
 
+    /// The counters of real `real` in service `service` alone.
+    public func counters(service: UInt32, real: UInt32) -> Counters {
+        guard let index = backends.lookup(tandem_backend_key(service: service, real: real))?.index else {
+            return Counters()
+        }
+        return Counters(summing: backendStats.lookupPerCPU(index) ?? [])
+    }
+
+    /// A real's counters summed over every service it is a backend of.
     public func counters(real id: UInt32) -> Counters {
-        Counters(summing: realStats.lookupPerCPU(id) ?? [])
+        var total = Counters()
+        for (key, value) in backends.entries() where key.real == id {
+            total.add(Counters(summing: backendStats.lookupPerCPU(value.index) ?? []))
+        }
+        return total
     }
 
     public func packetReasons() -> [PacketReason: UInt64] {

@@ -40,6 +40,26 @@ struct BehaviourTests {
         #expect(records.first?.client == IPAddress(Self.client))
     }
 
+    @Test("a real's counters are per service: traffic to :80 leaves its :443 line at 0")
+    func countersPerService() throws {
+        let rig = try Rig()
+        let first = try rig.send(syn(80))
+        for _ in 0..<4 { _ = try rig.send(ack(80)) }
+        let real = try #require(first.real)
+        let http = rig.dataplane.counters(service: 0, real: real)
+        #expect(http.packets == 5 && http.newFlows == 1 && http.bytes == UInt64(5 * first.input.count))
+        #expect(rig.dataplane.counters(service: 1, real: real) == Counters())
+        #expect(rig.dataplane.counters(service: 2, real: real) == Counters())
+
+        // The client's :443 connection follows to the same real: counted
+        // there as a follow hit, and only there.
+        #expect(try rig.send(syn(443, sport: 40001)).real == real)
+        let https = rig.dataplane.counters(service: 1, real: real)
+        #expect(https.packets == 1 && https.followHits == 1)
+        #expect(rig.dataplane.counters(service: 0, real: real).packets == 5)
+        #expect(rig.dataplane.counters(real: real).packets == 6)
+    }
+
     @Test("established flow keeps its real and is not a new flow")
     func established() throws {
         let rig = try Rig()

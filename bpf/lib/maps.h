@@ -99,14 +99,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } svc_stats SEC(".maps");
 
-/* Counters per real id. */
+/* Counters per (service, real), by the backend's index: a real's traffic
+ * on :80 stays out of its :443 line. A real's total is their sum. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TANDEM_MAX_REALS);
+	__uint(max_entries, TANDEM_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct tandem_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} real_stats SEC(".maps");
+} backend_stats SEC(".maps");
 
 /* Packets per enum tandem_reason. */
 struct {

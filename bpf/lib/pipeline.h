@@ -41,19 +41,19 @@ static __always_inline int reason_verdict(__u32 reason)
 	return XDP_PASS;
 }
 
-static __always_inline void count_forward(struct tandem_counters *sc, __u32 real, __u32 len,
+static __always_inline void count_forward(struct tandem_counters *sc, __u32 backend, __u32 len,
 					  int is_new)
 {
 	sc->packets++;
 	sc->bytes += len;
 	sc->new_flows += is_new;
 
-	struct tandem_counters *rc = real_counters(real);
+	struct tandem_counters *bc = backend_counters(backend);
 
-	if (rc) {
-		rc->packets++;
-		rc->bytes += len;
-		rc->new_flows += is_new;
+	if (bc) {
+		bc->packets++;
+		bc->bytes += len;
+		bc->new_flows += is_new;
 	}
 }
 
@@ -84,26 +84,29 @@ static __always_inline int port_in_use(__u16 port)
 	return pf && (pf->bits[(port >> 6) & 1023] >> (port & 63)) & 1;
 }
 
-/* Picks a real for a packet without a good flow entry. 0: none usable. */
+/* Picks a real for a packet without a good flow entry. 0: none usable.
+ * *backend: the real's backend index in this service. */
 static __always_inline __u32 new_flow_real(const struct tandem_service *svc,
-					   const struct packet *pkt, struct tandem_counters *sc)
+					   const struct packet *pkt, struct tandem_counters *sc,
+					   __u32 *backend)
 {
 	struct tandem_persist_key pk = {};
 	__u64 now = 0;
 	__u32 id = 0;
 	int follow = 0;
 
+	*backend = TANDEM_NO_BACKEND;
 	if (svc->flags & TANDEM_SVC_PERSIST) {
 		now = bpf_ktime_get_ns();
 		persist_key(&pk, svc, pkt);
-		id = persist_lookup(&pk, svc, now, &follow);
+		id = persist_lookup(&pk, svc, now, &follow, backend);
 		if (id) {
 			sc->persist_hits++;
 			sc->follow_hits += follow;
-			struct tandem_counters *rc = real_counters(id);
-			if (rc) {
-				rc->persist_hits++;
-				rc->follow_hits += follow;
+			struct tandem_counters *bc = backend_counters(*backend);
+			if (bc) {
+				bc->persist_hits++;
+				bc->follow_hits += follow;
 			}
 			return id;
 		}
@@ -116,6 +119,10 @@ static __always_inline __u32 new_flow_real(const struct tandem_service *svc,
 
 	if (!real || !(real->flags & TANDEM_REAL_ACTIVE))
 		return 0;
+	struct tandem_backend *b = backend_of(svc->id, id);
+
+	if (b)
+		*backend = b->index;
 	/* The sorry server serves only while nothing else can: no record. */
 	if ((svc->flags & TANDEM_SVC_PERSIST) && svc->ring_len)
 		persist_write(&pk, svc, id, real->rec_gen, now);
@@ -140,7 +147,7 @@ static __always_inline int tandem_process(struct xdp_md *ctx)
 	if (real) {
 		struct tandem_counters *sc = svc_counters(flow->service);
 		if (sc) {
-			count_forward(sc, flow->real, pkt.len, 0);
+			count_forward(sc, flow->backend, pkt.len, 0);
 			return forward_dsr(data, data_end, real);
 		}
 	}
@@ -164,7 +171,8 @@ static __always_inline int tandem_process(struct xdp_md *ctx)
 	    (pkt.tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
 		count_reason(TANDEM_R_FLOW_MISS_NOT_SYN);
 
-	__u32 id = new_flow_real(svc, &pkt, sc);
+	__u32 backend;
+	__u32 id = new_flow_real(svc, &pkt, sc, &backend);
 	real = id ? bpf_map_lookup_elem(&reals, &id) : NULL;
 	if (!real) {
 		sc->packets++;
@@ -177,9 +185,10 @@ static __always_inline int tandem_process(struct xdp_md *ctx)
 		.flow_gen = real->flow_gen,
 		.service = sid,
 		.svc_gen = *svc_gen,
+		.backend = backend,
 	};
 	bpf_map_update_elem(&flows, &pkt.flow, &f, BPF_ANY);
-	count_forward(sc, id, pkt.len, 1);
+	count_forward(sc, backend, pkt.len, 1);
 	return forward_dsr(data, data_end, real);
 }
 

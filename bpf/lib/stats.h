@@ -17,9 +17,10 @@ static __always_inline struct tandem_counters *svc_counters(__u32 id)
 	return bpf_map_lookup_elem(&svc_stats, &id);
 }
 
-static __always_inline struct tandem_counters *real_counters(__u32 id)
+/* NULL for TANDEM_NO_BACKEND (out of the array's range). */
+static __always_inline struct tandem_counters *backend_counters(__u32 index)
 {
-	return bpf_map_lookup_elem(&real_stats, &id);
+	return bpf_map_lookup_elem(&backend_stats, &index);
 }
 
 #endif

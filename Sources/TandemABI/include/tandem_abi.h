@@ -146,7 +146,15 @@ struct tandem_backend_key {
 struct tandem_backend {
 	__u32 state; /* enum tandem_backend_state */
 	__u32 weight;
+	/* Index into backend_stats: the counters of this real in this
+	 * service. Given by the controller, kept across restarts. */
+	__u32 index;
+	__u32 pad;
 };
+
+/* backend index of a flow sent to a real that is no backend of the
+ * service (the sorry server): counted per service only. */
+#define TANDEM_NO_BACKEND 0xffffffffu
 
 /* rings map (array, index = ring id): scheduler lookup table. */
 struct tandem_ring {
@@ -169,6 +177,8 @@ struct tandem_flow {
 	__u32 flow_gen;
 	__u32 service; /* counters of established packets go here */
 	__u32 svc_gen; /* valid only while equal to svc_gens[service] */
+	__u32 backend; /* ... and here: backend_stats index */
+	__u32 pad;
 };
 
 /* port_filter map (one entry): bit n set when some service uses port n, so
@@ -194,7 +204,8 @@ struct tandem_persist {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
 };
 
-/* svc_stats and real_stats (per-CPU arrays): counters per service / real. */
+/* svc_stats and backend_stats (per-CPU arrays): counters per service and
+ * per (service, real). */
 struct tandem_counters {
 	__u64 packets;
 	__u64 bytes;
