@@ -13,6 +13,8 @@ public struct Config: Equatable, Sendable {
     public var socket = "/run/tandem/tandem.sock"
     /// Prometheus endpoint ("host:port"); off when nil.
     public var metrics: String?
+    /// Entries of the flow and record tables (memory: `TableMemory`).
+    public var tables = TableSizes.default
     public var defaults = Defaults()
     public var services: [Service] = []
 

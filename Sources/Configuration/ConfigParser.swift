@@ -232,7 +232,7 @@ struct Reader {
             fail(nil, "-", "the file is empty")
             return nil
         }
-        let keys = ["interface", "xdp-mode", "pin-directory", "socket", "metrics", "defaults", "services"]
+        let keys = ["interface", "xdp-mode", "pin-directory", "socket", "metrics", "defaults", "services", "tables"]
         guard let top = mapping(root, "", allowed: keys) else { return nil }
         guard let interface = string(top["interface"], "interface") else {
             if top["interface"] == nil {
@@ -266,6 +266,11 @@ struct Reader {
             } else {
                 fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650")
             }
+        }
+        if let tables = mapping(top["tables"], "tables", allowed: ["flows", "records"]) {
+            let range = TableSizes.range
+            if let n = int(tables["flows"], "tables.flows", range) { config.tables.flows = n }
+            if let n = int(tables["records"], "tables.records", range) { config.tables.records = n }
         }
         if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {
             config.defaults.check = timing(defaults["check"], "defaults.check", base: CheckTiming(), strict: true)

@@ -13,7 +13,9 @@ struct LayoutTests {
     }
 
     @Test func service() {
-        #expect(MemoryLayout<tandem_service>.size == 56)
+        #expect(MemoryLayout<tandem_service>.size == 72)
+        #expect(MemoryLayout<tandem_service>.offset(of: \.prev_ring_id) == 56)
+        #expect(MemoryLayout<tandem_service>.offset(of: \.ring_changed_ns) == 64)
         #expect(MemoryLayout<tandem_service>.offset(of: \.ring_len) == 12)
         #expect(MemoryLayout<tandem_service>.offset(of: \.scheduler) == 16)
         #expect(MemoryLayout<tandem_service>.offset(of: \.sorry_real) == 20)
@@ -49,6 +51,8 @@ struct LayoutTests {
         #expect(MemoryLayout<tandem_backend>.size == 16)
         #expect(MemoryLayout<tandem_backend>.offset(of: \.index) == 8)
         #expect(MemoryLayout<tandem_counters>.size == 48)
+        #expect(MemoryLayout<tandem_syn_choice>.size == 8)
+        #expect(MemoryLayout<tandem_table_fill>.size == 24)
         #expect(MemoryLayout<tandem_ring>.size == Int(TANDEM_RING_SIZE) * 4)
     }
 
