@@ -79,7 +79,8 @@ extension ReadView {
             uptimeSeconds: uptime.inSeconds,
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
-            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services)
+            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
+            pressure: TablePressure(dataplane.tableCounters()), services: services)
     }
 
     func stats() -> StatsReport {
@@ -93,7 +94,8 @@ extension ReadView {
             uniquingKeysWith: { a, _ in a })
         return StatsReport(
             services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
-            records: fill.validRecords, recordCapacity: fill.recordCapacity)
+            records: fill.validRecords, recordCapacity: fill.recordCapacity,
+            pressure: TablePressure(dataplane.tableCounters()))
     }
 
     /// The valid records `filter` selects, handed to `send` in batches of
@@ -189,6 +191,18 @@ extension ReadView {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+}
+
+extension TablePressure {
+    init(_ t: TableCounters) {
+        self.init()
+        synStateless = t.synStateless
+        synRemembered = t.synRemembered
+        flowsWritten = t.flowsWritten
+        flowsWrittenFull = t.flowsWrittenFull
+        recordsWritten = t.recordsWritten
+        recordsWrittenFull = t.recordsWrittenFull
+    }
 }
 
 extension CountersReport {

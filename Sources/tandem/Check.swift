@@ -42,6 +42,7 @@ struct Check: ParsableCommand {
         let c = validated.config, groups = validated.groups
         let byName = Dictionary(c.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
+        out += tablesLine(c.tables) + "\n"
         for (i, group) in groups.enumerated() {
             out +=
                 "\n"
@@ -64,6 +65,13 @@ struct Check: ParsableCommand {
             }
         }
         return out
+    }
+
+    /// The tables and the kernel memory they take (allocated in full at start).
+    static func tablesLine(_ t: TableSizes) -> String {
+        let flows = TableMemory.flows(t.flows), records = TableMemory.records(t.records)
+        return "tables: flows \(t.flows) (\(TableMemory.text(flows))), records \(t.records) "
+            + "(\(TableMemory.text(records))): \(TableMemory.text(flows + records)) of kernel memory"
     }
 
     static func json(_ validated: ValidatedConfig) throws -> String {
@@ -92,7 +100,11 @@ struct Check: ParsableCommand {
         }
         let doc: [String: Any] = [
             "interface": c.interface, "xdp-mode": c.xdpMode.rawValue,
-            "groups": groups, "services": services
+            "groups": groups, "services": services,
+            "tables": [
+                "flows": c.tables.flows, "records": c.tables.records,
+                "flows-bytes": TableMemory.flows(c.tables.flows), "records-bytes": TableMemory.records(c.tables.records)
+            ]
         ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self) + "\n"
