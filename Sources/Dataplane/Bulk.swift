@@ -34,3 +34,33 @@ extension Dataplane {
         return persist.keys().count
     }
 }
+
+extension Dataplane {
+    /// Writes `count` copies of the flow entry of `template` (which must be
+    /// present) under keys that differ from it in source port and address:
+    /// port 0 of `firstClient` (host order) counting up, carrying into the
+    /// next address after 65535. For benchmarks: returns how many flows the
+    /// map holds afterwards.
+    public func fillFlows(like template: tandem_flow_key, count: Int, firstClient: UInt32) throws -> Int {
+        guard let value = flows.lookup(template) else { return 0 }
+        var chunk: [(tandem_flow_key, tandem_flow)] = []
+        chunk.reserveCapacity(65536)
+        for i in 0..<count {
+            var key = template
+            withUnsafeMutableBytes(of: &key.src) { raw in
+                raw.initializeMemory(as: UInt8.self, repeating: 0)
+                withUnsafeBytes(of: (firstClient &+ UInt32(i >> 16)).bigEndian) { raw.copyMemory(from: $0) }
+            }
+            key.sport = UInt16(i & 0xFFFF)
+            chunk.append((key, value))
+            if chunk.count == 65536 || i == count - 1 {
+                try flows.updateBatch(chunk)
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        return flows.keys().count
+    }
+
+    /// The keys of the flow table (for benchmarks and tests).
+    public func flowKeys() -> [tandem_flow_key] { flows.keys() }
+}

@@ -16,8 +16,18 @@ struct Bench: AsyncParsableCommand {
     var `repeat`: Int32 = 1_000_000
 
     @Option(
-        help: "New clients per stateful row (new flow, follow, reschedule); one source address each, at most 120000.")
-    var clients: Int32 = 100_000
+        help:
+            "New clients per trial of each SYN and first-ACK row; one source address each (11 blocks of them must fit in 198.18.4.0 to 198.19.255.255), at most 11000."
+    )
+    var clients: Int32 = 10_000
+
+    @Option(
+        help:
+            "bench.bpf.c built against an earlier commit's bpf/lib (tools/bench builds it from commit 66d961c, or $TANDEM_BENCH_PREVIOUS): its rows are measured beside the current ones, on the same maps."
+    )
+    var previousObject: String?
+    @Option(help: "What to call the previous object's rows (tools/bench passes the commit).")
+    var previousLabel = "previous"
 
     @Option(help: "Persistence records present for the invalidation row.")
     var records: Int = 1_000_000
@@ -63,7 +73,7 @@ struct Bench: AsyncParsableCommand {
     var keep = false
 
     func validate() throws {
-        guard (1...120_000).contains(clients) else { throw ValidationError("--clients must be 1...120000") }
+        guard (1...11_000).contains(clients) else { throw ValidationError("--clients must be 1...11000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
         guard ["all", "paths", "live", "connections", "controller"].contains(only) else {
@@ -88,7 +98,9 @@ struct Bench: AsyncParsableCommand {
     mutating func run() async throws {
         var table = ResultTable()
         if only == "all" || only == "paths" {
-            let paths = try PathBench(pinRoot: pinRoot, repeat: `repeat`, clients: clients)
+            let paths = try PathBench(
+                pinRoot: pinRoot, repeat: `repeat`, clients: clients, previousObject: previousObject,
+                previousLabel: previousLabel)
             try paths.measure(into: &table)
             if !keep { paths.dataplane.removePins() }
             try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)

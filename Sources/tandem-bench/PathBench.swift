@@ -7,39 +7,91 @@ import Frames
 import Model
 import TestSupport
 
-/// ns per packet for each path of the XDP program, each beside a MAC-swap
-/// baseline measured the same way in the same run, all inside the kernel's
-/// BPF_PROG_TEST_RUN loop (`repeat`), so no syscall is counted per packet.
+/// ns per packet for each path of the XDP program on FULL tables (the
+/// flow table and the record table filled first, so every insert evicts),
+/// beside a MAC-swap floor and a plain XDP_PASS measured the same way in
+/// the same run, all inside the kernel's BPF_PROG_TEST_RUN loop (`repeat`),
+/// so no syscall is counted per packet.
 ///
-/// Stateless paths (pass, established) repeat one frame. Paths that change
-/// state (new flow, follow, reschedule) use bpf/bench.bpf.c's entry points,
-/// which add one to the source address before each run: every repetition is
-/// a new client. Their baseline does the same increment before swapping MACs.
+/// Stateless paths (pass, established hot) repeat one frame. The other
+/// paths use bpf/bench.bpf.c's entry points, which add one to the source
+/// address (or port) before each run: every repetition is a new client
+/// (or flow). Each row is the median of `trials` runs taken in turn with
+/// the others, each trial with clients of its own where the row writes
+/// state. When tools/bench gives the previous dataplane (bench.bpf.c built
+/// against the lib/ of the commit before SYNs stopped writing state), its
+/// rows are measured the same way on the same maps, alternating.
 final class PathBench {
     let dataplane: Dataplane
     let baselineObject: BPFObject
     let benchObject: BPFObject
-    let baseline: BPFProgram
+    let floor: BPFProgram
+    let pass: BPFProgram
     let baselineNext: BPFProgram
-    let nextClient: BPFProgram
+    let baselineNextFlow: BPFProgram
+    let current: Subject
+    let previous: Subject?
     let state: ControlState
     let model: DataplaneModel
     let repeatCount: Int32
     let clients: Int32
+    let trials = 5
     static let vip = "198.18.0.100"
-    /// Clients of the stateful rows: 198.18.4.0 counting up (stays in
-    /// 198.18.0.0/15 for up to 130,000 repetitions).
+    /// One build of the pipeline: its entry points.
+    struct Subject {
+        let label: String
+        let object: BPFObject
+        let pipeline: BPFProgram
+        let nextClient: BPFProgram
+        let nextFlow: BPFProgram
+        init(label: String, object: BPFObject) throws {
+            self.label = label
+            self.object = object
+            pipeline = try object.program("bench_pipeline")
+            nextClient = try object.program("bench_next_client")
+            nextFlow = try object.program("bench_next_flow")
+        }
+    }
+    /// Addresses, all in 198.18.0.0/15: the hot flow's client, the flows
+    /// that fill the flow table (198.18.3.0-3, every source port), of which
+    /// the cold row cycles through the first `coldFlows`, then
+    /// blocks of `clients` addresses from 198.18.4.0: the known clients,
+    /// then a block per trial for each dataplane's new clients.
+    static let hotClient = "198.18.2.1"
+    static let coldFirst: UInt32 = 0xC612_0300
+    /// Fewer than the table holds: cycling through more entries than an
+    /// LRU keeps misses every time (each miss's insert pushes out the next
+    /// flow of the cycle). The rest of the fill stays untouched.
+    static let coldFlows = 7 * 32_768
+    static let fillFlows = 4 * 65_536
     static let firstClient: UInt32 = 0xC612_0400
+    /// Client blocks the rows use: known + new per trial for 2 dataplanes.
+    static func blocks(trials: Int) -> Int { 1 + 2 * trials }
+    /// Records fill groups no service uses: 8 x 131,072 = the table's size.
+    static let fillerGroups: ClosedRange<UInt32> = 1000...1007
 
-    init(pinRoot: String, repeat repeatCount: Int32, clients: Int32) throws {
+    init(
+        pinRoot: String, repeat repeatCount: Int32, clients: Int32, previousObject: String?, previousLabel: String
+    )
+        throws
+    {
         BPFFS.removeTree(pinRoot)
         dataplane = try Dataplane(pinRoot: pinRoot)
         baselineObject = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
         try baselineObject.load()
-        baseline = try baselineObject.program("baseline_swap")
+        floor = try baselineObject.program("baseline_swap")
+        pass = try baselineObject.program("xdp_pass")
         benchObject = try dataplane.companion(bytes: Objects.bench, name: "bench")
-        nextClient = try benchObject.program("bench_next_client")
+        current = try Subject(label: "", object: benchObject)
         baselineNext = try benchObject.program("bench_baseline_next_client")
+        baselineNextFlow = try benchObject.program("bench_baseline_next_flow")
+        if let previousObject {
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: previousObject)))
+            previous = try Subject(
+                label: " (\(previousLabel), before)", object: dataplane.companion(bytes: bytes, name: "previous"))
+        } else {
+            previous = nil
+        }
         self.repeatCount = repeatCount
         self.clients = clients
         state = Self.state(reals: 4)
@@ -106,79 +158,180 @@ final class PathBench {
         return Double(result.durationNs)
     }
 
-    /// Median of `trials` runs of each (name, program, frame, verdict),
-    /// taken in turn so that drift in the machine hits all alike.
-    func medians(_ subjects: [(String, BPFProgram, [UInt8], Verdict)], count: Int32, trials: Int) throws -> [Double] {
+    /// Median of `trials` runs of each (program, frame, verdict), taken in
+    /// turn so that drift in the machine hits all alike.
+    func medians(_ subjects: [(BPFProgram, [UInt8], Verdict)], count: Int32) throws -> [Double] {
         var samples = [[Double]](repeating: [], count: subjects.count)
         for _ in 0..<trials {
-            for (i, s) in subjects.enumerated() { samples[i].append(try run(s.1, s.2, expect: s.3, count: count)) }
+            for (i, s) in subjects.enumerated() { samples[i].append(try run(s.0, s.1, expect: s.2, count: count)) }
         }
-        return samples.map { $0.sorted()[$0.count / 2] }
+        return samples.map(Self.median)
+    }
+
+    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// The first address of client block `index` (see `firstClient`).
+    func block(_ index: Int) -> UInt32 { Self.firstClient + UInt32(index) * UInt32(clients) }
+
+    /// The frame bench_next_client turns into a packet of the block's first client.
+    func before(_ blockStart: UInt32, sport: UInt16, flags: UInt8) -> [UInt8] {
+        frame(Self.address(blockStart - 1), port: 80, sport: sport, flags: flags)
+    }
+
+    /// Fills the record table (every group but the benchmark's; then the
+    /// known clients' records, real 4, in group 1) and the flow table (the
+    /// cold row's flows). Returns (records, flows) present.
+    func fillTables() throws -> (records: Int, flows: Int) {
+        // The hot flow, whose entry is the template of the cold ones.
+        let hot = frame(Self.hotClient, port: 80, flags: TCPFlags.ack)
+        _ = try dataplane.program.testRun(packet: hot)
+        guard let template = dataplane.flowKeys().first else {
+            throw DataplaneError(description: "the hot flow was not written")
+        }
+        var records = 0
+        for group in Self.fillerGroups {
+            records = try dataplane.fillRecords(count: 131_072, group: group, real: 1, firstClient: 0xC612_0000)
+        }
+        records = try dataplane.fillRecords(count: Int(clients), group: 1, real: 4, firstClient: block(0))
+        var flows = try dataplane.fillFlows(like: template, count: Self.fillFlows, firstClient: Self.coldFirst)
+        _ = try dataplane.program.testRun(packet: hot)  // back in, if the fill pushed it out
+        flows = dataplane.flowCount()
+        return (records, flows)
     }
 
     func measure(into table: inout ResultTable) throws {
-        let trials = 5
-        let method = "repeat \(repeatCount), median of \(trials) alternating"
-        let r = repeatCount, c = clients
-        let first = Self.address(Self.firstClient)
-        let syn = frame(first, port: 80)
+        let r = repeatCount, n = clients
+        let tables = dataplane.tableSizes
+        let filled = try fillTables()
+        let full = "full tables"
+        let fill =
+            "tables filled first (\(filled.flows) of \(tables.flows) flows, \(filled.records) of \(tables.records) records): every insert evicts"
+        let subjects = [current] + (previous.map { [$0] } ?? [])
+        let method = "repeat \(r), median of \(trials) alternating"
 
-        _ = try dataplane.program.testRun(packet: syn)  // the established row's flow
-        let stateless = try medians(
-            [
-                ("baseline: swap MACs, XDP_TX", baseline, syn, .tx),
-                (
-                    "non-VIP pass, port no service uses", dataplane.program,
-                    frame(first, port: 22, dst: "198.18.0.200"), .pass
-                ),
-                (
-                    "non-VIP pass, port 80 of another address", dataplane.program,
-                    frame(first, port: 80, dst: "198.18.0.200"), .pass
-                ),
-                ("established flow", dataplane.program, frame(first, port: 80, flags: TCPFlags.ack), .tx)
-            ], count: r, trials: trials)
-        let base = stateless[0]
-        table.add("baseline: swap MACs, XDP_TX", ns: base, baseline: nil, method: method)
-        table.add("non-VIP pass, port no service uses", ns: stateless[1], baseline: base, method: method)
-        table.add("non-VIP pass, port 80 of another address", ns: stateless[2], baseline: base, method: method)
-        table.add("established flow", ns: stateless[3], baseline: base, method: method)
-        try dataplane.clearFlows()
+        // Stateless: the same frame again and again.
+        let hot = frame(Self.hotClient, port: 80, flags: TCPFlags.ack)
+        var stateless: [(BPFProgram, [UInt8], Verdict)] = [
+            (floor, hot, .tx), (pass, hot, .pass),
+            (dataplane.program, frame(Self.hotClient, port: 22, dst: "198.18.0.200"), .pass),
+            (dataplane.program, frame(Self.hotClient, port: 80, dst: "198.18.0.200"), .pass)
+        ]
+        stateless += subjects.map { ($0.pipeline, hot, .tx) }
+        let s = try medians(stateless, count: r)
+        let base = s[0]
+        table.add("floor: swap MACs, XDP_TX", ns: base, baseline: nil, method: method)
+        table.add("XDP_PASS (a program that only returns it)", ns: s[1], baseline: base, method: method)
+        table.add("non-VIP pass, port no service uses", ns: s[2], baseline: base, method: method)
+        table.add("non-VIP pass, port 80 of another address", ns: s[3], baseline: base, method: method)
+        for (i, subject) in subjects.enumerated() {
+            table.add(
+                "established, hot (one flow)\(subject.label), \(full)", ns: s[4 + i], baseline: base,
+                method: method)
+        }
 
-        // Every repetition a new client from here on.
-        let stateful = "repeat \(clients), +1 source address per run"
-        let baseNext = try medians([("baseline: +1 source", baselineNext, syn, .tx)], count: c, trials: trials)[0]
-        table.add(
-            "baseline: +1 source, swap MACs, XDP_TX", ns: baseNext, baseline: nil,
-            method: stateful + ", median of \(trials)")
-        try dataplane.clearFlows()
-        table.add(
-            "new flow (schedule + record + flow)", ns: try run(nextClient, syn, expect: .tx, count: c),
-            baseline: baseNext, method: stateful)
-        try dataplane.clearFlows()
-        table.add(
-            "persistence hit (:80 again, new port)",
-            ns: try run(
-                nextClient, frame(first, port: 80, sport: 41000),
-                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
-        try dataplane.clearFlows()
-        table.add(
-            "follow hit (:443 after :80)",
-            ns: try run(
-                nextClient, frame(first, port: 443, sport: 42000),
-                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record from :80")
-        try dataplane.clearFlows()
+        // Established over the whole flow table: each run another flow.
+        let coldCount = Int32(Self.coldFlows)
+        let coldFrame = frame(Self.address(Self.coldFirst - 1), port: 80, sport: 65535, flags: TCPFlags.ack)
+        let newFlowsBefore = dataplane.counters(service: httpID).newFlows
+        let cold = try medians(
+            [(baselineNextFlow, coldFrame, .tx)] + subjects.map { ($0.nextFlow, coldFrame, .tx) }, count: coldCount)
+        let coldMisses = dataplane.counters(service: httpID).newFlows - newFlowsBefore
+        let coldRuns = UInt64(coldCount) * UInt64(trials * subjects.count)
+        let coldNote =
+            "repeat \(coldCount), +1 source port per run: \(Self.coldFlows) flows cycling (of the \(Self.fillFlows) filled), median of \(trials) alternating; "
+            + "\(coldMisses) of \(coldRuns) packets missed their flow"
+        table.add("floor: +1 source port, swap MACs, XDP_TX", ns: cold[0], baseline: base, method: coldNote)
+        for (i, subject) in subjects.enumerated() {
+            table.add(
+                "established, cold (\(Self.coldFlows) flows cycling)\(subject.label), \(full)", ns: cold[1 + i],
+                baseline: base, method: coldNote + "; " + fill)
+        }
 
-        // Every record of these clients points at real 1, which then fails.
-        let failedFirst = Self.firstClient + UInt32(clients) + 1024
-        _ = try dataplane.fillRecords(count: Int(clients), group: 1, real: 1, firstClient: failedFirst)
-        try dataplane.apply(Self.failing(state, real: 1))
-        table.add(
-            "rescheduled after failure",
-            ns: try run(
-                nextClient, frame(Self.address(failedFirst), port: 443),
-                expect: .tx, count: c), baseline: baseNext, method: stateful + ", record of a failed real")
-        try dataplane.apply(model)
+        // New clients: each trial its own block, per dataplane; the
+        // known clients (block 0, records to real 4) on a new source port
+        // each trial, so each of their SYNs and ACKs starts a new flow.
+        let syn = TCPFlags.syn, ack = TCPFlags.ack
+        var floorNext: [Double] = []
+        var synNew = [[Double]](repeating: [], count: subjects.count)
+        var ackNew = synNew, synKnown = synNew, ackKnown = synNew
+        var checks = [String](repeating: "", count: subjects.count)
+        var knownHits = [UInt64](repeating: 0, count: subjects.count)
+        let countersBefore = dataplane.tableCounters()
+        var synWrites: (stateless: UInt64, remembered: UInt64) = (0, 0)
+        for t in 0..<trials {
+            floorNext.append(
+                try run(baselineNext, before(block(1 + t), sport: 40000, flags: syn), expect: .tx, count: n))
+            // Each trial another dataplane goes first.
+            for i in subjects.indices.map({ ($0 + t) % subjects.count }) {
+                let subject = subjects[i]
+                let newBlock = block(1 + t + i * trials)
+                let c0 = dataplane.tableCounters()
+                synNew[i].append(
+                    try run(subject.nextClient, before(newBlock, sport: 40000, flags: syn), expect: .tx, count: n))
+                let c1 = dataplane.tableCounters()
+                if i == 0 {
+                    synWrites.stateless += c1.synStateless - c0.synStateless
+                    synWrites.remembered += c1.synRemembered - c0.synRemembered
+                }
+                ackNew[i].append(
+                    try run(subject.nextClient, before(newBlock, sport: 40000, flags: ack), expect: .tx, count: n))
+                let sport = UInt16(41000 + t * 2 + i)
+                let real4 = dataplane.counters(service: httpID, real: 4).packets
+                synKnown[i].append(
+                    try run(subject.nextClient, before(block(0), sport: sport, flags: syn), expect: .tx, count: n))
+                knownHits[i] += dataplane.counters(service: httpID, real: 4).packets - real4
+                ackKnown[i].append(
+                    try run(subject.nextClient, before(block(0), sport: sport, flags: ack), expect: .tx, count: n))
+            }
+        }
+        let countersAfter = dataplane.tableCounters()
+        for i in subjects.indices {
+            checks[i] = "\(knownHits[i]) of \(Int(n) * trials) SYNs went to their record's real"
+        }
+        let stateful =
+            "repeat \(n), +1 source address per run (a new client each), median of \(trials) alternating (each trial another dataplane first), new clients each trial"
+        let floorNextMedian = Self.median(floorNext)
+        table.add("floor: +1 source address, swap MACs, XDP_TX", ns: floorNextMedian, baseline: base, method: stateful)
+        let written =
+            "SYNs given no state: \(synWrites.stateless), remembered: \(synWrites.remembered); "
+            + "full-table writes: \(countersAfter.flowsWrittenFull - countersBefore.flowsWrittenFull) flows, "
+            + "\(countersAfter.recordsWrittenFull - countersBefore.recordsWrittenFull) records"
+        for (i, subject) in subjects.enumerated() {
+            let l = subject.label
+            let sn = Self.median(synNew[i]), an = Self.median(ackNew[i])
+            let sk = Self.median(synKnown[i]), ak = Self.median(ackKnown[i])
+            let now = i == 0
+            table.add(
+                "SYN, new client\(l), \(full)", ns: sn, baseline: base,
+                method: stateful + "; "
+                    + (now
+                        ? "no flow lookup, record lookup misses, writes nothing; " + written
+                        : "flow and record lookups miss, writes record + flow")
+                    + "; " + fill)
+            table.add(
+                "SYN, known client (record hit)\(l), \(full)", ns: sk, baseline: base,
+                method: stateful + ", same clients each trial on a new port; "
+                    + (now ? "record hit, writes nothing" : "flow lookup misses, record hit, writes flow")
+                    + "; " + checks[i])
+            table.add(
+                "first ACK, new client\(l), \(full)", ns: an, baseline: base,
+                method: stateful + ", the SYN row's clients in the same order; "
+                    + (now ? "flow and record lookups miss, writes record + flow" : "flow hit (written by its SYN)"))
+            table.add(
+                "first ACK, known client\(l), \(full)", ns: ak, baseline: base,
+                method: stateful + ", the known SYN row's clients; "
+                    + (now ? "flow lookup misses, record hit, writes flow" : "flow hit (written by its SYN)"))
+            table.add(
+                "connection, new client: SYN + first ACK\(l), \(full)", ns: sn + an, baseline: base,
+                method: "sum of the two rows' medians")
+            table.add(
+                "connection, known client: SYN + first ACK\(l), \(full)", ns: sk + ak, baseline: base,
+                method: "sum of the two rows' medians")
+        }
     }
+
+    /// The :80 service's id.
+    var httpID: UInt32 { model.services.first { $0.port == 80 }!.id }
 }
 
 /// Time to invalidate every record of a failed real with `records` present.
