@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "tandem-bench",
             dependencies: [
-                "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport",
+                "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport", "TandemABI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

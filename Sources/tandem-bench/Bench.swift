@@ -46,6 +46,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds the health-check CPU is measured over.")
     var checkSeconds = 10
 
+    @Option(help: "Spoofed SYNs of the flood row (in the lab).")
+    var floodSyns = 3_000_000
+
     @Option(help: "Seconds of each live-packet measurement (each program, each round).")
     var liveSeconds = 1.0
     @Option(help: "Rounds of the live-packet rows; programs alternate within a round.")
@@ -62,7 +65,7 @@ struct Bench: AsyncParsableCommand {
 
     @Option(
         help:
-            "Which rows: all, paths (XDP in the test loop), live (packets through the lab), connections (Tandem beside HAProxy), controller."
+            "Which rows: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller."
     )
     var only = "all"
 
@@ -76,14 +79,15 @@ struct Bench: AsyncParsableCommand {
         guard (1...11_000).contains(clients) else { throw ValidationError("--clients must be 1...11000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
-        guard ["all", "paths", "live", "connections", "controller"].contains(only) else {
-            throw ValidationError("--only must be all, paths, live, connections or controller")
+        guard ["all", "paths", "live", "flood", "connections", "controller"].contains(only) else {
+            throw ValidationError("--only must be all, paths, live, flood, connections or controller")
         }
         guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency)
         else {
             throw ValidationError(
                 "--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
         }
+        guard (1...100_000_000).contains(floodSyns) else { throw ValidationError("--flood-syns must be 1...100000000") }
         guard (0.1...60).contains(liveSeconds), (1...20).contains(liveRounds) else {
             throw ValidationError("--live-seconds must be 0.1...60 and --live-rounds 1...20")
         }
@@ -108,6 +112,9 @@ struct Bench: AsyncParsableCommand {
         if only == "all" || only == "live" {
             try await LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(
                 into: &table)
+        }
+        if only == "all" || only == "flood" {
+            try await FloodBench(syns: floodSyns, pinRoot: pinRoot + "-flood").measure(into: &table)
         }
         if only == "all" || only == "connections" {
             let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
