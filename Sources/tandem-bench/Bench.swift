@@ -65,7 +65,7 @@ struct Bench: AsyncParsableCommand {
 
     @Option(
         help:
-            "Which rows: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller."
+            "Which rows, one or several joined by commas: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller."
     )
     var only = "all"
 
@@ -79,8 +79,10 @@ struct Bench: AsyncParsableCommand {
         guard (1...11_000).contains(clients) else { throw ValidationError("--clients must be 1...11000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
-        guard ["all", "paths", "live", "flood", "connections", "controller"].contains(only) else {
-            throw ValidationError("--only must be all, paths, live, flood, connections or controller")
+        guard !parts.isEmpty, parts.allSatisfy(["all", "paths", "live", "flood", "connections", "controller"].contains)
+        else {
+            throw ValidationError(
+                "--only must be all, paths, live, flood, connections or controller (or several, joined by commas)")
         }
         guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency)
         else {
@@ -99,9 +101,13 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
+    /// The row sets --only names.
+    var parts: [String] { only.split(separator: ",").map(String.init) }
+    func wants(_ rows: String) -> Bool { parts.contains("all") || parts.contains(rows) }
+
     mutating func run() async throws {
         var table = ResultTable()
-        if only == "all" || only == "paths" {
+        if wants("paths") {
             let paths = try PathBench(
                 pinRoot: pinRoot, repeat: `repeat`, clients: clients, previousObject: previousObject,
                 previousLabel: previousLabel)
@@ -109,14 +115,14 @@ struct Bench: AsyncParsableCommand {
             if !keep { paths.dataplane.removePins() }
             try InvalidationBench(pinRoot: pinRoot + "-invalidation", records: records).measure(into: &table)
         }
-        if only == "all" || only == "live" {
+        if wants("live") {
             try await LiveBench(seconds: liveSeconds, rounds: liveRounds, pinRoot: pinRoot + "-live").measure(
                 into: &table)
         }
-        if only == "all" || only == "flood" {
+        if wants("flood") {
             try await FloodBench(syns: floodSyns, pinRoot: pinRoot + "-flood").measure(into: &table)
         }
-        if only == "all" || only == "connections" {
+        if wants("connections") {
             let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
                 .appendingPathComponent("tandem").path
             try await ConnectionBench(
@@ -124,7 +130,7 @@ struct Bench: AsyncParsableCommand {
                 tandem: tandem ?? beside
             ).measure(into: &table)
         }
-        if only == "all" || only == "controller" {
+        if wants("controller") {
             try ControllerBench.apply(
                 services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
             for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
