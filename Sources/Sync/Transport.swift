@@ -11,7 +11,7 @@ public protocol SyncStore: Sendable {
     /// why the others were not.
     func apply(_ records: [SyncRecord], from node: String) async -> (installed: Int, rejected: [Rejection: Int])
     /// The node's live records, a batch at a time (bounded memory).
-    func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) throws
+    func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) async throws
 }
 
 /// Record sync on the wire. Live records go as UDP datagrams: a record
@@ -223,7 +223,7 @@ public final class SyncTransport: @unchecked Sendable {
             defer { self.activePulls.withLockedValue { $0 -= 1 } }
             do {
                 var pending: EventLoopFuture<Void>?
-                try self.store.forEachRecordBatch { batch in
+                try await self.store.forEachRecordBatch { batch in
                     for frame in self.engine.seal(
                         batch, kind: .pullRecords, ref: nonce, perMessage: SyncMessage.maxFrameRecords)
                     {

@@ -35,7 +35,7 @@ final class MemoryStore: SyncStore, @unchecked Sendable {
         }
     }
 
-    func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) throws {
+    func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) async throws {
         let all = table.withLockedValue { $0 }
         for start in stride(from: 0, to: all.count, by: 1000) {
             try body(Array(all[start..<min(start + 1000, all.count)]))
