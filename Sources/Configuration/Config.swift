@@ -20,6 +20,8 @@ public struct Config: Equatable, Sendable {
     public var announce: Announce?
     /// Record sync with other nodes (SPEC §9); nil: none.
     public var sync: Sync?
+    /// Entries of the flow and record tables (memory: `TableMemory`).
+    public var tables = TableSizes.default
     public var defaults = Defaults()
     public var services: [Service] = []
 

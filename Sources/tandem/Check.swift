@@ -48,6 +48,7 @@ struct Check: ParsableCommand {
             out +=
                 "sync on \(sync.listen) with \(sync.peers.map(\.description).joined(separator: ", ")), secret \(sync.secretFile)\n"
         }
+        out += tablesLine(c.tables) + "\n"
         for (i, group) in groups.enumerated() {
             out +=
                 "\n"
@@ -70,6 +71,13 @@ struct Check: ParsableCommand {
             }
         }
         return out
+    }
+
+    /// The tables and the kernel memory they take (allocated in full at start).
+    static func tablesLine(_ t: TableSizes) -> String {
+        let flows = TableMemory.flows(t.flows), records = TableMemory.records(t.records)
+        return "tables: flows \(t.flows) (\(TableMemory.text(flows))), records \(t.records) "
+            + "(\(TableMemory.text(records))): \(TableMemory.text(flows + records)) of kernel memory"
     }
 
     static func json(_ validated: ValidatedConfig) throws -> String {
@@ -105,7 +113,11 @@ struct Check: ParsableCommand {
                     "secret-file": $0.secretFile
                 ] as Any
             } ?? NSNull(),
-            "groups": groups, "services": services
+            "groups": groups, "services": services,
+            "tables": [
+                "flows": c.tables.flows, "records": c.tables.records,
+                "flows-bytes": TableMemory.flows(c.tables.flows), "records-bytes": TableMemory.records(c.tables.records)
+            ]
         ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self) + "\n"

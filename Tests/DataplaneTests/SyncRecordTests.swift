@@ -23,12 +23,12 @@ struct SyncRecordTests {
         let rig = try Rig()
         let seen = try rig.seedRecord(
             service: 0, client: Self.client, real: Topology.shopReals[0], ageNs: 5_000_000_000)
-        _ = try rig.send(syn(443))
+        _ = try rig.connect(syn(443))
         let service = rig.model.services.first { $0.id == 0 }!
         let record = try #require(rig.dataplane.record(group: service.group, client: IPAddress(Self.client)!))
         #expect(record.origin == 0 && record.writtenNs == seen)
         #expect(record.lastSeenNs > seen, "the hit refreshed it")
-        _ = try rig.send(syn(80, sport: 40001))
+        _ = try rig.connect(syn(80, sport: 40001))
         let fresh = try #require(rig.dataplane.record(group: service.group, client: IPAddress(Self.client)!))
         #expect(fresh.writtenNs == seen)
     }
@@ -46,7 +46,7 @@ struct SyncRecordTests {
                 recGen: rig.model.real(other)!.recGen, service: 0, origin: 0xABCD, lastSeenNs: now,
                 writtenNs: now - 1000)
         ])
-        #expect(try rig.send(syn(443)).real == other)
+        #expect(try rig.connect(syn(443)).real == other)
         #expect(rig.dataplane.counters(service: 1).followHits == 1)
         let record = try #require(rig.dataplane.record(group: service.group, client: IPAddress(Self.client)!))
         #expect(record.origin == 0xABCD && record.writtenNs == now - 1000 && record.valid)
