@@ -108,6 +108,39 @@ public struct StatusReport: Codable, Sendable {
     /// come from a background census of the tables, nil before the first.
     public var countedSecondsAgo: Double?
     public var services: [ServiceReport]
+    /// How the health checks keep up; nil when none run.
+    public var checks: ChecksReport? = nil
+}
+
+/// The health checker against its schedule (HealthChecker.stats).
+public struct ChecksReport: Codable, Sendable, Equatable {
+    /// Distinct probes: identical checks of several services count once.
+    public var probes: Int
+    public var scheduledPerSecond: Double
+    /// Checks started per second in the latest round.
+    public var donePerSecond: Double
+    /// A round: the longest interval.
+    public var roundSeconds: Double
+    /// How late the latest round's latest check started.
+    public var latenessSeconds: Double
+    /// Checks skipped in the latest round, and since the start.
+    public var missed: UInt64
+    public var missedTotal: UInt64
+    public var behind: Bool
+
+    public init(
+        probes: Int, scheduledPerSecond: Double, donePerSecond: Double, roundSeconds: Double,
+        latenessSeconds: Double, missed: UInt64, missedTotal: UInt64, behind: Bool
+    ) {
+        self.probes = probes
+        self.scheduledPerSecond = scheduledPerSecond
+        self.donePerSecond = donePerSecond
+        self.roundSeconds = roundSeconds
+        self.latenessSeconds = latenessSeconds
+        self.missed = missed
+        self.missedTotal = missedTotal
+        self.behind = behind
+    }
 }
 
 public struct ServiceReport: Codable, Sendable {

@@ -18,6 +18,7 @@ struct ReadView: Sendable {
     let census: Dataplane.Census?
     let censusAt: ContinuousClock.Instant?
     let probes: [ProbeTarget: ProbeStatus]
+    var checkStats: CheckerStats? = nil
     let configPath: String
     let started: ContinuousClock.Instant
     let rates: RateTracker
@@ -32,7 +33,7 @@ extension Controller {
     func readView() -> ReadView {
         ReadView(
             dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
-            probes: checker?.snapshot() ?? [:], configPath: configPath,
+            probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
             started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
     }
 }
@@ -79,7 +80,8 @@ extension ReadView {
             uptimeSeconds: uptime.inSeconds,
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
-            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services)
+            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services,
+            checks: checkStats.flatMap { $0.probes > 0 ? ChecksReport($0) : nil })
     }
 
     func stats() -> StatsReport {
@@ -189,6 +191,15 @@ extension ReadView {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+}
+
+extension ChecksReport {
+    init(_ s: CheckerStats) {
+        self.init(
+            probes: s.probes, scheduledPerSecond: s.scheduledPerSecond, donePerSecond: s.donePerSecond,
+            roundSeconds: Double(s.roundNs) / 1e9, latenessSeconds: Double(s.latenessNs) / 1e9, missed: s.missed,
+            missedTotal: s.missedTotal, behind: s.behind)
+    }
 }
 
 extension CountersReport {

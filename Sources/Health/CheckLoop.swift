@@ -295,7 +295,8 @@ final class CheckLoop: @unchecked Sendable {
     private func connect(_ probe: Probe) {
         probe.reused = false
         do {
-            let (fd, _) = try TCPSocket.connect(probe.address)
+            let quiet = if case .tcp = probe.work { true } else { false }
+            let (fd, _) = try TCPSocket.connect(probe.address, quiet: quiet)
             probe.fd = fd
             probe.phase = .connecting
             // Edge-triggered, for the socket's life: no epoll_ctl per phase.
@@ -315,7 +316,9 @@ final class CheckLoop: @unchecked Sendable {
         switch probe.phase {
         case .idle:
             // A kept connection the real closed (or wrote to unasked): gone.
-            if probe.fd >= 0 {
+            // (An edge of EPOLLOUT alone, as sent data is acknowledged, is not.)
+            let closing = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
+            if probe.fd >= 0, events & closing != 0 {
                 TCPSocket.abort(probe.fd)
                 probe.fd = -1
             }

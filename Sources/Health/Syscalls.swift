@@ -62,10 +62,19 @@ struct SocketAddressBytes: Sendable {
 enum TCPSocket {
     /// A new non-blocking socket with a connect to `address` under way (or
     /// done: loopback may finish at once). Throws on any other outcome.
-    static func connect(_ address: SocketAddressBytes) throws -> (fd: Int32, connected: Bool) {
+    ///
+    /// `quiet`: the handshake's last ACK is held back (TCP_QUICKACK off),
+    /// as HAProxy's connect-only checks do: the check closes with a reset
+    /// on the SYN-ACK, so the real's kernel answers the SYN and the
+    /// application is never woken for a connection it would only see close.
+    static func connect(_ address: SocketAddressBytes, quiet: Bool = false) throws -> (fd: Int32, connected: Bool) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = socket(address.family, type, 0)
         guard fd >= 0 else { throw SystemError(call: "socket", errno: errno) }
+        if quiet {
+            var off: Int32 = 0
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &off, socklen_t(MemoryLayout<Int32>.size))
+        }
         var storage = address.storage
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
