@@ -96,9 +96,11 @@ struct HTTPResponseReader {
                 stage = .done
             case .body(.chunked), .chunkSize:
                 guard let end = Self.find(Self.lineEnd, in: pending, from: at) else { return .more }
-                let line = pending[at..<end].prefix { $0 != UInt8(ascii: ";") }
-                guard let size = Int(String(decoding: line, as: UTF8.self).trimmingSpaces, radix: 16), size >= 0
-                else { return .failed("bad chunk size in the HTTP response") }
+                var line = pending[at..<end].prefix { $0 != UInt8(ascii: ";") }
+                while let c = line.last, c == 32 || c == 9 { line = line.dropLast() }
+                guard let size = Self.number(line, radix: 16) else {
+                    return .failed("bad chunk size in the HTTP response")
+                }
                 at = end + 2
                 stage = size == 0 ? .trailers : .chunkData(size)
             case .chunkData(let left):
@@ -126,39 +128,41 @@ struct HTTPResponseReader {
     }
 
     /// Reads the status line and headers; `.more` for an interim response.
+    /// Byte by byte, with no strings: it runs once per check.
     private mutating func readHead(_ head: ArraySlice<UInt8>) -> Progress {
-        let text = String(decoding: head, as: UTF8.self)
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)[...]
-        guard let first = lines.popFirst() else { return .failed("no HTTP response") }
-        let parts = first.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let code = Int(parts[1]), (100...999).contains(code)
+        let bytes = Array(head)
+        let lines = Self.lines(bytes)
+        guard let first = lines.first, first.count >= 12, bytes[first].starts(with: Self.http1),
+            bytes[first.lowerBound + 8] == UInt8(ascii: " "),
+            let code = Self.number(bytes[first.lowerBound + 9..<first.lowerBound + 12], radix: 10)
         else { return .failed("no HTTP response") }
         if (100...199).contains(code) { return .more }
         status = code
         var length: Int?
         var chunked = false
-        var connection = parts[0] == "HTTP/1.0" ? "close" : "keep-alive"
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
-            let value = String(line[line.index(after: colon)...]).trimmingSpaces.lowercased()
-            switch name {
-            case "content-length":
-                guard let n = Int(value), n >= 0, length == nil || length == n else {
+        var close = bytes[first.lowerBound + 7] == UInt8(ascii: "0")
+        for line in lines.dropFirst() {
+            guard let colon = bytes[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = bytes[line.lowerBound..<colon]
+            var value = bytes[(colon + 1)..<line.upperBound]
+            while let c = value.first, c == 32 || c == 9 { value = value.dropFirst() }
+            while let c = value.last, c == 32 || c == 9 { value = value.dropLast() }
+            if Self.same(name, "content-length") {
+                guard let n = Self.number(value, radix: 10), length == nil || length == n else {
                     return .failed("bad Content-Length in the HTTP response")
                 }
                 length = n
-            case "transfer-encoding": chunked = value.hasSuffix("chunked")
-            case "connection":
-                if value.contains("close") {
-                    connection = "close"
-                } else if value.contains("keep-alive") {
-                    connection = "keep-alive"
+            } else if Self.same(name, "transfer-encoding") {
+                chunked = Self.endsWith(value, "chunked")
+            } else if Self.same(name, "connection") {
+                if Self.contains(value, "close") {
+                    close = true
+                } else if Self.contains(value, "keep-alive") {
+                    close = false
                 }
-            default: break
             }
         }
-        closeAfter = connection == "close"
+        closeAfter = close
         if headRequest || code == 204 || code == 304 {
             stage = .body(.none)
         } else if chunked {
@@ -170,6 +174,67 @@ struct HTTPResponseReader {
             stage = .body(.untilClose)
         }
         return .done(reusable: false)
+    }
+
+    static let http1: [UInt8] = Array("HTTP/1.".utf8)
+
+    /// The ranges of the CRLF-separated lines of `bytes`.
+    static func lines(_ bytes: [UInt8]) -> [Range<Int>] {
+        var lines: [Range<Int>] = []
+        var start = 0
+        var i = 0
+        while i + 1 < bytes.count {
+            if bytes[i] == 13 && bytes[i + 1] == 10 {
+                lines.append(start..<i)
+                i += 2
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        lines.append(start..<bytes.count)
+        return lines
+    }
+
+    /// A whole number of at most 18 digits, nothing else.
+    static func number(_ bytes: ArraySlice<UInt8>, radix: Int) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 15 else { return nil }
+        var n = 0
+        for b in bytes {
+            let digit: Int
+            switch b {
+            case 48...57: digit = Int(b - 48)
+            case 97...102 where radix == 16: digit = Int(b - 87)
+            case 65...70 where radix == 16: digit = Int(b - 55)
+            default: return nil
+            }
+            n = n * radix + digit
+        }
+        return n
+    }
+
+    static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b + 32 : b }
+
+    /// Equal to the lower-case ASCII `name`, ignoring case.
+    static func same(_ bytes: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
+        guard bytes.count == name.utf8CodeUnitCount else { return false }
+        return name.withUTF8Buffer { zip(bytes, $0).allSatisfy { lower($0) == $1 } }
+    }
+
+    static func contains(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard bytes.count >= n else { return false }
+        var i = bytes.startIndex
+        while i + n <= bytes.endIndex {
+            if same(bytes[i..<i + n], word) { return true }
+            i += 1
+        }
+        return false
+    }
+
+    static func endsWith(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        return bytes.count >= n && same(bytes.suffix(n), word)
     }
 
     private mutating func keep(_ bytes: ArraySlice<UInt8>) {
@@ -194,15 +259,5 @@ struct HTTPResponseReader {
             i += 1
         }
         return nil
-    }
-}
-
-extension StringProtocol {
-    var trimmingSpaces: String {
-        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = firstIndex(where: { !blank($0) }), let last = lastIndex(where: { !blank($0) }) else {
-            return ""
-        }
-        return String(self[first...last])
     }
 }

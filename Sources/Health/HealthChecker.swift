@@ -41,6 +41,16 @@ public struct ProbeStatus: Sendable, Equatable {
     public var checks: UInt64 = 0
     public var failures: UInt64 = 0
     public var transitions: UInt64 = 0
+
+    /// Counts one result; true when the state flipped.
+    mutating func count(_ result: ProbeResult) -> Bool {
+        checks += 1
+        if !result.ok { failures += 1 }
+        last = result
+        let flipped = state.record(result.ok)
+        if flipped { transitions += 1 }
+        return flipped
+    }
 }
 
 /// Runs every probe on its own fixed schedule (its phase within its
@@ -77,22 +87,28 @@ public final class HealthChecker: Sendable {
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
-    /// One probe and the targets it feeds.
+    /// One target fed by a probe.
+    private struct Subscriber {
+        var target: ProbeTarget
+        var status: ProbeStatus
+        /// Its last transition did not fit in the buffer.
+        var unsent = false
+    }
+
+    /// One probe and the targets it feeds. A result finds them by the
+    /// probe's id: no hashing of targets per check.
     private struct Shared {
-        var id: UInt64
         var loop: Int
-        var targets: [ProbeTarget]
+        var subscribers: [Subscriber]
     }
 
     private struct State {
-        var probes: [ProbeTarget: ProbeStatus] = [:]
-        /// By probe key (`key(of:)`).
-        var shared: [ProbeTarget: Shared] = [:]
-        var keys: [UInt64: ProbeTarget] = [:]
+        var shared: [UInt64: Shared] = [:]
+        /// Probe id by probe key (`key(of:)`), and by target.
+        var ids: [ProbeTarget: UInt64] = [:]
+        var targets: [ProbeTarget: UInt64] = [:]
         var nextID: UInt64 = 0
         var phases = Phases()
-        /// Targets whose last transition did not fit in the buffer.
-        var unsent: Set<ProbeTarget> = []
         var stopped = false
     }
 
@@ -134,34 +150,36 @@ public final class HealthChecker: Sendable {
             guard !s.stopped else { return }
             var removed = [[UInt64]](repeating: [], count: loops.count)
             var added = [[CheckLoop.Spec]](repeating: [], count: loops.count)
-            for gone in s.probes.keys where targets[gone] == nil {
-                s.probes[gone] = nil
-                s.unsent.remove(gone)
-                let key = Self.key(of: gone)
-                guard var shared = s.shared[key] else { continue }
-                shared.targets.removeAll { $0 == gone }
-                if shared.targets.isEmpty {
-                    removed[shared.loop].append(shared.id)
-                    s.shared[key] = nil
-                    s.keys[shared.id] = nil
+            for (gone, id) in s.targets where targets[gone] == nil {
+                s.targets[gone] = nil
+                guard var shared = s.shared[id] else { continue }
+                shared.subscribers.removeAll { $0.target == gone }
+                if shared.subscribers.isEmpty {
+                    removed[shared.loop].append(id)
+                    s.shared[id] = nil
+                    s.ids[Self.key(of: gone)] = nil
                 } else {
-                    s.shared[key] = shared
+                    s.shared[id] = shared
                 }
             }
             let now = monotonicNs()
-            for (target, up) in targets where s.probes[target] == nil && target.check.kind != .none {
-                s.probes[target] = ProbeStatus(
-                    state: RiseFall(up: up, rise: target.check.timing.rise, fall: target.check.timing.fall))
+            for (target, up) in targets where s.targets[target] == nil && target.check.kind != .none {
+                let subscriber = Subscriber(
+                    target: target,
+                    status: ProbeStatus(
+                        state: RiseFall(up: up, rise: target.check.timing.rise, fall: target.check.timing.fall)))
                 let key = Self.key(of: target)
-                if s.shared[key] != nil {
-                    s.shared[key]!.targets.append(target)
+                if let id = s.ids[key] {
+                    s.targets[target] = id
+                    s.shared[id]!.subscribers.append(subscriber)
                     continue
                 }
                 s.nextID += 1
                 let id = s.nextID
                 let loop = Int(id % UInt64(loops.count))
-                s.shared[key] = Shared(id: id, loop: loop, targets: [target])
-                s.keys[id] = key
+                s.shared[id] = Shared(loop: loop, subscribers: [subscriber])
+                s.ids[key] = id
+                s.targets[target] = id
                 let due = Phases.firstDue(
                     now: now, intervalNs: target.check.timing.intervalNs, phase: s.phases.next())
                 added[loop].append(
@@ -177,7 +195,16 @@ public final class HealthChecker: Sendable {
         }
     }
 
-    public func snapshot() -> [ProbeTarget: ProbeStatus] { state.withLockedValue { $0.probes } }
+    public func snapshot() -> [ProbeTarget: ProbeStatus] {
+        state.withLockedValue { s in
+            var all: [ProbeTarget: ProbeStatus] = [:]
+            all.reserveCapacity(s.targets.count)
+            for shared in s.shared.values {
+                for sub in shared.subscribers { all[sub.target] = sub.status }
+            }
+            return all
+        }
+    }
 
     /// How the checks keep up with their schedule, over every loop.
     public func stats() -> CheckerStats {
@@ -207,7 +234,7 @@ public final class HealthChecker: Sendable {
     /// Stops every probe and ends `transitions` (after what it holds).
     public func stop() {
         state.withLockedValue {
-            $0.stopped = true; $0.probes = [:]; $0.shared = [:]; $0.keys = [:]; $0.unsent = []
+            $0.stopped = true; $0.shared = [:]; $0.ids = [:]; $0.targets = [:]
         }
         for loop in loops { loop.stop() }
         continuation.finish()
@@ -218,18 +245,12 @@ public final class HealthChecker: Sendable {
     /// transitions enter the stream in order.
     private func record(_ id: UInt64, _ result: ProbeResult) {
         let counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool)] = state.withLockedValue { s in
-            guard let key = s.keys[id], let shared = s.shared[key] else { return [] }
+            guard s.shared[id] != nil else { return [] }
             var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
-            for target in shared.targets {
-                guard var status = s.probes[target] else { continue }
-                status.checks += 1
-                if !result.ok { status.failures += 1 }
-                status.last = result
-                let flipped = status.state.record(result.ok)
-                if flipped { status.transitions += 1 }
-                s.probes[target] = status
-                let unsent = s.unsent.contains(target)
-                if flipped || unsent { counted.append((target, flipped, status.state.up, unsent)) }
+            for i in s.shared[id]!.subscribers.indices {
+                let flipped = s.shared[id]!.subscribers[i].status.count(result)
+                let sub = s.shared[id]!.subscribers[i]
+                if flipped || sub.unsent { counted.append((sub.target, flipped, sub.status.state.up, sub.unsent)) }
             }
             return counted
         }
@@ -260,8 +281,10 @@ public final class HealthChecker: Sendable {
         @unknown default: sent = false
         }
         state.withLockedValue { s in
-            guard s.probes[target] != nil else { return }
-            if sent { s.unsent.remove(target) } else { s.unsent.insert(target) }
+            guard let id = s.targets[target],
+                let i = s.shared[id]?.subscribers.firstIndex(where: { $0.target == target })
+            else { return }
+            s.shared[id]!.subscribers[i].unsent = !sent
         }
         if !sent && !unsent {
             logger.error(

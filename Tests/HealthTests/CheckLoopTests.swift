@@ -292,3 +292,63 @@ struct KeepAliveOptionTests {
         }
     }
 }
+
+@Suite("HTTP responses read a piece at a time")
+struct HTTPResponseReaderTests {
+    /// Feeds `text` in pieces of `piece` bytes; the progress after the last.
+    static func read(
+        _ text: String, piece: Int, head: Bool = false, keepBody: Int = 1024
+    ) -> (
+        HTTPResponseReader.Progress, HTTPResponseReader
+    ) {
+        var reader = HTTPResponseReader(headRequest: head, keepBody: keepBody)
+        let bytes = Array(text.utf8)
+        var progress = HTTPResponseReader.Progress.more
+        var at = 0
+        while at < bytes.count, progress == .more {
+            let end = min(bytes.count, at + piece)
+            progress = bytes[at..<end].withUnsafeBytes { reader.feed($0) }
+            at = end
+        }
+        return (progress, reader)
+    }
+
+    @Test("framing decides whether the connection may be kept, whatever the pieces")
+    func framing() {
+        let cases: [(String, HTTPResponseReader.Progress, String)] = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", .done(reusable: true), "hello"),
+            ("HTTP/1.1 200 OK\r\ncontent-length:5\r\nConnection: close\r\n\r\nhello", .done(reusable: false), "hello"),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", .done(reusable: false), "ok"),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: Keep-Alive\r\n\r\nok", .done(reusable: true), "ok"),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\nT: 1\r\n\r\n",
+                .done(reusable: true), "abcdefg"
+            ),
+            ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", .done(reusable: true), ""),
+            ("SSH-2.0-OpenSSH\r\n\r\n", .failed("no HTTP response"), ""),
+            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", .failed("bad Content-Length in the HTTP response"), "")
+        ]
+        for (text, expected, body) in cases {
+            for piece in [1, 3, 1000] {
+                let (progress, reader) = Self.read(text, piece: piece)
+                #expect(progress == expected, "\(text.debugDescription) in pieces of \(piece)")
+                if case .done = expected { #expect(reader.body == Array(body.utf8)) }
+            }
+        }
+    }
+
+    @Test("a response without length ends at the close; HEAD has no body; bytes after a response spoil the connection")
+    func untilClose() {
+        // (Bytes that come after the check ended close the kept connection in the loop.)
+        #expect(
+            Self.read("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", piece: 100).0 == .done(reusable: false))
+        var (progress, reader) = Self.read("HTTP/1.1 200 OK\r\n\r\nall of it", piece: 4)
+        #expect(progress == .more)
+        #expect(reader.closed() == .done(reusable: false))
+        #expect(reader.body == Array("all of it".utf8))
+        (progress, reader) = Self.read("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", piece: 100, head: true)
+        #expect(progress == .done(reusable: true))
+        (progress, reader) = Self.read("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", piece: 100)
+        #expect(reader.closed() == .failed("response cut short"))
+    }
+}
