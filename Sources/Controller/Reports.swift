@@ -26,6 +26,11 @@ struct ReadView: Sendable {
     /// Ring digests by service id, copied here because the dataplane keeps
     /// them in memory, written by `apply` on the actor.
     let ringDigests: [UInt32: RingDigest]
+    /// This node's name, whether it is drained, and each VIP's announcement.
+    var node = ""
+    var announceTable: UInt32? = nil
+    var drained = false
+    var vips: [VIPReport] = []
 }
 
 extension Controller {
@@ -34,7 +39,19 @@ extension Controller {
         ReadView(
             dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
             probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
-            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
+            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
+            node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports())
+    }
+
+    /// Each VIP of the config, in address order, with its services.
+    func vipReports() -> [VIPReport] {
+        let byVIP = Dictionary(grouping: state.config.services, by: \.vip)
+        return byVIP.keys.sorted().map { vip in
+            let (announced, reason) = announcer.report(vip)
+            return VIPReport(
+                vip: vip.description, announced: announced, reason: reason,
+                services: byVIP[vip]!.map(\.name))
+        }
     }
 }
 
@@ -81,6 +98,7 @@ extension ReadView {
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
             countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services,
+            node: node, announceTable: announceTable, drained: drained, vips: vips,
             checks: checkStats.flatMap { $0.probes > 0 ? ChecksReport($0) : nil })
     }
 
