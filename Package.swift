@@ -162,7 +162,9 @@ let package = Package(
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
+                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport", "Sync", "Frames",
+                "BPF",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus")
             ],
