@@ -1,3 +1,4 @@
+import Glibc
 import Model
 
 /// Tandem's configuration, as the YAML file states it (SPEC §5), with
@@ -13,10 +14,32 @@ public struct Config: Equatable, Sendable {
     public var socket = "/run/tandem/tandem.sock"
     /// Prometheus endpoint ("host:port"); off when nil.
     public var metrics: String?
+    /// This node's name in status, logs and metrics; nil: the hostname.
+    public var node: String?
+    /// Where announced VIPs go (SPEC §9); nil: Tandem announces nothing.
+    public var announce: Announce?
     public var defaults = Defaults()
     public var services: [Service] = []
 
     public init(interface: String) { self.interface = interface }
+
+    /// The node's name: `node`, or else the hostname.
+    public var nodeName: String { node ?? Self.hostname() }
+
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "localhost" : name
+    }
+
+    /// Announcing VIPs: one route per announced VIP in a kernel routing
+    /// table, which a routing daemon on the node (BIRD) carries to the router.
+    public struct Announce: Equatable, Sendable {
+        /// Kernel routing table id: 1...2^32-1, not 253, 254 or 255.
+        public var table: UInt32
+        public init(table: UInt32) { self.table = table }
+    }
 
     public struct Defaults: Equatable, Sendable {
         public var check = CheckTiming()

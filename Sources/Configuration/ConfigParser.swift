@@ -232,7 +232,9 @@ struct Reader {
             fail(nil, "-", "the file is empty")
             return nil
         }
-        let keys = ["interface", "xdp-mode", "pin-directory", "socket", "metrics", "defaults", "services"]
+        let keys = [
+            "interface", "xdp-mode", "pin-directory", "socket", "metrics", "node", "announce", "defaults", "services"
+        ]
         guard let top = mapping(root, "", allowed: keys) else { return nil }
         guard let interface = string(top["interface"], "interface") else {
             if top["interface"] == nil {
@@ -265,6 +267,33 @@ struct Reader {
                 config.metrics = metrics
             } else {
                 fail(top["metrics"], "metrics", "must be host:port, e.g. 127.0.0.1:9650")
+            }
+        }
+        if let node = top["node"] {
+            // Not string(): a name such as "01" or "true" is still a name.
+            if let name = node.scalar?.string, let why = Limits.badNodeName(name) {
+                fail(node, "node", why)
+            } else if let name = node.scalar?.string {
+                config.node = name
+            } else {
+                fail(node, "node", "must be a name such as lb1, not a \(kind(node))")
+            }
+        }
+        if let announce = mapping(top["announce"], "announce", allowed: ["table"]) {
+            if let node = announce["table"] {
+                if let text = node.scalar?.string, let table = Int(text) {
+                    if let why = Limits.badTable(table) {
+                        fail(node, "announce.table", why)
+                    } else {
+                        config.announce = Config.Announce(table: UInt32(table))
+                    }
+                } else {
+                    fail(
+                        node, "announce.table",
+                        "must be a routing table id in 1...\(UInt32.max), not \(node.scalar?.string ?? kind(node))")
+                }
+            } else {
+                fail(top["announce"], "announce.table", "is required: the kernel routing table for the VIP routes")
             }
         }
         if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {

@@ -49,6 +49,37 @@ enum Limits {
         return nil
     }
 
+    static let maxNodeNameBytes = 64
+
+    /// Node names label status, log lines and metrics: printable, no white
+    /// space, bounded.
+    static func badNodeName(_ name: String) -> String? {
+        let visible = name.unicodeScalars.allSatisfy {
+            $0.value > 0x20 && $0.value != 0x7F && !(0x80..<0xA0).contains($0.value)
+                && !$0.properties.isWhitespace && $0 != "\"" && $0 != "\\"
+        }
+        if name.isEmpty || !visible || name.utf8.count > maxNodeNameBytes {
+            return
+                "\(printable(name)) is not a node name: 1 to \(maxNodeNameBytes) bytes of printable characters, no spaces, quotes or backslashes"
+        }
+        return nil
+    }
+
+    /// The kernel's own routing tables, which Tandem must not write.
+    static let reservedTables: [UInt32: String] = [253: "default", 254: "main", 255: "local"]
+
+    /// Why `table` cannot hold Tandem's routes, or nil.
+    static func badTable(_ table: Int) -> String? {
+        guard (1...Int(UInt32.max)).contains(table) else {
+            return "must be a routing table id in 1...\(UInt32.max), not \(table)"
+        }
+        if let name = reservedTables[UInt32(table)] {
+            return
+                "\(table) is the kernel's '\(name)' table; choose a table of Tandem's own (e.g. 100) and import it into the routing daemon"
+        }
+        return nil
+    }
+
     /// Why `address` is not a unicast host address, or nil when it is one.
     static func notUnicast(_ address: IPAddress) -> String? {
         let b = address.bytes

@@ -11,6 +11,7 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     case flushRecords(RecordFilter)
     case setReal(RealCommand)
     case reload
+    case node(NodeCommand)
 }
 
 /// Which records a `persistence` command means; every field narrows.
@@ -55,6 +56,15 @@ public struct RealCommand: Codable, Sendable, Equatable {
         self.address = address
         self.service = service
     }
+}
+
+/// `tandem node drain|resume`: withdraw every VIP of this node, or
+/// announce them again by the usual rules.
+public struct NodeCommand: Codable, Sendable, Equatable {
+    public enum Action: String, Codable, Sendable, CaseIterable { case drain, resume }
+    public var action: Action
+
+    public init(action: Action) { self.action = action }
 }
 
 public struct ControlResponse: Codable, Sendable {
@@ -108,6 +118,32 @@ public struct StatusReport: Codable, Sendable {
     /// come from a background census of the tables, nil before the first.
     public var countedSecondsAgo: Double?
     public var services: [ServiceReport]
+    /// This node's name (`node:`, default the hostname).
+    public var node: String = ""
+    /// The kernel routing table of the VIP routes; nil: nothing announced.
+    public var announceTable: UInt32? = nil
+    /// `tandem node drain` is in force.
+    public var drained = false
+    /// Every VIP of the config: announced or not, and why not.
+    public var vips: [VIPReport] = []
+}
+
+public struct VIPReport: Codable, Sendable, Equatable {
+    public var vip: String
+    /// Its route is in the announce table.
+    public var announced: Bool
+    /// Why it is not announced (no announce table configured, draining,
+    /// no usable real, starting: first checks not done, ...).
+    public var reason: String?
+    /// The services of the VIP.
+    public var services: [String]
+
+    public init(vip: String, announced: Bool, reason: String?, services: [String]) {
+        self.vip = vip
+        self.announced = announced
+        self.reason = reason
+        self.services = services
+    }
 }
 
 public struct ServiceReport: Codable, Sendable {

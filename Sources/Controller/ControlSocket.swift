@@ -111,7 +111,7 @@ public struct ControlServer: Service {
             case .flushRecords(let filter):
                 let view = await controller.readView()
                 try await send(ControlResponse(message: try await offload { try view.flush(filter) }))
-            case .setReal, .reload:
+            case .setReal, .reload, .node:
                 try await send(await controller.handle(request))
             }
         } catch let error as ControlError {

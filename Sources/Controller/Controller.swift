@@ -31,6 +31,16 @@ public actor Controller {
     private(set) var census: (counts: Dataplane.Census, at: ContinuousClock.Instant)?
     let metrics: ControllerMetrics
     public private(set) var events = Events()
+    /// This node's name (`node:`, default the hostname).
+    public let node: String
+    /// Keeps the announce table in step with the VIPs' verdicts.
+    private(set) var announcer: Announcer
+    /// Drained flag and announce table, kept in the pinned `node` map.
+    private(set) var nodeState: NodeState
+    /// XDP was adopted from pins: forwarding went on since a previous run.
+    let adopted: Bool
+    /// Every health check ran once (Readiness says so).
+    private(set) var firstChecksDone = false
 
     /// Counts a user would graph: how often things changed.
     public struct Events: Sendable {
@@ -50,6 +60,7 @@ public actor Controller {
         self.metrics = ControllerMetrics(registry: registry)
         self.logger = logger
         let config = validated.config
+        self.node = config.nodeName
         _ = try Interface.index(config.interface)
         try BPFFS.prepare(directory: config.pinDirectory)
         let dataplane = try Dataplane(
@@ -121,6 +132,22 @@ public actor Controller {
         self.neighbours = neighbours
         self.state = state
         self.macs = macs
+        self.adopted = adopted != nil
+        // Routes a previous run put in a table the config no longer names go.
+        var nodeState = dataplane.nodeState
+        let table = config.announce?.table
+        if let old = nodeState.announceTable, old != table {
+            var previous = Announcer(table: old, interface: config.interface, logger: logger)
+            previous.withdrawAll(
+                reason: table.map { "the announce table is now \($0)" } ?? "announce is no longer configured")
+        }
+        nodeState.announceTable = table
+        try dataplane.setNodeState(nodeState)
+        self.nodeState = nodeState
+        self.announcer = Announcer(table: table, interface: config.interface, logger: logger)
+        if nodeState.drained {
+            logger.notice("node drained: no VIP is announced until 'tandem node resume'", metadata: ["node": "\(node)"])
+        }
     }
 
     func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
@@ -156,6 +183,7 @@ public actor Controller {
             try dataplane.apply(model)
             state = next
             macs = nextMACs
+            announce()
             for (address, what) in changed {
                 logger.notice("real reachable", metadata: ["real": "\(address)", "reason": "\(what)"])
             }
@@ -250,11 +278,82 @@ public actor Controller {
     }
 
     /// Builds the model from `next`, writes it, and keeps `next` only if
-    /// the write worked.
+    /// the write worked; the announcements follow.
     private func commit(_ next: ControlState) throws {
         let model = next.model(macs: macs)
         try dataplane.apply(model)
         state = next
+        announce()
+    }
+
+    // MARK: Announcing
+
+    /// Brings the announce table in line with the rules (`Announcement`),
+    /// from what the dataplane was last given. Run after every change and
+    /// periodically (AnnounceWatch), which also restores a route someone
+    /// deleted and sees XDP detached behind Tandem's back.
+    func announce() {
+        let facts = Announcement.Facts(
+            table: announcer.table != nil, attached: link.attachedIndex != nil, firstChecksDone: firstChecksDone,
+            drained: nodeState.drained, adopted: adopted,
+            usable: Announcement.usable(dataplane.applied ?? state.model(macs: macs)))
+        announcer.reconcile(Announcement.decide(facts))
+    }
+
+    /// A reload changed `announce`: the routes leave the old table and go
+    /// into the new one (none when `announce` was removed).
+    private func moveAnnouncements(to table: UInt32?) {
+        var next = nodeState
+        next.announceTable = table
+        do {
+            try dataplane.setNodeState(next)
+            nodeState = next
+        } catch {
+            // Only `tandem down` without a config reads it; the routes move anyway.
+            logger.error("cannot record the announce table in the pins", metadata: ["error": "\(error)"])
+        }
+        announcer.withdrawAll(
+            reason: table.map { "the announce table is now \($0)" } ?? "announce is no longer configured")
+        announcer = Announcer(table: table, interface: state.config.interface, logger: logger)
+        announce()
+    }
+
+    /// The first round of checks is done: the VIPs may be announced.
+    func firstRoundDone() {
+        guard !firstChecksDone else { return }
+        firstChecksDone = true
+        announce()
+    }
+
+    /// `tandem node drain` and `resume`: the flag is pinned, so a drained
+    /// node stays drained through restarts until resumed.
+    private func setNode(_ command: NodeCommand) throws -> String {
+        var next = nodeState
+        next.drained = command.action == .drain
+        guard next != nodeState else {
+            return "node \(node): already \(command.action == .drain ? "draining" : "announcing (not drained)")"
+        }
+        try dataplane.setNodeState(next)
+        nodeState = next
+        let before = announcer.announced
+        announce()
+        logger.notice("node \(command.action.rawValue)", metadata: ["node": "\(node)"])
+        let vips = announcer.verdicts.keys.sorted()
+        switch command.action {
+        case .drain:
+            let gone = before.subtracting(announcer.announced).sorted().map(\.description)
+            return "node \(node): draining; "
+                + (gone.isEmpty ? "no VIP was announced" : "withdrew \(gone.joined(separator: ", "))")
+        case .resume:
+            let back = announcer.announced.subtracting(before).sorted().map(\.description)
+            var message =
+                "node \(node): resumed; "
+                + (back.isEmpty ? "no VIP announced" : "announced \(back.joined(separator: ", "))")
+            let withheld = vips.filter { !announcer.announced.contains($0) }
+                .map { "\($0) (\(announcer.report($0).reason ?? "-"))" }
+            if !withheld.isEmpty { message += "; not announced: \(withheld.joined(separator: ", "))" }
+            return message
+        }
     }
 
     // MARK: Requests
@@ -272,6 +371,7 @@ public actor Controller {
                 return ControlResponse(records: all)
             case .flushRecords(let filter): return ControlResponse(message: try readView().flush(filter))
             case .setReal(let command): return ControlResponse(message: try setReal(command))
+            case .node(let command): return ControlResponse(message: try setNode(command))
             case .reload: return ControlResponse(message: try await reload())
             }
         } catch {
@@ -292,6 +392,7 @@ public actor Controller {
             if config.pinDirectory != current.pinDirectory { fixed.append("pin-directory") }
             if config.socket != current.socket { fixed.append("socket") }
             if config.metrics != current.metrics { fixed.append("metrics") }
+            if config.node != current.node { fixed.append("node") }
             if !fixed.isEmpty {
                 throw ControlError(
                     "\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)"
@@ -307,6 +408,7 @@ public actor Controller {
             let after = Set(config.services.map(\.name))
             macs.merge(resolved) { _, new in new }
             try commit(next)
+            if config.announce != current.announce { moveAnnouncements(to: config.announce?.table) }
             updateProbes()
             events.reloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()

@@ -22,6 +22,9 @@ public enum Daemon {
     ) async throws {
         let validated = try ConfigParser.loadValidated(path: configPath)
         let config = validated.config
+        // Every line names the node: logs of several nodes read together.
+        var logger = logger
+        logger[metadataKey: "node"] = "\(config.nodeName)"
         if await ControlClient.isServing(socket: config.socket) {
             throw ControlError(
                 "tandem serve is already running on \(config.socket) (use 'tandem reload' to apply a new config)")
@@ -50,7 +53,8 @@ public enum Daemon {
             ControlServer(path: config.socket, controller: controller, group: group, logger: logger),
             HangupReloader(controller: controller, logger: logger),
             RecordCensus(controller: controller, logger: logger),
-            NeighbourWatch(controller: controller)
+            NeighbourWatch(controller: controller),
+            AnnounceWatch(controller: controller)
         ]
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))
@@ -60,7 +64,8 @@ public enum Daemon {
                 controller: controller,
                 summary: [
                     "config": "\(configPath)", "services": "\(config.services.count)",
-                    "interface": "\(config.interface)", "socket": "\(config.socket)"
+                    "interface": "\(config.interface)", "socket": "\(config.socket)",
+                    "announce": "\(config.announce.map { "table \($0.table)" } ?? "off")"
                 ], logger: logger))
         let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint],

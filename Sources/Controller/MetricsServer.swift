@@ -103,6 +103,7 @@ extension ReadView {
         let registry = metrics.registry
         let status = status()
         publishRingDigests(metrics, status.services)
+        publishAnnouncements(metrics, status)
         for s in status.services {
             publish(metrics, "tandem_service", [("service", s.name)], s.counters)
             for r in s.reals {
@@ -172,6 +173,26 @@ extension ReadView {
         metrics.ringDigests = now
     }
 
+    /// `tandem_vip_announced{vip,node}` 0 or 1 per VIP of the config (a
+    /// VIP no longer configured loses its series), and whether the node is
+    /// drained.
+    private func publishAnnouncements(_ metrics: ControllerMetrics, _ status: StatusReport) {
+        let registry = metrics.registry
+        func gauge(_ vip: String) -> Gauge {
+            registry.gauge(
+                "tandem_vip_announced", labels: [("vip", vip), ("node", status.node)],
+                help: "1 while the VIP's route is in the announce table: the router sends its traffic to this node")
+        }
+        let now = Set(status.vips.map(\.vip))
+        for vip in metrics.vips.subtracting(now) { registry.unregisterGauge(gauge(vip)) }
+        for v in status.vips { gauge(v.vip).set(to: v.announced ? 1 : 0) }
+        metrics.vips = now
+        registry.gauge(
+            "tandem_node_drained", labels: [("node", status.node)],
+            help: "1 while tandem node drain is in force (no VIP announced)"
+        ).set(to: status.drained ? 1 : 0)
+    }
+
     private func publish(
         _ metrics: ControllerMetrics, _ prefix: String, _ labels: [(String, String)],
         _ c: CountersReport
@@ -202,6 +223,8 @@ final class ControllerMetrics: @unchecked Sendable {
     private var last: [String: UInt64] = [:]
     /// The ring digest last published per service name (under `lock`).
     var ringDigests: [String: String] = [:]
+    /// The VIPs last published in `tandem_vip_announced` (under `lock`).
+    var vips: Set<String> = []
 
     init(registry: PrometheusCollectorRegistry) { self.registry = registry }
 

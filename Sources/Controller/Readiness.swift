@@ -7,7 +7,8 @@ import ServiceLifecycle
 /// depends on tandem starts against a balancer that knows which reals are
 /// up. A check that never finishes cannot hold this forever: after twice
 /// the slowest check's interval plus timeout it is announced anyway, with
-/// a warning. On SIGTERM or SIGINT it tells systemd STOPPING=1.
+/// a warning. Then the VIPs may be announced. On SIGTERM or SIGINT it
+/// tells systemd STOPPING=1.
 struct Readiness: Service {
     let controller: Controller
     let summary: Logger.Metadata
@@ -33,6 +34,8 @@ struct Readiness: Service {
             try? await Task.sleep(for: .milliseconds(20))
         }
         guard !Task.isShuttingDownGracefully else { return }
+        // Only now may the VIPs be announced (SPEC §9).
+        await controller.firstRoundDone()
         Systemd.ready(status: "serving \(summary["services"].map { "\($0)" } ?? "?") services")
         await withGracefulShutdownHandler {
             // Sleeps until the shutdown: the sleep is cancelled then.

@@ -25,6 +25,11 @@ struct ReadView: Sendable {
     /// Ring digests by service id, copied here because the dataplane keeps
     /// them in memory, written by `apply` on the actor.
     let ringDigests: [UInt32: RingDigest]
+    /// This node's name, whether it is drained, and each VIP's announcement.
+    var node = ""
+    var announceTable: UInt32? = nil
+    var drained = false
+    var vips: [VIPReport] = []
 }
 
 extension Controller {
@@ -33,7 +38,19 @@ extension Controller {
         ReadView(
             dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
             probes: checker?.snapshot() ?? [:], configPath: configPath,
-            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests)
+            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
+            node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports())
+    }
+
+    /// Each VIP of the config, in address order, with its services.
+    func vipReports() -> [VIPReport] {
+        let byVIP = Dictionary(grouping: state.config.services, by: \.vip)
+        return byVIP.keys.sorted().map { vip in
+            let (announced, reason) = announcer.report(vip)
+            return VIPReport(
+                vip: vip.description, announced: announced, reason: reason,
+                services: byVIP[vip]!.map(\.name))
+        }
     }
 }
 
@@ -79,7 +96,8 @@ extension ReadView {
             uptimeSeconds: uptime.inSeconds,
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
-            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services)
+            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services,
+            node: node, announceTable: announceTable, drained: drained, vips: vips)
     }
 
     func stats() -> StatsReport {

@@ -9,6 +9,7 @@ public enum Text {
         var out =
             "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
         out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
+        out += announcements(s)
         out += "Prot LocalAddress:Port Scheduler Flags\n"
         // Real lines share columns across services; service lines run free.
         var rows: [[String]] = [
@@ -38,6 +39,19 @@ public enum Text {
             out += line + "\n"
         }
         return out
+    }
+
+    /// The node's name and each VIP's route in the announce table.
+    static func announcements(_ s: StatusReport) -> String {
+        var out = "node: \(s.node)  announce: "
+        out += s.announceTable.map { "table \($0)" } ?? "off (no announce table configured)"
+        out += s.drained ? "  DRAINED (tandem node resume announces again)\n" : "\n"
+        guard s.announceTable != nil, !s.vips.isEmpty else { return out }
+        var rows = [["VIP", "Announced", "Services", "Why not"]]
+        for v in s.vips {
+            rows.append([v.vip, v.announced ? "yes" : "no", v.services.joined(separator: ","), v.reason ?? ""])
+        }
+        return out + table(rows)
     }
 
     public static func stats(_ s: StatsReport) -> String {

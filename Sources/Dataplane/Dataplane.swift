@@ -33,6 +33,7 @@ public final class Dataplane: @unchecked Sendable {
     let wrrCursor: BPFMap<UInt32, UInt32>
     let svcGens: BPFMap<UInt32, UInt32>
     let portFilter: BPFMap<UInt32, tandem_port_filter>
+    let node: BPFMap<UInt32, tandem_node>
 
     /// What the maps hold, as last written by `apply`.
     public private(set) var applied: DataplaneModel?
@@ -65,6 +66,7 @@ public final class Dataplane: @unchecked Sendable {
         wrrCursor = try object.map("wrr_cursor")
         svcGens = try object.map("svc_gens")
         portFilter = try object.map("port_filter")
+        node = try object.map("node")
     }
 
     /// Removes every pin under `pinRoot`: maps and any pinned link or
@@ -95,6 +97,36 @@ public final class Dataplane: @unchecked Sendable {
         try check("wrr_cursor", UInt32.self, UInt32.self)
         try check("svc_gens", UInt32.self, UInt32.self)
         try check("port_filter", UInt32.self, tandem_port_filter.self)
+        try check("node", UInt32.self, tandem_node.self)
+    }
+}
+
+// MARK: - The node's own state
+
+extension Dataplane {
+    /// Drained flag and announce table, as the pinned `node` map holds them.
+    public var nodeState: NodeState { Self.nodeState(node.lookup(0) ?? tandem_node()) }
+
+    public func setNodeState(_ state: NodeState) throws {
+        try node.update(
+            0,
+            tandem_node(
+                flags: state.drained ? TANDEM_NODE_DRAINED.rawValue : 0, announce_table: state.announceTable ?? 0))
+    }
+
+    /// The node state pinned under `pinRoot` without loading the program
+    /// (`tandem down`); nil when there is no such map.
+    public static func pinnedNodeState(pinRoot: String) -> NodeState? {
+        guard let map = try? BPFMap<UInt32, tandem_node>.pinned(at: pinRoot + "/node"),
+            let value = map.lookup(0)
+        else { return nil }
+        return nodeState(value)
+    }
+
+    static func nodeState(_ value: tandem_node) -> NodeState {
+        NodeState(
+            drained: value.flags & TANDEM_NODE_DRAINED.rawValue != 0,
+            announceTable: value.announce_table == 0 ? nil : value.announce_table)
     }
 }
 

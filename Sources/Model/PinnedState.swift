@@ -51,3 +51,17 @@ public struct PinnedState: Sendable {
         self.reals = reals
     }
 }
+
+/// What a node keeps across controller restarts besides the dataplane:
+/// whether the operator drained it, and the routing table its VIP routes
+/// went into (so `tandem down` and the next `tandem serve` find them).
+public struct NodeState: Sendable, Equatable {
+    /// `tandem node drain` until `tandem node resume`: nothing announced.
+    public var drained = false
+    /// The table the last controller announced into; nil: none.
+    public var announceTable: UInt32?
+    public init(drained: Bool = false, announceTable: UInt32? = nil) {
+        self.drained = drained
+        self.announceTable = announceTable
+    }
+}

@@ -42,6 +42,8 @@ struct Check: ParsableCommand {
         let c = validated.config, groups = validated.groups
         let byName = Dictionary(c.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
+        out += "node \(c.nodeName)\(c.node == nil ? " (the hostname)" : ""), announce "
+        out += c.announce.map { "into routing table \($0.table) (proto 250)\n" } ?? "off\n"
         for (i, group) in groups.enumerated() {
             out +=
                 "\n"
@@ -91,7 +93,8 @@ struct Check: ParsableCommand {
             return d
         }
         let doc: [String: Any] = [
-            "interface": c.interface, "xdp-mode": c.xdpMode.rawValue,
+            "interface": c.interface, "xdp-mode": c.xdpMode.rawValue, "node": c.nodeName,
+            "announce": c.announce.map { ["table": Int($0.table)] as Any } ?? NSNull(),
             "groups": groups, "services": services
         ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])

@@ -187,6 +187,35 @@ struct RealCommands: AsyncParsableCommand {
     }
 }
 
+struct NodeCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Withdraw every VIP of this node from the router, or announce them again.",
+        discussion: """
+            Needs `announce: { table: N }` in the config: Tandem keeps one route per announced VIP in \
+            that kernel routing table, which the node's routing daemon (BIRD) carries to the router. \
+            Forwarding goes on while drained: connections the router still sends here are served.
+            """,
+        subcommands: [Drain.self, Resume.self])
+
+    static func send(_ action: NodeCommand.Action, _ options: SocketOptions) async throws {
+        print(try await options.send(.node(NodeCommand(action: action))).message ?? "")
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Withdraw every VIP route; kept through restarts of tandem serve until 'tandem node resume'.")
+        @OptionGroup var options: SocketOptions
+        func run() async throws { try await NodeCommands.send(.drain, options) }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Announce the VIPs again: each one that has a usable real.")
+        @OptionGroup var options: SocketOptions
+        func run() async throws { try await NodeCommands.send(.resume, options) }
+    }
+}
+
 struct Reload: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-read the config and apply the difference.",
@@ -194,8 +223,9 @@ struct Reload: AsyncParsableCommand {
             Services and reals that stay keep their flows and records. A real removed from a service loses \
             its flows there at once (their next packets are scheduled afresh, so open TCP connections to it \
             are reset by the new real) and its records; a removed service stops forwarding: its established \
-            flows are passed to the host. Changes to interface, xdp-mode, pin-directory, socket or metrics \
-            need a restart and are refused. A config that fails validation changes nothing.
+            flows are passed to the host. A changed `announce` table moves the VIP routes to it. Changes to \
+            interface, xdp-mode, pin-directory, socket, metrics or node need a restart and are refused. A \
+            config that fails validation changes nothing.
             """)
     @OptionGroup var options: SocketOptions
 

@@ -2,16 +2,19 @@ import ArgumentParser
 import BPF
 import Configuration
 import Controller
+import Dataplane
 import Foundation
 import Glibc
 
 /// `tandem down`: stop forwarding and forget all state.
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Detach the XDP program and remove the pinned maps, flows and records.",
+        abstract: "Withdraw the VIP routes, detach the XDP program and remove the pinned maps, flows and records.",
         discussion: """
             Refused while a tandem serve owns the pins: stop it first (systemctl stop tandem, or SIGTERM), \
-            which leaves forwarding running, then run tandem down.
+            which leaves forwarding and the VIP routes in place, then run tandem down. The routes go first \
+            (Tandem's, proto 250, in the announce table of the config or of the pins), and XDP is detached \
+            --withdraw-wait seconds later, once the router sends nothing here any more.
             """)
 
     @Option(name: .shortAndLong, help: "The config file; its pin-directory is used.")
@@ -20,6 +23,9 @@ struct Down: ParsableCommand {
     @Option(help: "The bpffs directory holding Tandem's pins (default /sys/fs/bpf/tandem).")
     var pinDirectory: String?
 
+    @Option(help: "Seconds between withdrawing the VIP routes and detaching XDP (0-60).")
+    var withdrawWait: Double = 2
+
     func validate() throws {
         if config != nil && pinDirectory != nil {
             throw ValidationError("give --config or --pin-directory, not both")
@@ -27,6 +33,7 @@ struct Down: ParsableCommand {
         if let pinDirectory, !pinDirectory.hasPrefix("/") {
             throw ValidationError("--pin-directory must be an absolute path")
         }
+        guard (0...60).contains(withdrawWait) else { throw ValidationError("--withdraw-wait must be 0-60 seconds") }
     }
 
     func run() throws {
@@ -36,9 +43,12 @@ struct Down: ParsableCommand {
             throw ExitCode(1)
         }
         var pins = pinDirectory ?? "/sys/fs/bpf/tandem"
+        var tables = Set<UInt32>()
         if let config {
             do {
-                pins = try ConfigParser.loadValidated(path: config).config.pinDirectory
+                let loaded = try ConfigParser.loadValidated(path: config).config
+                pins = loaded.pinDirectory
+                if let table = loaded.announce?.table { tables.insert(table) }
             } catch let errors as ConfigErrors {
                 print(errors.description, to: &stderr)
                 throw ExitCode(1)
@@ -50,10 +60,29 @@ struct Down: ParsableCommand {
                 to: &stderr)
             throw ExitCode(1)
         }
+        // The routes first: XDP forwards what the router still sends until
+        // the withdrawal has reached it, so no connection falls in a hole.
+        if BPFFS.isBPFFS(pins), let table = Dataplane.pinnedNodeState(pinRoot: pins)?.announceTable {
+            tables.insert(table)
+        }
+        var withdrew = false
+        for table in tables.sorted() {
+            do {
+                let vips = try RouteTable(id: table).deleteAll()
+                if !vips.isEmpty {
+                    print("withdrew \(vips.map(\.description).joined(separator: ", ")) from routing table \(table)")
+                    withdrew = true
+                }
+            } catch {
+                print("tandem down: \(error) (nothing detached)", to: &stderr)
+                throw ExitCode(1)
+            }
+        }
         guard BPFFS.isBPFFS(pins), FileManager.default.fileExists(atPath: pins) else {
-            print("nothing to do: no pins at \(pins)")
+            print(withdrew ? "no pins at \(pins)" : "nothing to do: no pins at \(pins)")
             return
         }
+        if withdrew && withdrawWait > 0 { usleep(UInt32(withdrawWait * 1_000_000)) }
         // Detach through the pinned link first: removing the pin alone
         // detaches only once nothing else holds the link.
         let linkPath = pins + "/link"

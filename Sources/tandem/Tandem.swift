@@ -11,7 +11,7 @@ struct Tandem: AsyncParsableCommand {
             Shell completions: tandem --generate-completion-script bash|zsh|fish
             """,
         subcommands: [
-            Serve.self, Check.self, Status.self, Persistence.self, RealCommands.self, Reload.self,
-            Stats.self, Down.self
+            Serve.self, Check.self, Status.self, Persistence.self, RealCommands.self, NodeCommands.self,
+            Reload.self, Stats.self, Down.self
         ])
 }

@@ -124,6 +124,45 @@ struct ConfigTests {
         #expect(!e.joined().contains("\u{1b}"), "no raw escape reaches the terminal")
     }
 
+    @Test("announce and node: absent by default; given, they are read")
+    func announceAndNode() throws {
+        let plain = try ConfigParser.parse(Configs.spec, file: "t.yaml")
+        #expect(plain.announce == nil && plain.node == nil)
+        let yaml = Configs.spec.replacingOccurrences(
+            of: "xdp-mode: native", with: "xdp-mode: native\nnode: lb-1.example\nannounce: { table: 100 }")
+        let config = try ConfigParser.parse(yaml, file: "t.yaml")
+        #expect(config.node == "lb-1.example")
+        #expect(config.announce == Config.Announce(table: 100))
+        let big = Configs.spec.replacingOccurrences(
+            of: "xdp-mode: native", with: "xdp-mode: native\nannounce: { table: 4294967295 }\nnode: 01")
+        let high = try ConfigParser.parse(big, file: "t.yaml")
+        #expect(high.announce?.table == UInt32.max && high.node == "01")
+    }
+
+    @Test(
+        "announce tables the kernel owns or cannot hold, and node names that are not names, are refused",
+        arguments: [
+            ("announce: { table: 254 }", "t.yaml:3: announce.table: 254 is the kernel's 'main' table"),
+            ("announce: { table: 253 }", "t.yaml:3: announce.table: 253 is the kernel's 'default' table"),
+            ("announce: { table: 255 }", "t.yaml:3: announce.table: 255 is the kernel's 'local' table"),
+            ("announce: { table: 0 }", "t.yaml:3: announce.table: must be a routing table id in 1...4294967295, not 0"),
+            ("announce: { table: 4294967296 }", "announce.table: must be a routing table id in 1...4294967295"),
+            ("announce: { table: main }", "announce.table: must be a routing table id in 1...4294967295, not main"),
+            ("announce: { tabel: 100 }", "t.yaml:3: announce.tabel: unknown key (expected one of: table)"),
+            ("announce: {}", "t.yaml:3: announce.table: is required"),
+            ("announce: 100", "t.yaml:3: announce: must be a mapping of table"),
+            ("node: \"lb 1\"", "t.yaml:3: node: lb 1 is not a node name"),
+            ("node: \"lb\\e[31m1\"", "t.yaml:3: node: lb\\u{1b}[31m1 is not a node name"),
+            ("node: " + String(repeating: "n", count: 65), "is not a node name: 1 to 64 bytes"),
+            ("node: [lb1]", "t.yaml:3: node: must be a name such as lb1, not a list")
+        ])
+    func announceAndNodeRefused(_ line: String, _ expected: String) {
+        let yaml = Configs.spec.replacingOccurrences(of: "xdp-mode: native", with: "xdp-mode: native\n" + line)
+        let e = Configs.errors(yaml).map(\.description)
+        #expect(e.contains { $0.contains(expected) }, "\(e)")
+        #expect(!e.joined().contains("\u{1b}"), "no raw escape reaches the terminal")
+    }
+
     @Test("a check's path, host and method cannot smuggle request lines")
     func checkRequestLine() {
         let yaml = Configs.spec.replacingOccurrences(

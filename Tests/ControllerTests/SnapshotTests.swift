@@ -34,7 +34,8 @@ struct SnapshotTests {
         "help of every command",
         arguments: [
             "--help", "serve --help", "check --help", "status --help", "persistence list --help",
-            "persistence flush --help", "real drain --help", "reload --help", "stats --help", "down --help"
+            "persistence flush --help", "real drain --help", "node --help", "node drain --help", "reload --help",
+            "stats --help", "down --help"
         ])
     func help(_ args: String) async throws {
         try Self.compare(
@@ -52,6 +53,9 @@ struct SnapshotTests {
                 == "tandem: tandem serve is not running: no control socket at /tmp/tandem-no-such-socket (start it with 'tandem serve --config FILE')\n"
         )
         #expect(out.status == 1)
+        let drain = try await Self.run("node drain --socket /tmp/tandem-no-such-socket")
+        #expect(
+            drain.output.hasPrefix("tandem: tandem serve is not running: no control socket at") && drain.status == 1)
     }
 
     @Test("bad arguments are refused before anything is sent")
@@ -87,6 +91,10 @@ struct SnapshotTests {
                     real("198.18.0.21", 443, "group-down", "up", records: 0),
                     real("198.18.0.22", 443, "up", "up", records: 6)
                 ])
+        ], node: "lb1", announceTable: 100,
+        vips: [
+            VIPReport(vip: "198.18.0.100", announced: true, reason: nil, services: ["shop-http", "shop-https"]),
+            VIPReport(vip: "2001:db8::100", announced: false, reason: "no usable real", services: ["shop6-http"])
         ])
 
     static func real(
@@ -103,6 +111,15 @@ struct SnapshotTests {
     @Test("status, stats and persistence list read like ipvsadm -Ln")
     func output() throws {
         try Self.compare(Text.status(Self.status), "status.txt")
+        var drained = Self.status
+        drained.drained = true
+        drained.vips = drained.vips.map {
+            VIPReport(vip: $0.vip, announced: false, reason: "draining (tandem node drain)", services: $0.services)
+        }
+        try Self.compare(Text.status(drained), "status-drained.txt")
+        var plain = Self.status
+        plain.announceTable = nil
+        #expect(Text.status(plain).contains("node: lb1  announce: off (no announce table configured)\nProt"))
         var counters = CountersReport()
         counters.packets = 1200
         counters.bytes = 96_000

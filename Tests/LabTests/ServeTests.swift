@@ -307,6 +307,35 @@ extension LabSuites {
             }
         }
 
+        @Test("the most services the dataplane holds: status arrives whole, as text and as JSON")
+        func largestStatus() async throws {
+            try await Lab.session {
+                // 1,024 services of three reals each: a status reply of about 1 MB.
+                let services = (0..<1024).map { i in
+                    let port = 20_000 + i
+                    return """
+                          - name: svc-\(i)
+                            vip: 198.18.0.100
+                            port: \(port)
+                            check: { type: none }
+                            reals:
+                              - { address: 198.18.0.21, port: \(port) }
+                              - { address: 198.18.0.22, port: \(port) }
+                              - { address: 198.18.0.23, port: \(port) }
+                        """
+                }
+                let lb = try await Served(services: services.joined(separator: "\n"))
+                let report = try await lb.status()
+                #expect(report.services.count == 1024)
+                #expect(report.services.allSatisfy { $0.reals.count == 3 })
+                #expect(report.services.last?.name == "svc-1023")
+                let text = try await lb.cli(["status"])
+                #expect(text.utf8.count > 200_000, "a reply beyond the size that used to be cut")
+                #expect(text.contains("198.18.0.100:21023"), "the last service is in the text")
+                print("status of 1,024 services: \(text.utf8.count) bytes of text, all 1,024 services in the JSON")
+            }
+        }
+
         @Test(
             "a real that does not answer ARP/NDP: serve starts without it, the rest forward; it joins once it answers; a changed MAC is picked up"
         )

@@ -19,9 +19,13 @@ final class Served {
     /// How the daemon exited (after `stop` or `crash`), nil while it runs.
     private(set) var exitStatus: Int32?
 
+    /// Top-level keys added to the config (`node:`, `announce:`).
+    let extra: String
+
     /// `services` is the YAML list under `services:`; checks default to a
-    /// 300 ms interval with rise 2 and fall 2.
-    init(services: String, interval: String = "300ms", fall: Int = 2) async throws {
+    /// 300 ms interval with rise 2 and fall 2; `extra`: more top-level keys.
+    init(services: String, interval: String = "300ms", fall: Int = 2, extra: String = "") async throws {
+        self.extra = extra
         let tag = UUID().uuidString.prefix(8).lowercased()
         dir = "/tmp/tandem-test-\(getpid())-\(tag)"
         pins = "/sys/fs/bpf/tandem-test-\(getpid())-serve-\(tag)"
@@ -37,6 +41,7 @@ final class Served {
             interface: eth0
             pin-directory: \(pins)
             socket: \(socket)
+            \(extra)
             defaults:
               check: { interval: \(interval), timeout: 250ms, rise: 2, fall: \(fall) }
             services:

@@ -48,6 +48,8 @@ struct LayoutTests {
         #expect(MemoryLayout<tandem_backend>.size == 8)
         #expect(MemoryLayout<tandem_counters>.size == 48)
         #expect(MemoryLayout<tandem_ring>.size == Int(TANDEM_RING_SIZE) * 4)
+        #expect(MemoryLayout<tandem_node>.size == 8)
+        #expect(MemoryLayout<tandem_node>.offset(of: \.announce_table) == 4)
     }
 
     @Test("the client hash reads the seed, not the node-local group id")

@@ -126,4 +126,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wrr_cursor SEC(".maps");
 
+/* The node's own state (drained, announce table), kept for the next
+ * controller and for tandem down; the program does not read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tandem_node);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} node SEC(".maps");
+
 #endif

@@ -1,6 +1,7 @@
 /* What the daemon needs from the system that Swift's Glibc module does not
  * offer: systemd's notification protocol (sd_notify(3)) without
- * libsystemd, and a priority for one thread. */
+ * libsystemd, a priority for one thread, and host routes written over
+ * rtnetlink (the announced VIPs). */
 #ifndef TANDEM_CDAEMON_H
 #define TANDEM_CDAEMON_H
 
@@ -11,5 +12,36 @@ int tandem_sd_notify(const char *state);
 /* Sets the calling thread's nice value (not the whole process's). Returns
  * 0 or -errno. */
 int tandem_set_thread_nice(int nice);
+
+#include <stdint.h>
+
+/* One route as the route functions read and write it: a unicast route
+ * dst/prefix_len through interface `ifindex` in routing table `table`,
+ * marked with `protocol` (rtm_protocol). */
+struct tandem_route {
+	uint32_t table;
+	uint32_t ifindex;   /* 0 when the route has no single output device */
+	uint8_t family;	    /* AF_INET or AF_INET6 */
+	uint8_t prefix_len; /* 32 or 128 for a host route */
+	uint8_t protocol;   /* who made it: 250 for Tandem's VIP routes */
+	uint8_t type;	    /* RTN_UNICAST, ...; set on list only */
+	uint8_t dst[16];    /* network order; IPv4 in bytes 0-3 */
+};
+
+/* Adds the unicast route `r`, failing with -EEXIST when `r->table` already
+ * holds a route to that prefix (of any protocol: it is never replaced).
+ * Scope as `ip route add` gives it: link for IPv4, universe for IPv6.
+ * Returns 0 or -errno. */
+int tandem_route_add(const struct tandem_route *r);
+
+/* Deletes the route to r->dst/prefix_len in r->table of protocol
+ * r->protocol only: a route of another protocol is left alone (-ESRCH).
+ * Returns 0 or -errno. */
+int tandem_route_delete(const struct tandem_route *r);
+
+/* Lists the routes of table `table` (both families) into `out`, at most
+ * `max`. Returns how many the table holds (more than `max`: call again
+ * with room for them) or -errno. */
+int tandem_route_list(uint32_t table, struct tandem_route *out, int max);
 
 #endif

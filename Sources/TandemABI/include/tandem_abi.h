@@ -204,6 +204,17 @@ struct tandem_counters {
 	__u64 drops;
 };
 
+enum tandem_node_flags {
+	TANDEM_NODE_DRAINED = 1 << 0, /* tandem node drain: every VIP withdrawn */
+};
+
+/* node map (one entry): the controller's state that outlives it, for the
+ * next tandem serve and for tandem down. The XDP program never reads it. */
+struct tandem_node {
+	__u32 flags;	      /* enum tandem_node_flags */
+	__u32 announce_table; /* kernel routing table of the VIP routes; 0 none */
+};
+
 /*
  * Hashing shared by both sides: the XDP program picks ring slots with it,
  * the controller's model predicts the same choices. murmur3's finaliser
