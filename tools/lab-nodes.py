@@ -34,6 +34,8 @@ LEARNED = "200"
 BUCKETS = "64"
 IDLE_TIMER = "30"
 GROUP_BASE = 1000
+# TANDEM_LAB_PLAIN_ECMP=1: plain multipath routes instead (to compare)
+PLAIN = os.environ.get("TANDEM_LAB_PLAIN_ECMP") == "1"
 
 
 def ip(*args, check=True):
@@ -88,6 +90,13 @@ class Mirror:
                 group = GROUP_BASE + len(self.groups) + 1
                 while any(g == group for g, _ in self.groups.values()):
                     group += 1
+            if PLAIN:
+                # for comparison: the next hops inline, as BIRD writes them
+                hops = [w for g, d in gateways for w in ("nexthop", "via", g, "dev", d)]
+                ip(family, "route", "replace", prefix, *hops)
+                self.groups[prefix] = (group, gateways)
+                log("%s via %s" % (prefix, " ".join(NODES.get(g, g) for g, _ in gateways)))
+                continue
             members = "/".join(str(self.hop(g, d)) for g, d in gateways)
             # replace keeps the buckets of members that stay
             ip("nexthop", "replace", "id", str(group), "group", members, "type", "resilient",
@@ -132,6 +141,8 @@ def routes():
     out = {}
     for family in ("-4", "-6"):
         for route in routes_of(family):
+            if "nexthops" in route or "gateway" in route:
+                out[route["dst"]] = sorted(NODES.get(h.get("gateway"), "?") for h in route.get("nexthops", [route]))
             if "nhid" not in route:
                 continue
             members = groups.get(route["nhid"], {}).get("group", [{"id": route["nhid"]}])
