@@ -21,6 +21,10 @@ enum NodesLab {
         return try await withCleanup(body, cleanup: down)
     }
 
+    static func startPort(_ real: String, _ port: Int) async throws {
+        try await Lab.run([script, "start-port", real, "\(port)"])
+    }
+
     static func stopPort(_ real: String, _ port: Int) async throws {
         try await Lab.run([script, "stop-port", real, "\(port)"])
     }
