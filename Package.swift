@@ -145,7 +145,9 @@ let package = Package(
             resources: [.copy("Snapshots")]),
         .testTarget(
             name: "LabTests",
-            dependencies: ["Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport"]),
+            dependencies: [
+                "Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport", "TandemABI"
+            ]),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),
         .testTarget(
             name: "DataplaneTests",

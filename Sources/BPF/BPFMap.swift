@@ -31,6 +31,16 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         self.owner = owner
     }
 
+    /// The sizes of the map pinned at `path`, whatever its key and value.
+    public static func pinnedInfo(at path: String) throws -> (keySize: UInt32, valueSize: UInt32, maxEntries: UInt32) {
+        let fd = try check("open pinned map", path) { bpf_obj_get(path) }
+        let owner = OwnedFD(fd)
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try check("inspect map", path) { bpf_obj_get_info_by_fd(owner.raw, &info, &length) }
+        return (info.key_size, info.value_size, info.max_entries)
+    }
+
     /// Opens a map pinned at `path`; the view owns the descriptor.
     public static func pinned(at path: String) throws -> BPFMap {
         let fd = try check("open pinned map", path, hint: "is 'tandem serve' running?") { bpf_obj_get(path) }

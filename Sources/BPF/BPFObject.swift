@@ -48,6 +48,14 @@ public final class BPFObject {
         logBuffer.deallocate()
     }
 
+    /// Sizes map `name` before `load`: the table sizes of the config.
+    public func setMaxEntries(_ name: String, _ entries: UInt32) throws {
+        guard let map = bpf_object__find_map_by_name(handle, name) else {
+            throw BPFError("find map", "\(name) in \(self.name)", errno: ENOENT)
+        }
+        try check("size map", name) { bpf_map__set_max_entries(map, entries) }
+    }
+
     /// Loads every program and map. On a verifier rejection the log is saved
     /// to `verifierLogPath` and the error names that file.
     public func load(verifierLogPath: String = "/tmp/tandem-verifier.log") throws {

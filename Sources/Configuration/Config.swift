@@ -18,6 +18,8 @@ public struct Config: Equatable, Sendable {
     public var node: String?
     /// Where announced VIPs go (SPEC §9); nil: Tandem announces nothing.
     public var announce: Announce?
+    /// Entries of the flow and record tables (memory: `TableMemory`).
+    public var tables = TableSizes.default
     public var defaults = Defaults()
     public var services: [Service] = []
 

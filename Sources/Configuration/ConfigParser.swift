@@ -233,7 +233,8 @@ struct Reader {
             return nil
         }
         let keys = [
-            "interface", "xdp-mode", "pin-directory", "socket", "metrics", "node", "announce", "defaults", "services"
+            "interface", "xdp-mode", "pin-directory", "socket", "metrics", "node", "announce", "tables", "defaults",
+            "services"
         ]
         guard let top = mapping(root, "", allowed: keys) else { return nil }
         guard let interface = string(top["interface"], "interface") else {
@@ -295,6 +296,11 @@ struct Reader {
             } else {
                 fail(top["announce"], "announce.table", "is required: the kernel routing table for the VIP routes")
             }
+        }
+        if let tables = mapping(top["tables"], "tables", allowed: ["flows", "records"]) {
+            let range = TableSizes.range
+            if let n = int(tables["flows"], "tables.flows", range) { config.tables.flows = n }
+            if let n = int(tables["records"], "tables.records", range) { config.tables.records = n }
         }
         if let defaults = mapping(top["defaults"], "defaults", allowed: ["check"]) {
             config.defaults.check = timing(defaults["check"], "defaults.check", base: CheckTiming(), strict: true)

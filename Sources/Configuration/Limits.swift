@@ -119,3 +119,42 @@ enum Limits {
         return out
     }
 }
+
+/// Kernel memory of the LRU tables, as the kernel accounts it (the
+/// `memlock` of `bpftool map show`): per entry, the hash element (48 bytes
+/// of list and LRU links), key and value each rounded up to 8 bytes, and a
+/// 16-byte bucket per power-of-two slot. A test checks it against the kernel.
+public enum TableMemory {
+    static let elementOverhead = 48
+    static let bucketBytes = 16
+
+    static func bytes(entries: Int, key: Int, value: Int) -> Int {
+        func round8(_ n: Int) -> Int { (n + 7) / 8 * 8 }
+        var buckets = 1
+        while buckets < entries { buckets <<= 1 }
+        return entries * (elementOverhead + round8(key) + round8(value)) + buckets * bucketBytes
+    }
+
+    /// Bytes per flow entry (5-tuple key, real/generations/counters index).
+    public static let flowEntryBytes =
+        elementOverhead + MemoryLayout<tandem_flow_key>.size + MemoryLayout<tandem_flow>.size + bucketBytes
+    /// Bytes per record entry (group and masked client key, real/age).
+    public static let recordEntryBytes =
+        elementOverhead + MemoryLayout<tandem_persist_key>.size + MemoryLayout<tandem_persist>.size + bucketBytes
+
+    public static func flows(_ entries: Int) -> Int {
+        bytes(entries: entries, key: MemoryLayout<tandem_flow_key>.size, value: MemoryLayout<tandem_flow>.size)
+    }
+
+    public static func records(_ entries: Int) -> Int {
+        bytes(
+            entries: entries, key: MemoryLayout<tandem_persist_key>.size, value: MemoryLayout<tandem_persist>.size)
+    }
+
+    /// "32.0 MiB"
+    public static func text(_ bytes: Int) -> String {
+        let (unit, size) = bytes >= 1 << 30 ? ("GiB", 1 << 30) : ("MiB", 1 << 20)
+        let tenths = (bytes * 10 + size / 2) / size
+        return "\(tenths / 10).\(tenths % 10) \(unit)"
+    }
+}

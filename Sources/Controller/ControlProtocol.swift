@@ -104,6 +104,20 @@ public struct RatesReport: Codable, Sendable, Equatable {
     public init() {}
 }
 
+/// What SYNs and first packets wrote, and the writes that found a table
+/// full (each pushed out the table's least recently used entry).
+public struct TablePressure: Codable, Sendable, Equatable {
+    /// SYNs forwarded without writing anything (a spoofed one costs no state).
+    public var synStateless: UInt64 = 0
+    /// SYNs whose choice was kept for their ACK (wrr, a ring just changed).
+    public var synRemembered: UInt64 = 0
+    public var flowsWritten: UInt64 = 0
+    public var flowsWrittenFull: UInt64 = 0
+    public var recordsWritten: UInt64 = 0
+    public var recordsWrittenFull: UInt64 = 0
+    public init() {}
+}
+
 public struct StatusReport: Codable, Sendable {
     public var interface: String
     public var xdpMode: String
@@ -117,6 +131,7 @@ public struct StatusReport: Codable, Sendable {
     /// Age of the table counts (flows, records, per-real records): they
     /// come from a background census of the tables, nil before the first.
     public var countedSecondsAgo: Double?
+    public var pressure = TablePressure()
     public var services: [ServiceReport]
     /// This node's name (`node:`, default the hostname).
     public var node: String = ""
@@ -191,6 +206,7 @@ public struct StatsReport: Codable, Sendable {
     public var flowCapacity: Int
     public var records: Int
     public var recordCapacity: Int
+    public var pressure = TablePressure()
 }
 
 public struct ServiceStats: Codable, Sendable {

@@ -64,7 +64,7 @@ public actor Controller {
         _ = try Interface.index(config.interface)
         try BPFFS.prepare(directory: config.pinDirectory)
         let dataplane = try Dataplane(
-            pinRoot: config.pinDirectory,
+            pinRoot: config.pinDirectory, tables: config.tables,
             verifierLogPath: "/tmp/tandem-verifier.log")
         let pinned = dataplane.pinnedState()
         var state = try ControlState(validated, adopting: pinned)

@@ -138,6 +138,30 @@ extension ReadView {
                 help: "capacity of the flow or persistence table (LRU beyond it)"
             ).set(to: Double(capacity))
         }
+        let p = status.pressure
+        for (table, written, full) in [
+            ("flows", p.flowsWritten, p.flowsWrittenFull), ("records", p.recordsWritten, p.recordsWrittenFull)
+        ] {
+            metrics.advance(
+                registry.counter(
+                    "tandem_table_writes_total", labels: [("table", table)],
+                    help: "new flows or records written (first packet after a SYN, UDP)"),
+                key: "writes/\(table)", to: written)
+            metrics.advance(
+                registry.counter(
+                    "tandem_table_full_writes_total", labels: [("table", table)],
+                    help: "writes that found the table full and pushed out its least recently used entry"),
+                key: "full/\(table)", to: full)
+        }
+        for (state, count) in [("none", p.synStateless), ("remembered", p.synRemembered)] {
+            metrics.advance(
+                registry.counter(
+                    "tandem_syns_total", labels: [("state", state)],
+                    help:
+                        "SYNs forwarded: none = no state written (what a spoofed SYN costs), remembered = choice kept for the ACK"
+                ),
+                key: "syns/\(state)", to: count)
+        }
         for (reason, count) in dataplane.packetReasons() {
             metrics.advance(
                 registry.counter(

@@ -77,7 +77,7 @@ extension ReadView {
                     health: s.check.kind == .none
                         ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
                     lastCheck: lastCheck, records: perReal[rid] ?? 0,
-                    counters: CountersReport(dataplane.counters(real: rid)))
+                    counters: CountersReport(dataplane.counters(service: id, real: rid)))
             }
             return ServiceReport(
                 name: s.name, vip: s.vip.description, port: Int(s.port), proto: s.proto == .tcp ? "tcp" : "udp",
@@ -96,7 +96,8 @@ extension ReadView {
             uptimeSeconds: uptime.inSeconds,
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
-            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds }, services: services,
+            countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
+            pressure: TablePressure(dataplane.tableCounters()), services: services,
             node: node, announceTable: announceTable, drained: drained, vips: vips)
     }
 
@@ -111,7 +112,8 @@ extension ReadView {
             uniquingKeysWith: { a, _ in a })
         return StatsReport(
             services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
-            records: fill.validRecords, recordCapacity: fill.recordCapacity)
+            records: fill.validRecords, recordCapacity: fill.recordCapacity,
+            pressure: TablePressure(dataplane.tableCounters()))
     }
 
     /// The valid records `filter` selects, handed to `send` in batches of
@@ -207,6 +209,18 @@ extension ReadView {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+}
+
+extension TablePressure {
+    init(_ t: TableCounters) {
+        self.init()
+        synStateless = t.synStateless
+        synRemembered = t.synRemembered
+        flowsWritten = t.flowsWritten
+        flowsWrittenFull = t.flowsWrittenFull
+        recordsWritten = t.recordsWritten
+        recordsWrittenFull = t.recordsWrittenFull
+    }
 }
 
 extension CountersReport {

@@ -9,6 +9,7 @@ public enum Text {
         var out =
             "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
         out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
+        out += pressure(s.pressure)
         out += announcements(s)
         out += "Prot LocalAddress:Port Scheduler Flags\n"
         // Real lines share columns across services; service lines run free.
@@ -54,6 +55,13 @@ public enum Text {
         return out + table(rows)
     }
 
+    /// Writes that found a table full pushed out live clients, or soon
+    /// will; SYNs given no state are what a SYN flood costs.
+    static func pressure(_ p: TablePressure) -> String {
+        "written into a full table: flows \(p.flowsWrittenFull)/\(p.flowsWritten)  "
+            + "records \(p.recordsWrittenFull)/\(p.recordsWritten)  SYNs given no state \(p.synStateless)\n"
+    }
+
     public static func stats(_ s: StatsReport) -> String {
         var rows: [[String]] = [
             [
@@ -70,6 +78,7 @@ public enum Text {
         }
         var out = table(rows)
         out += "\nflows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
+        out += pressure(s.pressure)
         let reasons = s.packets.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         out +=
             "packets not forwarded: "

@@ -28,9 +28,12 @@ public final class Dataplane: @unchecked Sendable {
     let flows: BPFMap<tandem_flow_key, tandem_flow>
     let persist: BPFMap<tandem_persist_key, tandem_persist>
     let svcStats: BPFMap<UInt32, tandem_counters>
-    let realStats: BPFMap<UInt32, tandem_counters>
+    let backendStats: BPFMap<UInt32, tandem_counters>
     let pktStats: BPFMap<UInt32, UInt64>
     let wrrCursor: BPFMap<UInt32, UInt32>
+    let synChoices: BPFMap<tandem_flow_key, tandem_syn_choice>
+    let tableStats: BPFMap<UInt32, UInt64>
+    let fillCounts: BPFMap<UInt32, tandem_table_fill>
     let svcGens: BPFMap<UInt32, UInt32>
     let portFilter: BPFMap<UInt32, tandem_port_filter>
     let node: BPFMap<UInt32, tandem_node>
@@ -42,15 +45,27 @@ public final class Dataplane: @unchecked Sendable {
     /// Digest of each service's live ring, by service id (see `RingDigest`).
     /// In memory, like `applied`: read it from the task that calls `apply`.
     public private(set) var ringDigests: [UInt32: RingDigest] = [:]
+    /// backend_stats index of each (service, real) pair written; nil until
+    /// the first `apply`, which adopts the indices the pinned map holds.
+    private var backendIndex: [tandem_backend_key: UInt32]?
+    /// Where the search for a free index starts: indices are handed out
+    /// in turn, so a freed one is reused last (a flow of the pair that
+    /// gave it up may still count into it until it ends).
+    private var nextBackendIndex: UInt32 = 0
 
-    /// Loads the program, creating or adopting the maps pinned under `pinRoot`.
+    /// Loads the program, creating or adopting the maps pinned under
+    /// `pinRoot`; new flow and record tables get `tables`' sizes, pinned
+    /// ones must have them.
     public init(
-        pinRoot: String = defaultPinRoot,
+        pinRoot: String = defaultPinRoot, tables: TableSizes = .default,
         verifierLogPath: String = "/tmp/tandem-verifier.log"
     ) throws {
         self.pinRoot = pinRoot
         object = try BPFObject(bytes: Objects.tandem, name: "tandem", pinRoot: pinRoot)
         try Self.checkPinnedLayouts(pinRoot)
+        try Self.checkPinnedSizes(pinRoot, tables)
+        try object.setMaxEntries("flows", UInt32(tables.flows))
+        try object.setMaxEntries("persist", UInt32(tables.records))
         try object.load(verifierLogPath: verifierLogPath)
         program = try object.program("tandem_xdp")
         services = try object.map("services")
@@ -61,12 +76,60 @@ public final class Dataplane: @unchecked Sendable {
         flows = try object.map("flows")
         persist = try object.map("persist")
         svcStats = try object.map("svc_stats")
-        realStats = try object.map("real_stats")
+        backendStats = try object.map("backend_stats")
         pktStats = try object.map("pkt_stats")
         wrrCursor = try object.map("wrr_cursor")
         svcGens = try object.map("svc_gens")
         portFilter = try object.map("port_filter")
         node = try object.map("node")
+        synChoices = try object.map("syn_choices")
+        tableStats = try object.map("table_stats")
+        fillCounts = try object.map("table_fill")
+        try writeTableCapacities()
+    }
+
+    /// Another object sharing this dataplane's pinned maps (benchmark
+    /// entry points), its tables sized as the pins are, then loaded.
+    public func companion(bytes: [UInt8], name: String) throws -> BPFObject {
+        let other = try BPFObject(bytes: bytes, name: name, pinRoot: pinRoot)
+        try other.setMaxEntries("flows", flows.maxEntries)
+        try other.setMaxEntries("persist", persist.maxEntries)
+        try other.load()
+        return other
+    }
+
+    /// Each CPU's copy of the table capacities, which tell the program
+    /// when an insert lands in a full table.
+    private func writeTableCapacities() throws {
+        let cpus = BPFMap<UInt32, tandem_table_fill>.possibleCPUs
+        for (table, map) in [(TANDEM_TABLE_FLOWS, flows.maxEntries), (TANDEM_TABLE_RECORDS, persist.maxEntries)] {
+            var fill = fillCounts.lookupPerCPU(table.rawValue) ?? []
+            if fill.count != cpus { fill = Array(repeating: tandem_table_fill(), count: cpus) }
+            for i in fill.indices { fill[i].capacity = map }
+            try fillCounts.updatePerCPU(table.rawValue, fill)
+        }
+    }
+
+    /// The sizes of the flow and record tables as created (pinned).
+    public var tableSizes: TableSizes { TableSizes(flows: Int(flows.maxEntries), records: Int(persist.maxEntries)) }
+
+    /// Pinned tables keep the size they were made with: a config that
+    /// asks for another is refused (libbpf would say only EINVAL).
+    static func checkPinnedSizes(_ pinRoot: String, _ tables: TableSizes) throws {
+        for (name, key, wanted) in [
+            ("flows", "tables.flows", tables.flows), ("persist", "tables.records", tables.records)
+        ] {
+            let path = pinRoot + "/" + name
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            let pinned = try BPFMap<UInt8, UInt8>.pinnedInfo(at: path)
+            if Int(pinned.maxEntries) != wanted {
+                throw DataplaneError(
+                    description:
+                        "the pinned \(name) table at \(path) has \(pinned.maxEntries) entries, the config's \(key) "
+                        + "asks for \(wanted): set \(key) to \(pinned.maxEntries), or run 'tandem down' first "
+                        + "(drops every flow and record) to make the tables anew")
+            }
+        }
     }
 
     /// Removes every pin under `pinRoot`: maps and any pinned link or
@@ -92,12 +155,15 @@ public final class Dataplane: @unchecked Sendable {
         try check("flows", tandem_flow_key.self, tandem_flow.self)
         try check("persist", tandem_persist_key.self, tandem_persist.self)
         try check("svc_stats", UInt32.self, tandem_counters.self)
-        try check("real_stats", UInt32.self, tandem_counters.self)
+        try check("backend_stats", UInt32.self, tandem_counters.self)
         try check("pkt_stats", UInt32.self, UInt64.self)
         try check("wrr_cursor", UInt32.self, UInt32.self)
         try check("svc_gens", UInt32.self, UInt32.self)
         try check("port_filter", UInt32.self, tandem_port_filter.self)
         try check("node", UInt32.self, tandem_node.self)
+        try check("syn_choices", tandem_flow_key.self, tandem_syn_choice.self)
+        try check("table_stats", UInt32.self, UInt64.self)
+        try check("table_fill", UInt32.self, tandem_table_fill.self)
     }
 }
 
@@ -155,17 +221,19 @@ extension Dataplane {
         }
 
         // Backends next: a persistence hit checks them.
+        var indices = backendIndex ?? adoptBackendIndices()
         var backendWrites: [(tandem_backend_key, tandem_backend)] = []
         for service in model.services where oldServices[service.id]?.backends != service.backends {
             for b in service.backends {
+                let key = tandem_backend_key(service: service.id, real: b.real)
+                let index = try indices[key] ?? allocateBackendIndex(&indices)
+                indices[key] = index
                 backendWrites.append(
-                    (
-                        tandem_backend_key(service: service.id, real: b.real),
-                        tandem_backend(state: b.state.rawValue, weight: b.weight)
-                    ))
+                    (key, tandem_backend(state: b.state.rawValue, weight: b.weight, index: index, pad: 0)))
             }
         }
         try backends.updateBatch(backendWrites)
+        backendIndex = indices
 
         // Ports: old and new open while services change, then exactly new.
         let ports = Set(model.services.map(\.port))
@@ -186,6 +254,28 @@ extension Dataplane {
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
         try writePortFilter(ports)
         applied = model
+    }
+
+    /// The indices a previous controller gave (the pinned backends map):
+    /// a restart keeps every pair's counters.
+    private func adoptBackendIndices() -> [tandem_backend_key: UInt32] {
+        Dictionary(backends.entries().map { ($0.0, $0.1.index) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A free backend_stats index, its counters zeroed (an earlier pair's
+    /// counts must not show up under the new one).
+    private func allocateBackendIndex(_ used: inout [tandem_backend_key: UInt32]) throws -> UInt32 {
+        let taken = Set(used.values)
+        let limit = UInt32(TANDEM_MAX_BACKENDS)
+        for step in 0..<limit {
+            let candidate = (nextBackendIndex &+ step) % limit
+            guard !taken.contains(candidate) else { continue }
+            nextBackendIndex = (candidate + 1) % limit
+            let cpus = BPFMap<UInt32, tandem_counters>.possibleCPUs
+            try backendStats.updatePerCPU(candidate, Array(repeating: tandem_counters(), count: cpus))
+            return candidate
+        }
+        throw DataplaneError(description: "more than \(limit) (service, real) pairs")
     }
 
     private func writePortFilter(_ ports: Set<UInt16>) throws {
@@ -215,8 +305,16 @@ extension Dataplane {
             live = (existing.ring_id, stored)
         }
         var ringID = live?.id ?? service.id * 2
+        // The previous ring places first ACKs whose SYN came before a change.
+        var before: (id: UInt32, length: UInt32, changedNs: UInt64) = (0, 0, 0)
+        if let existing, existing.id == service.id {
+            before = (existing.prev_ring_id, existing.prev_ring_len, existing.ring_changed_ns)
+        }
         if live?.reals != ring {
-            if let live { ringID = live.id == service.id * 2 ? service.id * 2 + 1 : service.id * 2 }
+            if let live {
+                ringID = live.id == service.id * 2 ? service.id * 2 + 1 : service.id * 2
+                before = (live.id, UInt32(live.reals.count), Self.monotonicNs())
+            }
             try rings.update(ringID, tandem_ring(ring))
         }
         liveRings[service.id] = (ringID, ring)
@@ -230,7 +328,11 @@ extension Dataplane {
             try wrrCursor.updatePerCPU(service.id, Array(repeating: 0, count: cpus))
         }
         try vipAddrs.update(tandem_vip_key(service.vip), 1)
-        try services.update(key, tandem_service(service, ringID: ringID, ringLength: ring.count))
+        var entry = tandem_service(service, ringID: ringID, ringLength: ring.count)
+        entry.prev_ring_id = before.id
+        entry.prev_ring_len = before.length
+        entry.ring_changed_ns = before.changedNs
+        try services.update(key, entry)
         if let previous, tandem_service_key(previous) != key {
             try services.delete(tandem_service_key(previous))
         }
@@ -273,7 +375,10 @@ extension Dataplane {
             try services.delete(key)
             if let id, !wantedIDs.contains(id) { try bumpServiceGeneration(id) }
         }
-        for key in backendKeys where !wantedBackends.contains(key) { try backends.delete(key) }
+        for key in backendKeys where !wantedBackends.contains(key) {
+            try backends.delete(key)
+            backendIndex?[key] = nil
+        }
         for key in vipKeys where !wantedVIPs.contains(key) { try vipAddrs.delete(key) }
         for id in liveRings.keys where !wantedIDs.contains(id) { liveRings[id] = nil }
         for id in ringDigests.keys where !wantedIDs.contains(id) { ringDigests[id] = nil }
@@ -284,6 +389,13 @@ extension Dataplane {
             real.flags = 0
             try reals.update(id, real)
         }
+    }
+
+    /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
+    static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     static func validate(_ model: DataplaneModel) throws {
@@ -333,8 +445,31 @@ extension Dataplane {
         Counters(summing: svcStats.lookupPerCPU(id) ?? [])
     }
 
+    /// The counters of real `real` in service `service` alone.
+    public func counters(service: UInt32, real: UInt32) -> Counters {
+        guard let index = backends.lookup(tandem_backend_key(service: service, real: real))?.index else {
+            return Counters()
+        }
+        return Counters(summing: backendStats.lookupPerCPU(index) ?? [])
+    }
+
+    /// A real's counters summed over every service it is a backend of.
     public func counters(real id: UInt32) -> Counters {
-        Counters(summing: realStats.lookupPerCPU(id) ?? [])
+        var total = Counters()
+        for (key, value) in backends.entries() where key.real == id {
+            total.add(Counters(summing: backendStats.lookupPerCPU(value.index) ?? []))
+        }
+        return total
+    }
+
+    /// What SYNs and first packets wrote, and what the tables pushed out.
+    public func tableCounters() -> TableCounters {
+        func sum(_ stat: tandem_table_stat) -> UInt64 { (tableStats.lookupPerCPU(stat.rawValue) ?? []).reduce(0, +) }
+        return TableCounters(
+            synStateless: sum(TANDEM_T_SYN_STATELESS), synRemembered: sum(TANDEM_T_SYN_REMEMBERED),
+            flowsWritten: sum(TANDEM_T_FLOWS_WRITTEN), flowsWrittenFull: sum(TANDEM_T_FLOWS_FULL),
+            recordsWritten: sum(TANDEM_T_RECORDS_WRITTEN), recordsWrittenFull: sum(TANDEM_T_RECORDS_FULL),
+            synChoicesUsed: sum(TANDEM_T_SYN_CHOICE_USED), previousRingUsed: sum(TANDEM_T_PREV_RING_USED))
     }
 
     public func packetReasons() -> [PacketReason: UInt64] {

@@ -37,8 +37,7 @@ final class PathBench {
         baselineObject = try BPFObject(bytes: Objects.baseline, name: "baseline", pinRoot: nil)
         try baselineObject.load()
         baseline = try baselineObject.program("baseline_swap")
-        benchObject = try BPFObject(bytes: Objects.bench, name: "bench", pinRoot: pinRoot)
-        try benchObject.load()
+        benchObject = try dataplane.companion(bytes: Objects.bench, name: "bench")
         nextClient = try benchObject.program("bench_next_client")
         baselineNext = try benchObject.program("bench_baseline_next_client")
         self.repeatCount = repeatCount

@@ -44,6 +44,7 @@ struct Check: ParsableCommand {
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
         out += "node \(c.nodeName)\(c.node == nil ? " (the hostname)" : ""), announce "
         out += c.announce.map { "into routing table \($0.table) (proto 250)\n" } ?? "off\n"
+        out += tablesLine(c.tables) + "\n"
         for (i, group) in groups.enumerated() {
             out +=
                 "\n"
@@ -66,6 +67,13 @@ struct Check: ParsableCommand {
             }
         }
         return out
+    }
+
+    /// The tables and the kernel memory they take (allocated in full at start).
+    static func tablesLine(_ t: TableSizes) -> String {
+        let flows = TableMemory.flows(t.flows), records = TableMemory.records(t.records)
+        return "tables: flows \(t.flows) (\(TableMemory.text(flows))), records \(t.records) "
+            + "(\(TableMemory.text(records))): \(TableMemory.text(flows + records)) of kernel memory"
     }
 
     static func json(_ validated: ValidatedConfig) throws -> String {
@@ -95,7 +103,11 @@ struct Check: ParsableCommand {
         let doc: [String: Any] = [
             "interface": c.interface, "xdp-mode": c.xdpMode.rawValue, "node": c.nodeName,
             "announce": c.announce.map { ["table": Int($0.table)] as Any } ?? NSNull(),
-            "groups": groups, "services": services
+            "groups": groups, "services": services,
+            "tables": [
+                "flows": c.tables.flows, "records": c.tables.records,
+                "flows-bytes": TableMemory.flows(c.tables.flows), "records-bytes": TableMemory.records(c.tables.records)
+            ]
         ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self) + "\n"

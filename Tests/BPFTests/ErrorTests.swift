@@ -35,10 +35,10 @@ struct ErrorTests {
         defer { BPFFS.removeTree(pins) }
         let object = try BPFObject(bytes: Objects.tandem, name: "tandem", pinRoot: pins)
         try object.load()
-        // backends: hash map, (service, real) -> (state, weight), 8 bytes each.
-        let backends = try object.map("backends", key: UInt64.self, value: UInt64.self)
+        // backends: hash map, (service, real) -> (state, weight, index, pad): 8 and 16 bytes.
+        let backends = try object.map("backends", key: UInt64.self, value: SIMD2<UInt64>.self)
         #expect(try backends.delete(7) == false)  // ENOENT: not there
-        try backends.update(7, 1)
+        try backends.update(7, SIMD2(1, 0))
         #expect(try backends.delete(7) == true)
         // svc_gens: an array map; its entries cannot be deleted (EINVAL).
         let generations = try object.map("svc_gens", key: UInt32.self, value: UInt32.self)

@@ -59,6 +59,23 @@ struct ConfigTests {
         #expect(e.contains { $0.line == line && $0.key == key && $0.message.hasPrefix("unknown key") }, "\(e)")
     }
 
+    @Test("tables: sizes default to 262,144 flows and 1,048,576 records; set, bounded, memory per entry known")
+    func tables() throws {
+        #expect(
+            try ConfigParser.parse(Configs.spec, file: "t.yaml").tables
+                == TableSizes(flows: 262_144, records: 1_048_576))
+        let sized = try ConfigParser.parse("tables: { flows: 65536, records: 300000 }\n" + Configs.spec, file: "t.yaml")
+        #expect(sized.tables == TableSizes(flows: 65_536, records: 300_000))
+        let e = Configs.errors("tables: { flows: 100, records: big, rows: 3 }\n" + Configs.spec).map(\.description)
+        #expect(e.contains("t.yaml:1: tables.flows: must be a whole number in 1024...16777216, not 100"), "\(e)")
+        #expect(e.contains("t.yaml:1: tables.records: must be a whole number in 1024...16777216, not big"), "\(e)")
+        #expect(e.contains { $0.hasPrefix("t.yaml:1: tables.rows:") }, "\(e)")
+        // 48 bytes of links per entry, key and value, a 16-byte bucket.
+        #expect(TableMemory.flowEntryBytes == 128 && TableMemory.recordEntryBytes == 112)
+        #expect(TableMemory.text(TableMemory.flows(262_144)) == "32.0 MiB")
+        #expect(TableMemory.text(TableMemory.records(1_048_576)) == "112.0 MiB")
+    }
+
     @Test("bad values: each error has file, line, key and what is wrong")
     func badValues() {
         let yaml = Configs.spec

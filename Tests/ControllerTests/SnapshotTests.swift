@@ -71,6 +71,7 @@ struct SnapshotTests {
     static let status = StatusReport(
         interface: "eth0", xdpMode: "native", pinDirectory: "/sys/fs/bpf/tandem", configPath: "/etc/tandem.yaml",
         uptimeSeconds: 754, flows: 12, flowCapacity: 262_144, records: 6, recordCapacity: 1_048_576,
+        pressure: pressure,
         services: [
             ServiceReport(
                 name: "shop-http", vip: "198.18.0.100", port: 80, proto: "tcp", scheduler: "maglev", group: 1,
@@ -89,7 +90,8 @@ struct SnapshotTests {
                 counters: .init(), rates: .init(),
                 reals: [
                     real("198.18.0.21", 443, "group-down", "up", records: 0),
-                    real("198.18.0.22", 443, "up", "up", records: 6)
+                    // Its own :443 packets, not the group's: :80 had 60.
+                    real("198.18.0.22", 443, "up", "up", records: 6, packets: 14)
                 ])
         ], node: "lb1", announceTable: 100,
         vips: [
@@ -97,12 +99,21 @@ struct SnapshotTests {
             VIPReport(vip: "2001:db8::100", announced: false, reason: "no usable real", services: ["shop6-http"])
         ])
 
+    /// A SYN flood met: 2 M SYNs given no state, no table ever full.
+    static var pressure: TablePressure {
+        var p = TablePressure()
+        p.synStateless = 2_000_000
+        p.flowsWritten = 30
+        p.recordsWritten = 6
+        return p
+    }
+
     static func real(
         _ address: String, _ port: Int, _ state: String, _ health: String, records: Int,
-        last: String? = nil
+        last: String? = nil, packets: Int? = nil
     ) -> RealReport {
         var counters = CountersReport()
-        counters.packets = UInt64(records * 10)
+        counters.packets = UInt64(packets ?? records * 10)
         return RealReport(
             address: address, port: port, weight: 1, state: state, health: health, lastCheck: last,
             records: records, counters: counters)
@@ -130,7 +141,7 @@ struct SnapshotTests {
         let stats = StatsReport(
             services: [ServiceStats(name: "shop-http", counters: counters, rates: rates)],
             packets: ["pass_not_vip": 17, "drop_fragment": 0], flows: 12, flowCapacity: 262_144,
-            records: 6, recordCapacity: 1_048_576)
+            records: 6, recordCapacity: 1_048_576, pressure: Self.pressure)
         try Self.compare(Text.stats(stats), "stats.txt")
         let records = [
             RecordReport(

@@ -98,7 +98,7 @@ struct DifferentialTests {
         for i in 0..<Self.packets {
             if i > 0 && i % 6000 == 0 {
                 try changeState(rig: rig, gen: &gen, ref: &ref)
-                ref.apply(rig.model)
+                ref.apply(rig.model, changedAt: ringChangeTimes(rig))
             }
             let frame = gen.frame()
             let now = TestClock.nowNs()
@@ -132,6 +132,9 @@ struct DifferentialTests {
                 )
             }, uniquingKeysWith: { a, _ in a })
         #expect(programRecords.count == ref.records.count)
+        let programChoices = Dictionary(
+            rig.dataplane.synChoices.entries().map { (flowKey($0.0), $0.1.real) }, uniquingKeysWith: { a, _ in a })
+        #expect(programChoices == ref.synChoices)
         #expect(
             ref.records.allSatisfy { k, r in
                 programRecords[k].map { $0 == (r.real, r.service, r.recGen) } ?? false
@@ -142,6 +145,12 @@ struct DifferentialTests {
         }
         let reasons = rig.dataplane.packetReasons()
         for r in PacketReason.allCases { #expect(reasons[r] == ref.reasons[r, default: 0], "reason \(r)") }
+    }
+
+    /// When each service's ring last changed, as the dataplane stamped it.
+    func ringChangeTimes(_ rig: Rig) -> [UInt32: UInt64] {
+        Dictionary(
+            rig.dataplane.services.entries().map { ($0.1.id, $0.1.ring_changed_ns) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Fail, recover, drain, reweigh, remove or add a real, as a controller would.

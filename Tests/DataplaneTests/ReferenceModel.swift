@@ -20,10 +20,17 @@ struct ReferenceModel {
     var svcGens: [UInt32: UInt32] = [:]
     var records: [PersistKey: Record] = [:]
     var wrrCursor: [UInt32: UInt32] = [:]
+    /// Choices of SYNs that the first ACK could not derive again.
+    var synChoices: [FlowKey: UInt32] = [:]
+    /// The ring live before each service's last change, and when it changed.
+    private var previousRings: [UInt32: (ring: [UInt32], changedAt: UInt64)] = [:]
+    static let graceNs: UInt64 = 5_000_000_000
     var serviceCounters: [UInt32: Counters] = [:]
     var reasons: [PacketReason: UInt64] = [:]
 
-    mutating func apply(_ next: DataplaneModel) {
+    /// `changedAt`: when the maps' ring of each service last changed (the
+    /// dataplane stamps it as it flips the ring; an input here, like `now`).
+    mutating func apply(_ next: DataplaneModel, changedAt: [UInt32: UInt64] = [:]) {
         for id in realSlots.keys where !next.reals.contains(where: { $0.id == id }) {
             realSlots[id]!.active = false
         }
@@ -42,10 +49,18 @@ struct ReferenceModel {
             svcGens[s.id, default: 0] &+= 1
         }
         let addresses = next.realAddresses
-        rings = Dictionary(
+        let nextRings = Dictionary(
             uniqueKeysWithValues: next.services.map {
                 ($0.id, next.ring(for: $0, size: Dataplane.ringSize, addresses: addresses))
             })
+        for (id, ring) in nextRings {
+            if let old = rings[id], old != ring {
+                previousRings[id] = (old, changedAt[id] ?? 0)
+            } else if rings[id] == nil {
+                previousRings[id] = nil
+            }
+        }
+        rings = nextRings
         model = next
     }
 
@@ -120,10 +135,14 @@ struct ReferenceModel {
         return .success(p)
     }
 
+    /// SPEC §2 with state written by the first packet after a SYN: a SYN
+    /// ignores the flow table and writes nothing but, for wrr or a ring
+    /// changed less than 5 s ago, its choice.
     mutating func serve(_ f: [UInt8], _ p: Parsed, now: UInt64) -> (Verdict, [UInt8]) {
         let key = FlowKey(src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto)
+        let syn = p.proto == 6 && p.tcpFlags & 0x12 == 0x02
         var id: UInt32 = 0
-        if let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen,
+        if !syn, let flow = flows[key], let slot = realSlots[flow.real], slot.active, slot.flowGen == flow.flowGen,
             svcGens[flow.service, default: 0] == flow.svcGen
         {
             id = flow.real
@@ -140,17 +159,18 @@ struct ReferenceModel {
             }
             serviceCounters[svc.id]!.packets += 1
             serviceCounters[svc.id]!.bytes += UInt64(f.count)
-            if p.proto == 6 && p.tcpFlags & 0x12 != 0x02 { reasons[.flowMissNotSYN, default: 0] += 1 }
-            id = newFlowReal(svc, p, now: now)
+            id = syn ? synReal(svc, p, key, now: now) : newFlowReal(svc, p, key, now: now)
             guard id != 0 else {
                 serviceCounters[svc.id]!.drops += 1
                 reasons[.dropNoReal, default: 0] += 1
                 return (.drop, f)
             }
-            flows[key] = Flow(
-                real: id, flowGen: realSlots[id]!.flowGen, service: svc.id,
-                svcGen: svcGens[svc.id, default: 0])
-            serviceCounters[svc.id]!.newFlows += 1
+            if !syn {
+                flows[key] = Flow(
+                    real: id, flowGen: realSlots[id]!.flowGen, service: svc.id,
+                    svcGen: svcGens[svc.id, default: 0])
+                serviceCounters[svc.id]!.newFlows += 1
+            }
         }
         var out = f
         out.replaceSubrange(6..<12, with: f[0..<6])
@@ -158,53 +178,101 @@ struct ReferenceModel {
         return (.tx, out)
     }
 
-    mutating func newFlowReal(_ svc: DataplaneModel.Service, _ p: Parsed, now: UInt64) -> UInt32 {
-        var pkey: PersistKey?
-        if let persistence = svc.persistence {
-            let client = IPAddress(bytes: p.src)!.masked(prefix: persistence.netmask).bytes
-            let k = PersistKey(group: svc.group, client: client)
-            pkey = k
-            if var rec = records[k], let slot = realSlots[rec.real], slot.active, rec.recGen == slot.recGen,
-                now &- rec.lastSeen < persistence.timeoutNs,
-                svc.backends.first(where: { $0.real == rec.real })?.state.keepsClients == true
-            {
-                serviceCounters[svc.id]!.persistHits += 1
-                if rec.service != svc.id { serviceCounters[svc.id]!.followHits += 1 }
-                if now &- rec.lastSeen >= 1_000_000_000 { rec.lastSeen = now; records[k] = rec }
-                return rec.real
-            }
+    func persistKey(_ svc: DataplaneModel.Service, _ p: Parsed) -> PersistKey? {
+        svc.persistence.map {
+            PersistKey(group: svc.group, client: IPAddress(bytes: p.src)!.masked(prefix: $0.netmask).bytes)
         }
+    }
+
+    /// A live record usable on `svc` (refreshed at most once a second), or nil.
+    mutating func liveRecord(_ svc: DataplaneModel.Service, _ k: PersistKey?, now: UInt64) -> Record? {
+        guard let k, let persistence = svc.persistence, var rec = records[k], let slot = realSlots[rec.real],
+            slot.active, rec.recGen == slot.recGen, now &- rec.lastSeen < persistence.timeoutNs,
+            keepsClients(svc, rec.real)
+        else { return nil }
+        if now &- rec.lastSeen >= 1_000_000_000 {
+            rec.lastSeen = now
+            records[k] = rec
+        }
+        return rec
+    }
+
+    func keepsClients(_ svc: DataplaneModel.Service, _ real: UInt32) -> Bool {
+        svc.backends.first(where: { $0.real == real })?.state.keepsClients == true
+    }
+
+    func inGrace(_ svc: DataplaneModel.Service, now: UInt64) -> Bool {
+        now &- (previousRings[svc.id]?.changedAt ?? 0) < Self.graceNs
+    }
+
+    /// A SYN: the record's real, else the ring's; remembered where the
+    /// first ACK could not find it again.
+    mutating func synReal(_ svc: DataplaneModel.Service, _ p: Parsed, _ key: FlowKey, now: UInt64) -> UInt32 {
+        let pkey = persistKey(svc, p)
+        if let rec = liveRecord(svc, pkey, now: now) {
+            return realSlots[rec.real]?.active == true ? rec.real : 0
+        }
+        let id = pick(svc, p, pkey, ring: rings[svc.id]!)
+        guard id != 0, realSlots[id]?.active == true else { return 0 }
+        if svc.scheduler == .wrr || inGrace(svc, now: now) { synChoices[key] = id }
+        return id
+    }
+
+    /// The first packet after a SYN (or of a UDP flow): the SYN's choice,
+    /// else a live record, else the previous ring (a ring changed moments
+    /// ago), else the ring; the record is written when none was live.
+    mutating func newFlowReal(_ svc: DataplaneModel.Service, _ p: Parsed, _ key: FlowKey, now: UInt64) -> UInt32 {
+        let tcp = p.proto == 6, grace = inGrace(svc, now: now)
+        var id: UInt32 = 0
+        if tcp && (grace || svc.scheduler == .wrr), let choice = synChoices.removeValue(forKey: key) {
+            if choice == svc.sorryReal || keepsClients(svc, choice) { id = choice }
+        }
+        let pkey = persistKey(svc, p)
+        let rec = liveRecord(svc, pkey, now: now)
         let ring = rings[svc.id]!
-        var id: UInt32
-        if ring.isEmpty {
-            id = svc.sorryReal ?? 0
+        if id == 0, let rec {
+            id = rec.real
+            serviceCounters[svc.id]!.persistHits += 1
+            if rec.service != svc.id { serviceCounters[svc.id]!.followHits += 1 }
         } else {
-            let slot: Int
-            if svc.scheduler == .wrr {
-                slot = Int(wrrCursor[svc.id]! % UInt32(ring.count))
-                wrrCursor[svc.id] = UInt32(slot + 1)
-            } else if let pkey {
-                // The group id stays out of the hash: it is node-local.
-                var k = tandem_persist_key()
-                withUnsafeMutableBytes(of: &k.client) { $0.copyBytes(from: pkey.client) }
-                k.af = pkey.client.count == 4 ? 4 : 6
-                slot = Int(tandem_hash_client(svc.hashSeed, &k) % UInt32(ring.count))
-            } else {
-                var k = tandem_flow_key()
-                withUnsafeMutableBytes(of: &k.src) { $0.copyBytes(from: p.src) }
-                withUnsafeMutableBytes(of: &k.dst) { $0.copyBytes(from: p.dst) }
-                k.sport = p.sport
-                k.dport = p.dport
-                k.proto = p.proto
-                k.af = p.src.count == 4 ? 4 : 6
-                slot = Int(tandem_hash_flow(&k) % UInt32(ring.count))
+            if id == 0 && tcp && grace && svc.scheduler != .wrr, let previous = previousRings[svc.id]?.ring,
+                !previous.isEmpty
+            {
+                let candidate = pick(svc, p, pkey, ring: previous)
+                if keepsClients(svc, candidate) { id = candidate }
             }
-            id = ring[slot]
+            if id == 0 { id = pick(svc, p, pkey, ring: ring) }
         }
         guard id != 0, let slot = realSlots[id], slot.active else { return 0 }
-        if let pkey, !ring.isEmpty {
+        if let pkey, rec == nil, !ring.isEmpty, id != svc.sorryReal {
             records[pkey] = Record(real: id, recGen: slot.recGen, service: svc.id, lastSeen: now)
         }
         return id
+    }
+
+    /// The scheduler's pick from `ring` (the sorry server when it is empty).
+    mutating func pick(_ svc: DataplaneModel.Service, _ p: Parsed, _ pkey: PersistKey?, ring: [UInt32]) -> UInt32 {
+        if ring.isEmpty { return svc.sorryReal ?? 0 }
+        let slot: Int
+        if svc.scheduler == .wrr {
+            slot = Int(wrrCursor[svc.id]! % UInt32(ring.count))
+            wrrCursor[svc.id] = UInt32(slot + 1)
+        } else if let pkey {
+            // The group id stays out of the hash: it is node-local.
+            var k = tandem_persist_key()
+            withUnsafeMutableBytes(of: &k.client) { $0.copyBytes(from: pkey.client) }
+            k.af = pkey.client.count == 4 ? 4 : 6
+            slot = Int(tandem_hash_client(svc.hashSeed, &k) % UInt32(ring.count))
+        } else {
+            var k = tandem_flow_key()
+            withUnsafeMutableBytes(of: &k.src) { $0.copyBytes(from: p.src) }
+            withUnsafeMutableBytes(of: &k.dst) { $0.copyBytes(from: p.dst) }
+            k.sport = p.sport
+            k.dport = p.dport
+            k.proto = p.proto
+            k.af = p.src.count == 4 ? 4 : 6
+            slot = Int(tandem_hash_flow(&k) % UInt32(ring.count))
+        }
+        return ring[slot]
     }
 }

@@ -23,12 +23,12 @@ final class Rig {
     /// What was last written: `state`'s model, with a MAC per real id.
     private(set) var model: DataplaneModel
 
-    init(_ state: ControlState? = nil) throws {
+    init(_ state: ControlState? = nil, tables: TableSizes = .default) throws {
         _ = Self.sweep
         let n = Self.lock.withLock {
             Self.counter += 1; return Self.counter
         }
-        dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-\(n)")
+        dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-\(n)", tables: tables)
         self.state = try state ?? Topology.state()
         model = Self.model(self.state)
         try dataplane.apply(model)
@@ -72,6 +72,19 @@ final class Rig {
             real = model.reals.first { $0.mac.bytes == mac }?.id
         }
         return Result(verdict: verdict, input: bytes, output: run.output, real: real)
+    }
+
+    /// A TCP handshake as the load balancer sees it: the SYN, then the
+    /// client's ACK on the same 5-tuple (a UDP packet is sent twice). The
+    /// ACK writes the flow and record; it must reach the SYN's real.
+    @discardableResult
+    func connect(_ packet: PacketSpec) throws -> Result {
+        let first = try send(packet)
+        var ack = packet
+        if ack.proto == 6 { ack.tcpFlags = TCPFlags.ack }
+        let second = try send(ack)
+        #expect(second.verdict == first.verdict && second.real == first.real, "the ACK follows its SYN")
+        return first
     }
 
     /// Changes the state as the daemon would, then writes the new model.

@@ -83,9 +83,9 @@ final class LabBalancer {
     let link: XDPLink
     private(set) var state: ControlState
 
-    init() throws {
+    init(tables: TableSizes = .default) throws {
         let made = try NetworkNamespace.inside("tdm-lb") { () throws -> (Dataplane, ControlState, XDPLink) in
-            let dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-lab")
+            let dataplane = try Dataplane(pinRoot: "/sys/fs/bpf/tandem-test-\(getpid())-lab", tables: tables)
             let state = try ControlState(ConfigParser.parseValidated(Self.yaml, file: "lab.yaml"))
             try dataplane.apply(state.model(macs: Self.macs))
             return (dataplane, state, try XDPLink.attach(dataplane.program, interface: "eth0", mode: .native))
@@ -137,10 +137,19 @@ final class LabBalancer {
     /// controller takes it out of the follow group and invalidates its
     /// records.
     func fail(_ name: String, service: String) throws {
+        try setHealth(name, service: service, up: false)
+    }
+
+    /// Its checks pass again: back in the ring (its old records stay invalid).
+    func recover(_ name: String, service: String) throws {
+        try setHealth(name, service: service, up: true)
+    }
+
+    private func setHealth(_ name: String, service: String, up: Bool) throws {
         let index = Lab.names.firstIndex(of: name)!
         let address = IPAddress("198.18.0.2\(index + 1)")!
         var next = state
-        next.setHealth(service: service, address: address, up: false)
+        next.setHealth(service: service, address: address, up: up)
         try dataplane.apply(next.model(macs: Self.macs))
         state = next
     }

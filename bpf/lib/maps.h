@@ -81,6 +81,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
 
+/* Choices of SYNs the first ACK could not derive again (wrr, or a ring
+ * that changed moments ago): the only state an unanswered SYN writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TANDEM_SYN_ENTRIES);
+	__type(key, struct tandem_flow_key);
+	__type(value, struct tandem_syn_choice);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} syn_choices SEC(".maps");
+
 /* Persistence records shared by a follow group. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -99,14 +109,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } svc_stats SEC(".maps");
 
-/* Counters per real id. */
+/* Counters per (service, real), by the backend's index: a real's traffic
+ * on :80 stays out of its :443 line. A real's total is their sum. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TANDEM_MAX_REALS);
+	__uint(max_entries, TANDEM_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct tandem_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} real_stats SEC(".maps");
+} backend_stats SEC(".maps");
 
 /* Packets per enum tandem_reason. */
 struct {
@@ -116,6 +127,24 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pkt_stats SEC(".maps");
+
+/* Counts per enum tandem_table_stat. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_T_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} table_stats SEC(".maps");
+
+/* Entries and capacity of the flow and record tables, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TANDEM_TABLE_MAX);
+	__type(key, __u32);
+	__type(value, struct tandem_table_fill);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} table_fill SEC(".maps");
 
 /* Weighted round robin position per service, per CPU. */
 struct {

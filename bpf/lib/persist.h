@@ -25,22 +25,27 @@ static __always_inline void persist_key(struct tandem_persist_key *k,
 	client[3] = src[3] & mask[3];
 }
 
-/* Takes part in scheduling only while UP; DRAINING keeps its clients. */
-static __always_inline int backend_keeps_clients(__u32 service, __u32 real)
+static __always_inline struct tandem_backend *backend_of(__u32 service, __u32 real)
 {
 	struct tandem_backend_key k = { .service = service, .real = real };
-	struct tandem_backend *b = bpf_map_lookup_elem(&backends, &k);
 
+	return bpf_map_lookup_elem(&backends, &k);
+}
+
+/* Takes part in scheduling only while UP; DRAINING keeps its clients. */
+static __always_inline int backend_keeps_clients(const struct tandem_backend *b)
+{
 	return b && (b->state == TANDEM_BACKEND_UP || b->state == TANDEM_BACKEND_DRAINING);
 }
 
 /*
  * Returns the real of a live record usable on this service, or 0. Sets
- * *follow when the record was made by another service of the group.
+ * *follow when the record was made by another service of the group, and
+ * *backend to the real's backend index in this service.
  */
 static __always_inline __u32 persist_lookup(const struct tandem_persist_key *k,
 					    const struct tandem_service *svc, __u64 now,
-					    int *follow)
+					    int *follow, __u32 *backend)
 {
 	struct tandem_persist *rec = bpf_map_lookup_elem(&persist, k);
 
@@ -56,8 +61,11 @@ static __always_inline __u32 persist_lookup(const struct tandem_persist_key *k,
 		return 0;
 	if (now - rec->last_seen_ns >= svc->persist_timeout_ns)
 		return 0;
-	if (!backend_keeps_clients(svc->id, id))
+	struct tandem_backend *b = backend_of(svc->id, id);
+
+	if (!backend_keeps_clients(b))
 		return 0;
+	*backend = b->index;
 
 	if (now - rec->last_seen_ns >= TANDEM_PERSIST_REFRESH_NS)
 		rec->last_seen_ns = now;

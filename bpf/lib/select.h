@@ -12,12 +12,15 @@
 
 #include "maps.h"
 
+/* The real ring `ring_id` (of `ring_len` entries) picks: the live ring,
+ * or for a first ACK moments after a change the previous one. */
 static __always_inline __u32 select_real(const struct tandem_service *svc, const struct packet *pkt,
-					 const struct tandem_persist_key *pk)
+					 const struct tandem_persist_key *pk, __u32 ring_id,
+					 __u32 ring_len)
 {
 	__u32 slot;
 
-	if (svc->ring_len == 0)
+	if (ring_len == 0)
 		return svc->sorry_real;
 
 	if (svc->scheduler == TANDEM_SCHED_WRR) {
@@ -26,15 +29,14 @@ static __always_inline __u32 select_real(const struct tandem_service *svc, const
 
 		if (!cursor)
 			return 0;
-		slot = *cursor % svc->ring_len;
+		slot = *cursor % ring_len;
 		*cursor = slot + 1;
 	} else if (svc->flags & TANDEM_SVC_PERSIST) {
-		slot = tandem_hash_client(svc->hash_seed, pk) % svc->ring_len;
+		slot = tandem_hash_client(svc->hash_seed, pk) % ring_len;
 	} else {
-		slot = tandem_hash_flow(&pkt->flow) % svc->ring_len;
+		slot = tandem_hash_flow(&pkt->flow) % ring_len;
 	}
 
-	__u32 ring_id = svc->ring_id;
 	struct tandem_ring *ring = bpf_map_lookup_elem(&rings, &ring_id);
 	/* slot < ring_len <= TANDEM_RING_SIZE; the verifier needs a 64-bit
 	 * bound it can see, which the compiler's 32-bit compare does not give:

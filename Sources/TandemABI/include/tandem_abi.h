@@ -36,12 +36,25 @@ typedef uint64_t __u64;
 #ifndef TANDEM_RING_SIZE
 #define TANDEM_RING_SIZE 4093 /* prime; maglev lookup table size */
 #endif
+/* Default table sizes; `tables:` in the config sets them at load. */
 #ifndef TANDEM_FLOW_ENTRIES
 #define TANDEM_FLOW_ENTRIES 262144
 #endif
 #ifndef TANDEM_PERSIST_ENTRIES
 #define TANDEM_PERSIST_ENTRIES 1048576
 #endif
+/* SYNs whose choice cannot be derived again at the first ACK (wrr, or a
+ * ring changed moments ago) remember it here; a flood evicts only these. */
+#ifndef TANDEM_SYN_ENTRIES
+#define TANDEM_SYN_ENTRIES 65536
+#endif
+/* After a ring change, the previous ring still places first ACKs whose SYN
+ * came before the change, for this long (ns): longer than a handshake. */
+#define TANDEM_RING_GRACE_NS 5000000000ULL
+/* How often each CPU counts the entries of a table (ns), to tell whether
+ * an insert lands in a full table. */
+#define TANDEM_FILL_CHECK_NS 100000000ULL
+#define TANDEM_FILL_CHECK_WRITES 256
 /* Two rings per service: the controller fills the idle one, then flips. */
 #define TANDEM_MAX_RINGS (2 * TANDEM_MAX_SERVICES)
 /* A hit refreshes a persistence record at most this often (ns), so hot
@@ -78,17 +91,51 @@ enum tandem_real_flags {
 
 /* Global packet accounting (pkt_stats map index). */
 enum tandem_reason {
-	TANDEM_R_PASS_NOT_IP = 0,   /* ARP, LLDP, anything not IPv4/IPv6 */
-	TANDEM_R_PASS_VLAN,	    /* 802.1Q / 802.1ad tagged frames */
-	TANDEM_R_PASS_NOT_VIP,	    /* IP traffic not for a service */
-	TANDEM_R_PASS_MALFORMED,    /* bad or truncated L2/L3 header */
-	TANDEM_R_PASS_OTHER_PROTO,  /* ICMP etc., also to a VIP address */
-	TANDEM_R_DROP_MALFORMED,    /* to a VIP address, L4 header bad */
-	TANDEM_R_DROP_FRAGMENT,	    /* IPv4 fragment to a VIP address */
-	TANDEM_R_DROP_IPV6_EXT,	    /* IPv6 extension header, VIP address */
-	TANDEM_R_DROP_NO_REAL,	    /* service with no usable real, no sorry */
-	TANDEM_R_FLOW_MISS_NOT_SYN, /* TCP non-SYN without a flow entry */
+	TANDEM_R_PASS_NOT_IP = 0,  /* ARP, LLDP, anything not IPv4/IPv6 */
+	TANDEM_R_PASS_VLAN,	   /* 802.1Q / 802.1ad tagged frames */
+	TANDEM_R_PASS_NOT_VIP,	   /* IP traffic not for a service */
+	TANDEM_R_PASS_MALFORMED,   /* bad or truncated L2/L3 header */
+	TANDEM_R_PASS_OTHER_PROTO, /* ICMP etc., also to a VIP address */
+	TANDEM_R_DROP_MALFORMED,   /* to a VIP address, L4 header bad */
+	TANDEM_R_DROP_FRAGMENT,	   /* IPv4 fragment to a VIP address */
+	TANDEM_R_DROP_IPV6_EXT,	   /* IPv6 extension header, VIP address */
+	TANDEM_R_DROP_NO_REAL,	   /* service with no usable real, no sorry */
+	/* No longer counted: every connection's first ACK writes its flow
+	 * now (TANDEM_T_FLOWS_WRITTEN); kept so the indices stay put. */
+	TANDEM_R_FLOW_MISS_NOT_SYN,
 	TANDEM_R_MAX,
+};
+
+/* State accounting (table_stats map index): what SYNs and first packets
+ * wrote, and what the LRU tables pushed out. */
+enum tandem_table_stat {
+	TANDEM_T_SYN_STATELESS = 0, /* SYN forwarded, nothing written */
+	TANDEM_T_SYN_REMEMBERED,    /* SYN's choice kept in syn_choices */
+	TANDEM_T_FLOWS_WRITTEN,	    /* new flow entries (first ACK, UDP) */
+	TANDEM_T_FLOWS_FULL,	    /* ... written into a full flow table */
+	TANDEM_T_RECORDS_WRITTEN,   /* persistence records written */
+	TANDEM_T_RECORDS_FULL,	    /* ... written into a full record table */
+	TANDEM_T_SYN_CHOICE_USED,   /* first ACKs placed by a remembered SYN */
+	TANDEM_T_PREV_RING_USED,    /* first ACKs placed by the previous ring */
+	TANDEM_T_MAX,
+};
+
+/* table_fill map index. */
+enum tandem_table {
+	TANDEM_TABLE_FLOWS = 0,
+	TANDEM_TABLE_RECORDS = 1,
+	TANDEM_TABLE_MAX,
+};
+
+/* table_fill (per-CPU array): each CPU's recent count of a table's
+ * entries, refreshed every TANDEM_FILL_CHECK_NS or TANDEM_FILL_CHECK_WRITES
+ * writes of this CPU, whichever comes first; capacity is written by the
+ * controller at load. */
+struct tandem_table_fill {
+	__u64 checked_ns;
+	__u64 entries;
+	__u32 capacity;
+	__u32 writes; /* by this CPU since entries was counted */
 };
 
 /* services map: VIP:port/protocol -> service. */
@@ -117,6 +164,12 @@ struct tandem_service {
 	 * `group`, a node-local id that only names records. */
 	__u32 hash_seed;
 	__u32 pad1;
+	/* The ring live before the last change, and when it changed
+	 * (bpf_ktime_get_ns): first ACKs whose SYN predates the change are
+	 * placed by it for TANDEM_RING_GRACE_NS. */
+	__u32 prev_ring_id;
+	__u32 prev_ring_len;
+	__u64 ring_changed_ns;
 };
 
 /* vip_addrs map: every VIP address, for the fragment/extension rules. */
@@ -146,7 +199,15 @@ struct tandem_backend_key {
 struct tandem_backend {
 	__u32 state; /* enum tandem_backend_state */
 	__u32 weight;
+	/* Index into backend_stats: the counters of this real in this
+	 * service. Given by the controller, kept across restarts. */
+	__u32 index;
+	__u32 pad;
 };
+
+/* backend index of a flow sent to a real that is no backend of the
+ * service (the sorry server): counted per service only. */
+#define TANDEM_NO_BACKEND 0xffffffffu
 
 /* rings map (array, index = ring id): scheduler lookup table. */
 struct tandem_ring {
@@ -169,6 +230,15 @@ struct tandem_flow {
 	__u32 flow_gen;
 	__u32 service; /* counters of established packets go here */
 	__u32 svc_gen; /* valid only while equal to svc_gens[service] */
+	__u32 backend; /* ... and here: backend_stats index */
+	__u32 pad;
+};
+
+/* syn_choices map (LRU): 5-tuple -> the real its SYN was sent to, for
+ * SYNs whose choice the first ACK could not derive again. */
+struct tandem_syn_choice {
+	__u32 real;
+	__u32 pad;
 };
 
 /* port_filter map (one entry): bit n set when some service uses port n, so
@@ -194,7 +264,8 @@ struct tandem_persist {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
 };
 
-/* svc_stats and real_stats (per-CPU arrays): counters per service / real. */
+/* svc_stats and backend_stats (per-CPU arrays): counters per service and
+ * per (service, real). */
 struct tandem_counters {
 	__u64 packets;
 	__u64 bytes;

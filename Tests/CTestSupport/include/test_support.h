@@ -16,4 +16,14 @@ int tandem_test_set_affinity(int tid, int cpu);
  * returns 0 or -errno. */
 int tandem_test_enter_netns(int fd);
 
+/* flood.c */
+
+/* Sends `count` TCP SYNs to vip:dport (host order) out of `ifname` as raw
+ * Ethernet frames (AF_PACKET, sendmmsg): the spoofed sources walk
+ * src_base .. src_base + src_count - 1 (host order), the source ports
+ * change every round. Returns the frames sent or -errno. */
+long tandem_test_flood_syn(const char *ifname, const unsigned char *dst_mac,
+			   const unsigned char *src_mac, unsigned int vip, unsigned short dport,
+			   unsigned int src_base, unsigned int src_count, unsigned long count);
+
 #endif
