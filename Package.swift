@@ -18,7 +18,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Subprocesses in tests and benchmarks (ip, tools/lab, tandem, haproxy, wrk).
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1")
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // HMAC-SHA256 for record sync between nodes.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0")
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev).
@@ -62,12 +64,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log")
             ]
         ),
+        // Record sync between nodes: the authenticated message format, the
+        // receiver's rules, and the UDP/TCP transport on SwiftNIO.
+        .target(
+            name: "Sync",
+            dependencies: [
+                "Model",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log")
+            ]
+        ),
         // `tandem serve`: dataplane, health checks and control socket wired
         // together as lifecycle services; also the control protocol the CLI speaks.
         .target(
             name: "Controller",
             dependencies: [
-                "Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "CDaemon",
+                "Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "Sync", "CDaemon",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -108,6 +123,13 @@ let package = Package(
 
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
+        .testTarget(
+            name: "SyncTests",
+            dependencies: [
+                "Sync", "Model",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Model", "TestSupport"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Configuration", "Model", "TestSupport"]),
         .testTarget(

@@ -18,6 +18,8 @@ public struct Config: Equatable, Sendable {
     public var node: String?
     /// Where announced VIPs go (SPEC §9); nil: Tandem announces nothing.
     public var announce: Announce?
+    /// Record sync with other nodes (SPEC §9); nil: none.
+    public var sync: Sync?
     /// Entries of the flow and record tables (memory: `TableMemory`).
     public var tables = TableSizes.default
     public var defaults = Defaults()
@@ -41,6 +43,28 @@ public struct Config: Equatable, Sendable {
         /// Kernel routing table id: 1...2^32-1, not 253, 254 or 255.
         public var table: UInt32
         public init(table: UInt32) { self.table = table }
+    }
+
+    /// Record sync: this node's records go to `peers`, theirs come in on
+    /// `listen` (UDP for live records, TCP for a starting node's pull),
+    /// authenticated with the secret in `secretFile`.
+    public struct Sync: Equatable, Sendable {
+        public var listen: Endpoint
+        public var peers: [Endpoint]
+        public var secretFile: String
+
+        public init(listen: Endpoint, peers: [Endpoint], secretFile: String) {
+            self.listen = listen
+            self.peers = peers
+            self.secretFile = secretFile
+        }
+
+        /// The shared secret: the file's bytes, a final newline left out.
+        /// It must belong to the user running tandem (root for `serve`), be
+        /// readable by nobody else, and hold at least `minSecretBytes`.
+        public func readSecret() throws -> [UInt8] { try SecretFile.read(secretFile) }
+
+        public static let minSecretBytes = 32
     }
 
     public struct Defaults: Equatable, Sendable {

@@ -233,8 +233,8 @@ struct Reader {
             return nil
         }
         let keys = [
-            "interface", "xdp-mode", "pin-directory", "socket", "metrics", "node", "announce", "tables", "defaults",
-            "services"
+            "interface", "xdp-mode", "pin-directory", "socket", "metrics", "node", "announce", "sync", "tables",
+            "defaults", "services"
         ]
         guard let top = mapping(root, "", allowed: keys) else { return nil }
         guard let interface = string(top["interface"], "interface") else {
@@ -297,6 +297,7 @@ struct Reader {
                 fail(top["announce"], "announce.table", "is required: the kernel routing table for the VIP routes")
             }
         }
+        config.sync = sync(top["sync"])
         if let tables = mapping(top["tables"], "tables", allowed: ["flows", "records"]) {
             let range = TableSizes.range
             if let n = int(tables["flows"], "tables.flows", range) { config.tables.flows = n }
@@ -322,6 +323,68 @@ struct Reader {
             }
         }
         return config
+    }
+
+    /// `sync: { listen, peers, secret-file }`: every part is required.
+    mutating func sync(_ node: Node?) -> Config.Sync? {
+        guard let m = mapping(node, "sync", allowed: ["listen", "peers", "secret-file"]) else { return nil }
+        var ok = true
+        for key in ["listen", "peers", "secret-file"] where m[key] == nil {
+            fail(node, "sync.\(key)", "is required")
+            ok = false
+        }
+        let listen = endpoint(m["listen"], "sync.listen", listening: true)
+        var peers: [Endpoint] = []
+        if let list = sequence(m["peers"], "sync.peers") {
+            if list.isEmpty { fail(m["peers"], "sync.peers", "needs at least one peer (ADDR:PORT)") }
+            for (i, p) in list.enumerated() {
+                guard let peer = endpoint(p, "sync.peers[\(i)]", listening: false) else {
+                    ok = false
+                    continue
+                }
+                if peers.contains(peer) {
+                    fail(p, "sync.peers[\(i)]", "\(peer) is listed twice")
+                    ok = false
+                } else if peer == listen {
+                    fail(p, "sync.peers[\(i)]", "\(peer) is this node's own sync.listen")
+                    ok = false
+                }
+                peers.append(peer)
+            }
+        }
+        var secret: String?
+        if let path = string(m["secret-file"], "sync.secret-file") {
+            if let why = Limits.badPath(path, max: Limits.maxPathBytes) {
+                fail(m["secret-file"], "sync.secret-file", why)
+            } else {
+                do {
+                    _ = try SecretFile.read(path)
+                    secret = path
+                } catch {
+                    fail(m["secret-file"], "sync.secret-file", "\(error)")
+                }
+            }
+        }
+        guard ok, let listen, let secret, !peers.isEmpty else { return nil }
+        return Config.Sync(listen: listen, peers: peers, secretFile: secret)
+    }
+
+    mutating func endpoint(_ node: Node?, _ key: String, listening: Bool) -> Endpoint? {
+        guard let text = string(node, key) else { return nil }
+        guard let e = Endpoint(text) else {
+            fail(
+                node, key,
+                "\(Limits.printable(text)) is not ADDR:PORT (e.g. 198.18.0.1:7946 or [2001:db8::1]:7946; port 1...65535)"
+            )
+            return nil
+        }
+        // Listening on every address is fine; sending to it is not.
+        if listening && e.address.bytes.allSatisfy({ $0 == 0 }) { return e }
+        if let why = Limits.notUnicast(e.address), !why.contains("loopback") {
+            fail(node, key, "\(e.address) is \(why): \(listening ? "listen on" : "a peer is") a unicast address")
+            return nil
+        }
+        return e
     }
 
     static let timingKeys = ["interval", "timeout", "rise", "fall"]

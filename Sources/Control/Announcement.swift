@@ -11,6 +11,7 @@ public enum Announcement {
         case notAttached = "XDP not attached"
         case draining = "draining (tandem node drain)"
         case starting = "starting: first checks not done"
+        case pulling = "starting: pulling the peers' records"
         case noUsableReal = "no usable real"
     }
 
@@ -38,11 +39,15 @@ public enum Announcement {
         public var adopted: Bool
         /// VIP -> whether some service of it has a usable real.
         public var usable: [IPAddress: Bool]
+        /// Record sync took the peers' tables, or gave up (timeout, no
+        /// peer reachable); true without `sync`.
+        public var pullDone: Bool
 
         public init(
             table: Bool, attached: Bool, firstChecksDone: Bool, drained: Bool, adopted: Bool = false,
-            usable: [IPAddress: Bool]
+            usable: [IPAddress: Bool], pullDone: Bool = true
         ) {
+            self.pullDone = pullDone
             self.table = table
             self.attached = attached
             self.firstChecksDone = firstChecksDone
@@ -57,15 +62,18 @@ public enum Announcement {
     /// and a service of the VIP has a usable real. While starting on
     /// adopted pins a route left by the previous run is kept (withdrawing
     /// it would move the node's flows for nothing), unless the VIP has no
-    /// usable real even by the pinned states.
+    /// usable real even by the pinned states. With record sync, a node
+    /// also waits for the peers' tables (or for the pull to give up), so
+    /// it takes no client it would place differently from its peers.
     public static func decide(_ facts: Facts) -> [IPAddress: Verdict] {
         facts.usable.mapValues { usable -> Verdict in
             if !facts.table { return .withdraw(.noTable) }
             if !facts.attached { return .withdraw(.notAttached) }
             if facts.drained { return .withdraw(.draining) }
-            if !facts.firstChecksDone {
-                if facts.adopted && usable { return .keep(.starting) }
-                return .withdraw(usable || !facts.adopted ? .starting : .noUsableReal)
+            if !facts.firstChecksDone || !facts.pullDone {
+                let why: Withheld = facts.firstChecksDone ? .pulling : .starting
+                if facts.adopted && usable { return .keep(why) }
+                return .withdraw(usable || !facts.adopted ? why : .noUsableReal)
             }
             return usable ? .announce : .withdraw(.noUsableReal)
         }

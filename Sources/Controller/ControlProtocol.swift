@@ -141,6 +141,8 @@ public struct StatusReport: Codable, Sendable {
     public var drained = false
     /// Every VIP of the config: announced or not, and why not.
     public var vips: [VIPReport] = []
+    /// Record sync peers; nil without `sync`.
+    public var sync: [PeerStatus]? = nil
 }
 
 public struct VIPReport: Codable, Sendable, Equatable {
@@ -223,4 +225,23 @@ public struct RecordReport: Codable, Sendable, Equatable {
     /// Service whose packet made or last refreshed the record.
     public var service: String
     public var ageSeconds: Double
+    /// The node that wrote it: this one, or the peer it was synced from.
+    public var node: String? = nil
+}
+
+/// A record sync peer in `status`.
+public struct PeerStatus: Codable, Sendable, Equatable {
+    public var endpoint: String
+    public var node: String?
+    public var up: Bool
+    public var recordsSent: UInt64
+    public var recordsReceived: UInt64
+    public var recordsInstalled: UInt64
+    public var sendErrors: UInt64
+    /// Refused messages or records by reason (bad-mac, replay, stale,
+    /// rate-limited, unknown-group, real-not-usable, older-than-local).
+    public var rejected: [String: UInt64]
+    /// Receive time minus send time of its last message (ms).
+    public var lagMs: Double?
+    public var lastHeardSeconds: Double?
 }

@@ -10,6 +10,7 @@ import Logging
 import Metrics
 import NIOCore
 import Prometheus
+import Sync
 
 /// The running balancer: the dataplane, the control state, health
 /// verdicts and operator commands, serialized by the actor. Every change
@@ -41,6 +42,12 @@ public actor Controller {
     let adopted: Bool
     /// Every health check ran once (Readiness says so).
     private(set) var firstChecksDone = false
+    /// Record sync with the peers (`sync:`), nil without.
+    private(set) var sync: NodeSync?
+    /// Node names by the id synced records carry in `origin`.
+    var syncNames: [UInt32: String] = [:]
+    /// The peers' tables were pulled (or the pull gave up); true without sync.
+    var pullDone = true
 
     /// Counts a user would graph: how often things changed.
     public struct Events: Sendable {
@@ -148,6 +155,13 @@ public actor Controller {
         if nodeState.drained {
             logger.notice("node drained: no VIP is announced until 'tandem node resume'", metadata: ["node": "\(node)"])
         }
+    }
+
+    /// Starts record sync: VIPs wait for the pull of the peers' tables.
+    func attachSync(_ sync: NodeSync) {
+        self.sync = sync
+        pullDone = false
+        announce()
     }
 
     func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
@@ -296,7 +310,7 @@ public actor Controller {
         let facts = Announcement.Facts(
             table: announcer.table != nil, attached: link.attachedIndex != nil, firstChecksDone: firstChecksDone,
             drained: nodeState.drained, adopted: adopted,
-            usable: Announcement.usable(dataplane.applied ?? state.model(macs: macs)))
+            usable: Announcement.usable(dataplane.applied ?? state.model(macs: macs)), pullDone: pullDone)
         announcer.reconcile(Announcement.decide(facts))
     }
 
@@ -393,6 +407,14 @@ public actor Controller {
             if config.socket != current.socket { fixed.append("socket") }
             if config.metrics != current.metrics { fixed.append("metrics") }
             if config.node != current.node { fixed.append("node") }
+            if config.sync?.listen != current.sync?.listen { fixed.append("sync.listen") }
+            if config.sync?.peers != current.sync?.peers { fixed.append("sync.peers") }
+            // The secret is read again: a new one takes effect now.
+            let secret = try config.sync.map { s in
+                do { return try s.readSecret() } catch {
+                    throw ControlError("sync.secret-file: \(error) (nothing applied)")
+                }
+            }
             if !fixed.isEmpty {
                 throw ControlError(
                     "\(configPath): \(fixed.joined(separator: ", ")) changed; these take effect only when tandem serve restarts (nothing applied)"
@@ -408,6 +430,7 @@ public actor Controller {
             let after = Set(config.services.map(\.name))
             macs.merge(resolved) { _, new in new }
             try commit(next)
+            if let secret { sync?.engine.rekey(secret) }
             if config.announce != current.announce { moveAnnouncements(to: config.announce?.table) }
             updateProbes()
             events.reloads += 1

@@ -56,6 +56,12 @@ public enum Daemon {
             NeighbourWatch(controller: controller),
             AnnounceWatch(controller: controller)
         ]
+        if let settings = config.sync {
+            let sync = try NodeSync(
+                settings, node: config.nodeName, controller: controller, group: group, logger: logger)
+            await controller.attachSync(sync)
+            services.append(SyncService(sync: sync, controller: controller, logger: logger))
+        }
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))
         }
@@ -65,7 +71,8 @@ public enum Daemon {
                 summary: [
                     "config": "\(configPath)", "services": "\(config.services.count)",
                     "interface": "\(config.interface)", "socket": "\(config.socket)",
-                    "announce": "\(config.announce.map { "table \($0.table)" } ?? "off")"
+                    "announce": "\(config.announce.map { "table \($0.table)" } ?? "off")",
+                    "sync": "\(config.sync.map { "\($0.listen), \($0.peers.count) peers" } ?? "off")"
                 ], logger: logger))
         let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint],

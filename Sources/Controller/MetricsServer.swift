@@ -125,6 +125,30 @@ extension ReadView {
                 publish(metrics, "tandem_real", [("service", s.name), ("real", r.address)], r.counters)
             }
         }
+        for p in status.sync ?? [] {
+            let labels = [("peer", p.endpoint), ("node", status.node)]
+            registry.gauge("tandem_sync_peer_up", labels: labels, help: "1 while the sync peer was heard from lately")
+                .set(to: p.up ? 1 : 0)
+            registry.gauge(
+                "tandem_sync_peer_lag_seconds", labels: labels,
+                help: "receive minus send time of the peer's last sync message (network and clock difference)"
+            ).set(to: (p.lagMs ?? 0) / 1000)
+            for (name, value, help) in [
+                ("tandem_sync_records_sent_total", p.recordsSent, "records sent to the peer"),
+                ("tandem_sync_records_received_total", p.recordsReceived, "records received from the peer"),
+                ("tandem_sync_records_installed_total", p.recordsInstalled, "records of the peer installed here")
+            ] {
+                metrics.advance(
+                    registry.counter(name, labels: labels, help: help), key: "\(name)/\(p.endpoint)", to: value)
+            }
+            for (reason, value) in p.rejected {
+                metrics.advance(
+                    registry.counter(
+                        "tandem_sync_rejected_total", labels: labels + [("reason", reason)],
+                        help: "sync messages or records refused, by reason"),
+                    key: "sync_rejected/\(p.endpoint)/\(reason)", to: value)
+            }
+        }
         for (table, used, capacity) in [
             ("flows", status.flows, status.flowCapacity),
             ("records", status.records, status.recordCapacity)

@@ -30,6 +30,9 @@ struct ReadView: Sendable {
     var announceTable: UInt32? = nil
     var drained = false
     var vips: [VIPReport] = []
+    /// Record sync peers (nil without sync) and the names of record writers.
+    var syncPeers: [PeerStatus]? = nil
+    var originNames: [UInt32: String] = [:]
 }
 
 extension Controller {
@@ -39,7 +42,8 @@ extension Controller {
             dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
             probes: checker?.snapshot() ?? [:], configPath: configPath,
             started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
-            node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports())
+            node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports(),
+            syncPeers: syncPeers(), originNames: syncNames)
     }
 
     /// Each VIP of the config, in address order, with its services.
@@ -98,7 +102,7 @@ extension ReadView {
             recordCapacity: fill.recordCapacity,
             countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
             pressure: TablePressure(dataplane.tableCounters()), services: services,
-            node: node, announceTable: announceTable, drained: drained, vips: vips)
+            node: node, announceTable: announceTable, drained: drained, vips: vips, sync: syncPeers)
     }
 
     func stats() -> StatsReport {
@@ -139,7 +143,8 @@ extension ReadView {
                         group: Int(r.group), services: groupNames[r.group] ?? [], client: r.client.description,
                         real: state.ids.address[r.real]?.description ?? "#\(r.real)",
                         service: names[r.service] ?? "#\(r.service)",
-                        ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9)
+                        ageSeconds: Double(now &- min(now, r.lastSeenNs)) / 1e9,
+                        node: r.origin == 0 ? node : originNames[r.origin] ?? String(format: "node-%08x", r.origin))
                 })
             pending.removeAll(keepingCapacity: true)
         }

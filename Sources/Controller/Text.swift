@@ -11,6 +11,7 @@ public enum Text {
         out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
         out += pressure(s.pressure)
         out += announcements(s)
+        out += syncPeers(s)
         out += "Prot LocalAddress:Port Scheduler Flags\n"
         // Real lines share columns across services; service lines run free.
         var rows: [[String]] = [
@@ -53,6 +54,23 @@ public enum Text {
             rows.append([v.vip, v.announced ? "yes" : "no", v.services.joined(separator: ","), v.reason ?? ""])
         }
         return out + table(rows)
+    }
+
+    /// Record sync: each peer, up or down, counts and lag.
+    static func syncPeers(_ s: StatusReport) -> String {
+        guard let peers = s.sync else { return "" }
+        var rows = [["Sync peer", "Node", "State", "Sent", "Received", "Installed", "Rejected", "Lag"]]
+        for p in peers {
+            let rejected = p.rejected.values.reduce(0, +)
+            let why = p.rejected.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            rows.append([
+                p.endpoint, p.node ?? "-", p.up ? "up" : "down", "\(p.recordsSent)", "\(p.recordsReceived)",
+                "\(p.recordsInstalled)", rejected == 0 ? "0" : "\(rejected) (\(why))",
+                p.lagMs.map { String(format: "%.2fms", $0) } ?? "-"
+            ])
+        }
+        return table(rows)
     }
 
     /// Writes that found a table full pushed out live clients, or soon
@@ -103,10 +121,11 @@ public enum Text {
     public static func recordCount(_ count: Int) -> String { "\(count) record\(count == 1 ? "" : "s")\n" }
 
     static func recordRows(_ records: [RecordReport], header: Bool) -> [[String]] {
-        var rows: [[String]] = header ? [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "SERVICES"]] : []
+        var rows: [[String]] = header ? [["GROUP", "CLIENT", "REAL", "LAST SERVICE", "AGE", "NODE", "SERVICES"]] : []
         for r in records {
             rows.append([
-                "\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.services.joined(separator: ",")
+                "\(r.group)", r.client, r.real, r.service, duration(r.ageSeconds), r.node ?? "-",
+                r.services.joined(separator: ",")
             ])
         }
         return rows

@@ -25,6 +25,7 @@ extension Dataplane {
             value.real = real
             value.rec_gen = gen
             value.last_seen_ns = nowNs
+            value.written_ns = nowNs
             chunk.append((key, value))
             if chunk.count == 65536 || i == count - 1 {
                 try persist.updateBatch(chunk)

@@ -490,6 +490,10 @@ extension Dataplane {
         /// False once the real's records were invalidated (the entry waits
         /// for the LRU to reclaim it).
         public var valid: Bool
+        /// 0: written here; else the node id (`NodeID`) of the peer it came from.
+        public var origin: UInt32 = 0
+        /// When the choice was made (CLOCK_MONOTONIC ns).
+        public var writtenNs: UInt64 = 0
     }
 
     public func records() -> [Record] {
@@ -514,7 +518,8 @@ extension Dataplane {
                         ?? false
                     return Record(
                         group: key.group, client: client, real: value.real, service: value.service,
-                        lastSeenNs: value.last_seen_ns, valid: valid)
+                        lastSeenNs: value.last_seen_ns, valid: valid, origin: value.origin,
+                        writtenNs: value.written_ns)
                 })
         }
     }
@@ -571,6 +576,69 @@ extension Dataplane {
                 mac: mac == MACAddress(bytes: [0, 0, 0, 0, 0, 0]) ? nil : mac)
         }
         return PinnedState(services: pinnedServices, backends: pinnedBackends, reals: pinnedReals)
+    }
+
+    /// The record of `client` (already masked) in `group`, if any.
+    public func record(group: UInt32, client: IPAddress) -> Record? {
+        var key = tandem_persist_key()
+        key.group = group
+        key.client = client.abiAddress
+        key.af = client.abiFamily
+        guard let value = persist.lookup(key) else { return nil }
+        let real = reals.lookup(value.real)
+        let valid =
+            real.map { $0.rec_gen == value.rec_gen && $0.flags & UInt8(TANDEM_REAL_ACTIVE.rawValue) != 0 } ?? false
+        return Record(
+            group: group, client: client, real: value.real, service: value.service, lastSeenNs: value.last_seen_ns,
+            valid: valid, origin: value.origin, writtenNs: value.written_ns)
+    }
+
+    /// A record made elsewhere, to write as it is (record sync).
+    public struct RecordWrite: Sendable, Equatable {
+        public var group: UInt32
+        public var client: IPAddress
+        public var real: UInt32
+        public var recGen: UInt32
+        public var service: UInt32
+        public var origin: UInt32
+        public var lastSeenNs: UInt64
+        public var writtenNs: UInt64
+
+        public init(
+            group: UInt32, client: IPAddress, real: UInt32, recGen: UInt32, service: UInt32, origin: UInt32,
+            lastSeenNs: UInt64, writtenNs: UInt64
+        ) {
+            self.group = group
+            self.client = client
+            self.real = real
+            self.recGen = recGen
+            self.service = service
+            self.origin = origin
+            self.lastSeenNs = lastSeenNs
+            self.writtenNs = writtenNs
+        }
+    }
+
+    /// Writes records synced from a peer. The real's generation is the one
+    /// the caller read from the model: if the real failed since, the record
+    /// is born invalid, as the dataplane's own would be.
+    public func installRecords(_ writes: [RecordWrite]) throws {
+        guard !writes.isEmpty else { return }
+        try persist.updateBatch(
+            writes.map { w in
+                var key = tandem_persist_key()
+                key.group = w.group
+                key.client = w.client.abiAddress
+                key.af = w.client.abiFamily
+                var value = tandem_persist()
+                value.real = w.real
+                value.rec_gen = w.recGen
+                value.service = w.service
+                value.origin = w.origin
+                value.last_seen_ns = w.lastSeenNs
+                value.written_ns = w.writtenNs
+                return (key, value)
+            })
     }
 
     /// Deletes the records `matching` selects; returns how many.

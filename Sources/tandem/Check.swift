@@ -44,6 +44,10 @@ struct Check: ParsableCommand {
         var out = "interface \(c.interface) (\(c.xdpMode.rawValue) XDP), pins \(c.pinDirectory), socket \(c.socket)\n"
         out += "node \(c.nodeName)\(c.node == nil ? " (the hostname)" : ""), announce "
         out += c.announce.map { "into routing table \($0.table) (proto 250)\n" } ?? "off\n"
+        if let sync = c.sync {
+            out +=
+                "sync on \(sync.listen) with \(sync.peers.map(\.description).joined(separator: ", ")), secret \(sync.secretFile)\n"
+        }
         out += tablesLine(c.tables) + "\n"
         for (i, group) in groups.enumerated() {
             out +=
@@ -103,6 +107,12 @@ struct Check: ParsableCommand {
         let doc: [String: Any] = [
             "interface": c.interface, "xdp-mode": c.xdpMode.rawValue, "node": c.nodeName,
             "announce": c.announce.map { ["table": Int($0.table)] as Any } ?? NSNull(),
+            "sync": c.sync.map {
+                [
+                    "listen": $0.listen.description, "peers": $0.peers.map(\.description),
+                    "secret-file": $0.secretFile
+                ] as Any
+            } ?? NSNull(),
             "groups": groups, "services": services,
             "tables": [
                 "flows": c.tables.flows, "records": c.tables.records,

@@ -13,11 +13,24 @@ struct AnnouncementTests {
 
     static func facts(
         table: Bool = true, attached: Bool = true, firstChecksDone: Bool = true, drained: Bool = false,
-        adopted: Bool = false, usable: [IPAddress: Bool] = both
+        adopted: Bool = false, usable: [IPAddress: Bool] = both, pullDone: Bool = true
     ) -> Announcement.Facts {
         .init(
             table: table, attached: attached, firstChecksDone: firstChecksDone, drained: drained, adopted: adopted,
-            usable: usable)
+            usable: usable, pullDone: pullDone)
+    }
+
+    @Test("with record sync, a starting node waits for the peers' tables (or the pull's end) before announcing")
+    func waitsForPull() {
+        #expect(Announcement.decide(Self.facts(pullDone: false))[Self.vip4] == .withdraw(.pulling))
+        #expect(Announcement.decide(Self.facts(pullDone: false))[Self.vip6] == .withdraw(.pulling))
+        // Checks not done either: that is said first.
+        #expect(
+            Announcement.decide(Self.facts(firstChecksDone: false, pullDone: false))[Self.vip4] == .withdraw(.starting))
+        // A route the previous run left on adopted pins stays while pulling.
+        #expect(Announcement.decide(Self.facts(adopted: true, pullDone: false))[Self.vip4] == .keep(.pulling))
+        #expect(Announcement.decide(Self.facts(drained: true, pullDone: false))[Self.vip4] == .withdraw(.draining))
+        #expect(Announcement.decide(Self.facts(pullDone: true))[Self.vip4] == .announce)
     }
 
     @Test("announced once attached, checked once, not drained, with a usable real; otherwise withdrawn with the reason")

@@ -146,9 +146,23 @@ struct SnapshotTests {
         let records = [
             RecordReport(
                 group: 1, services: ["shop-http", "shop-https"], client: "198.18.10.1",
-                real: "198.18.0.22", service: "shop-https", ageSeconds: 75)
+                real: "198.18.0.22", service: "shop-https", ageSeconds: 75, node: "lb1"),
+            RecordReport(
+                group: 1, services: ["shop-http", "shop-https"], client: "198.18.10.2",
+                real: "198.18.0.22", service: "shop-http", ageSeconds: 3, node: "lb2")
         ]
         try Self.compare(Text.records(records), "persistence-list.txt")
+        var synced = Self.status
+        synced.sync = [
+            PeerStatus(
+                endpoint: "198.18.1.12:7946", node: "lb2", up: true, recordsSent: 1200, recordsReceived: 840,
+                recordsInstalled: 830, sendErrors: 0, rejected: ["older-than-local": 10], lagMs: 0.42,
+                lastHeardSeconds: 0.3),
+            PeerStatus(
+                endpoint: "198.18.1.13:7946", node: nil, up: false, recordsSent: 1200, recordsReceived: 0,
+                recordsInstalled: 0, sendErrors: 3, rejected: ["bad-mac": 4], lagMs: nil, lastHeardSeconds: nil)
+        ]
+        try Self.compare(Text.status(synced), "status-sync.txt")
         #expect(Text.records([]) == "no records\n")
     }
 }

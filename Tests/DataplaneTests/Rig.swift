@@ -167,6 +167,7 @@ final class Rig {
         value.rec_gen = model.real(real)!.recGen
         value.service = id
         value.last_seen_ns = TestClock.nowNs() &- ageNs  // the program subtracts modulo 2^64 too
+        value.written_ns = value.last_seen_ns
         try dataplane.persist.update(persistKey(service: service, client: client), value)
         return value.last_seen_ns
     }

@@ -165,11 +165,11 @@ extension LabSuites {
                 #expect(fourth.agree == NodesLab.clients.count)
                 #expect(fourth.kept == NodesLab.clients.count, "every node sends each moved client to the same real")
 
-                // The real recovers. Records are each node's own: a node
-                // holding a moved client's new record keeps it there, a
-                // node without one schedules it by the full ring, back to
-                // the recovered real. Measured, not asserted: what record
-                // sync (SPEC §9) is for.
+                // The real recovers. Without record sync (the lab does not
+                // configure it) records are each node's own: a node holding
+                // a moved client's new record keeps it there, a node without
+                // one schedules it by the full ring, back to the recovered
+                // real. Measured, not asserted.
                 try await NodesLab.startPort(failed, 80)
                 for node in nodes {
                     #expect(
@@ -178,7 +178,7 @@ extension LabSuites {
                 }
                 let recovered = NodesLab.tally(
                     try await NodesLab.survey(), before: afterFailure.mapValues { $0.http.real ?? "-" })
-                Self.report("\(failed) recovered (records are not synced between nodes yet)", recovered)
+                Self.report("\(failed) recovered (the lab runs without record sync)", recovered)
             }
         }
 

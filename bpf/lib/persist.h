@@ -82,6 +82,7 @@ static __always_inline void persist_write(const struct tandem_persist_key *k,
 		.rec_gen = rec_gen,
 		.service = svc->id,
 		.last_seen_ns = now,
+		.written_ns = now,
 	};
 
 	bpf_map_update_elem(&persist, k, &rec, BPF_ANY);

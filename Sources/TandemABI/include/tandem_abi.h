@@ -260,8 +260,14 @@ struct tandem_persist {
 	__u32 real;
 	__u32 rec_gen; /* valid only while equal to the real's rec_gen */
 	__u32 service; /* service that made it: other ports = follow hit */
-	__u32 pad;
+	/* Node that wrote it: 0 = this node, else tandem_node_id() of the
+	 * peer whose synced record the controller installed. */
+	__u32 origin;
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	/* When the choice was made (CLOCK_MONOTONIC; a synced record: the
+	 * peer's write time on this clock). A refresh leaves it; the later
+	 * write of a client wins on every node. */
+	__u64 written_ns;
 };
 
 /* svc_stats and backend_stats (per-CPU arrays): counters per service and

@@ -1,0 +1,61 @@
+import Glibc
+
+/// The shared secret of record sync. A secret others can read is no
+/// secret: the file must belong to the user running tandem and carry no
+/// group or other permission bits, as ssh asks of its keys.
+public enum SecretFile {
+    public struct Problem: Error, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    static let maxBytes = 4096
+
+    public static func read(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw Problem(description: "cannot read \(Limits.printable(path)): \(reason)")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw Problem(description: "\(Limits.printable(path)) is not a regular file")
+        }
+        if st.st_uid != geteuid() {
+            throw Problem(
+                description:
+                    "\(Limits.printable(path)) belongs to uid \(st.st_uid), not to the user running tandem (uid \(geteuid())); chown it"
+            )
+        }
+        if st.st_mode & 0o077 != 0 {
+            throw Problem(
+                description:
+                    "\(Limits.printable(path)) can be read or written by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+            )
+        }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        while bytes.count <= maxBytes {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else {
+                throw Problem(description: "cannot read \(Limits.printable(path)): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += buffer[..<n]
+        }
+        if bytes.count > maxBytes {
+            throw Problem(
+                description: "\(Limits.printable(path)) is longer than \(maxBytes) bytes; a secret is 32 to \(maxBytes)"
+            )
+        }
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        if bytes.count < Config.Sync.minSecretBytes {
+            throw Problem(
+                description:
+                    "\(Limits.printable(path)) holds \(bytes.count) bytes; a secret needs at least \(Config.Sync.minSecretBytes) (e.g. 'openssl rand -hex 32 > \(Limits.printable(path))')"
+            )
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,205 @@
+import Configuration
+import Dataplane
+import Foundation
+import Glibc
+import Logging
+import Model
+import NIOCore
+import ServiceLifecycle
+import Sync
+import Control
+
+/// Record sync in `tandem serve`: the transport, and what the controller
+/// does with records (SPEC §9). Records arrive through the controller's
+/// actor, so an install never races a health change's generation bump.
+final class NodeSync: Sendable {
+    let transport: SyncTransport
+    let config: Config.Sync
+    /// How long a starting node waits for its peers' tables.
+    static let pullTimeout: Duration = .seconds(5)
+
+    init(
+        _ config: Config.Sync, node: String, controller: Controller, group: any EventLoopGroup, logger: Logger
+    )
+        throws
+    {
+        self.config = config
+        let engine = SyncEngine(node: node, secret: try config.readSecret(), peers: config.peers)
+        transport = SyncTransport(
+            engine: engine, listen: config.listen, store: ControllerStore(controller: controller), group: group,
+            logger: logger)
+    }
+
+    var engine: SyncEngine { transport.engine }
+
+    /// The writer's id as the `persist` value's `origin` holds it: FNV-1a
+    /// 32 of the node name, never 0 (0 is this node).
+    static func nodeID(_ name: String) -> UInt32 {
+        var h: UInt32 = 2_166_136_261
+        for b in name.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
+        return h == 0 ? 1 : h
+    }
+
+    static func wallMinusMonotonic() -> Int64 {
+        var real = timespec()
+        var mono = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        return (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+    }
+}
+
+struct ControllerStore: SyncStore {
+    let controller: Controller
+
+    func apply(_ records: [SyncRecord], from node: String) async -> (installed: Int, rejected: [Rejection: Int]) {
+        await controller.applySynced(records, from: node)
+    }
+
+    func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) async throws {
+        let (dataplane, rules, timeouts) = await controller.syncTableView()
+        let offset = NodeSync.wallMinusMonotonic()
+        let now = ReadView.monotonicNs()
+        try dataplane.forEachRecordBatch { batch in
+            let live = batch.compactMap { r -> SyncRecord? in
+                guard r.valid, let timeout = timeouts[r.group], now &- r.lastSeenNs < timeout else { return nil }
+                return rules.outgoing(
+                    group: r.group, service: r.service, client: r.client, real: r.real,
+                    writtenNs: UInt64(clamping: Int64(bitPattern: r.writtenNs) &+ offset))
+            }
+            if !live.isEmpty { try body(live) }
+        }
+    }
+}
+
+extension Controller {
+    /// The dataplane, the rules for the model it runs, and each group's
+    /// record timeout, for reading the table off the actor.
+    func syncTableView() -> (Dataplane, SyncRules, [UInt32: UInt64]) {
+        let model = dataplane.applied ?? DataplaneModel()
+        var timeouts: [UInt32: UInt64] = [:]
+        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
+        return (dataplane, SyncRules(model: model), timeouts)
+    }
+
+    /// Installs what the rules allow of records a peer wrote.
+    func applySynced(_ records: [SyncRecord], from node: String) -> (installed: Int, rejected: [Rejection: Int]) {
+        let model = dataplane.applied ?? DataplaneModel()
+        let rules = SyncRules(model: model)
+        var timeouts: [UInt32: UInt64] = [:]
+        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
+        let offset = NodeSync.wallMinusMonotonic()
+        let now = ReadView.monotonicNs()
+        let origin = NodeSync.nodeID(node)
+        syncNames[origin] = node
+        var writes: [Dataplane.RecordWrite] = []
+        var rejected: [Rejection: Int] = [:]
+        for r in records {
+            var local: SyncRules.Local?
+            if let (group, client) = rules.place(r), let held = dataplane.record(group: group, client: client),
+                let address = rules.realAddress(held.real)
+            {
+                let live = held.valid && now &- held.lastSeenNs < (timeouts[group] ?? 0)
+                local = .init(
+                    real: address, writtenNs: UInt64(clamping: Int64(bitPattern: held.writtenNs) &+ offset),
+                    live: live)
+            }
+            switch rules.decide(r, local: local) {
+            case .install(let i):
+                // On this node's clock; a write "in the future" (clocks
+                // apart) counts as now.
+                let written = min(UInt64(clamping: Int64(clamping: i.writtenNs) &- offset), now)
+                writes.append(
+                    .init(
+                        group: i.group, client: i.client, real: i.real, recGen: i.recGen, service: i.service,
+                        origin: origin, lastSeenNs: now, writtenNs: written))
+            case .unchanged: break
+            case .reject(let why): rejected[why, default: 0] += 1
+            }
+        }
+        do {
+            try dataplane.installRecords(writes)
+        } catch {
+            logger.error("sync: cannot install records", metadata: ["peer": "\(node)", "error": "\(error)"])
+            return (0, rejected)
+        }
+        return (writes.count, rejected)
+    }
+
+    /// The peers' tables were taken, or the pull gave up: VIPs may be announced.
+    func syncPullDone(_ results: [SyncTransport.PullResult]) {
+        let reached = results.filter { $0.error == nil }
+        if reached.isEmpty && !results.isEmpty {
+            logger.warning(
+                "sync: no peer's table could be pulled; announcing anyway",
+                metadata: ["peers": "\(results.map { "\($0.peer) (\($0.error ?? "-"))" }.joined(separator: ", "))"])
+        } else {
+            logger.notice(
+                "sync: pulled the peers' tables",
+                metadata: [
+                    "peers": "\(reached.map(\.peer).joined(separator: ","))",
+                    "received": "\(reached.map(\.received).reduce(0, +))",
+                    "installed": "\(reached.map(\.installed).reduce(0, +))",
+                    "unreachable": "\(results.filter { $0.error != nil }.map(\.peer).joined(separator: ","))"
+                ])
+        }
+        pullDone = true
+        announce()
+    }
+
+    /// Node name of a record's `origin` (0: this node).
+    func originName(_ origin: UInt32) -> String {
+        origin == 0 ? node : syncNames[origin] ?? String(format: "node-%08x", origin)
+    }
+}
+
+/// Binds the sync address, pulls the peers' tables (the announce decision
+/// waits for it), then receives and sends heartbeats until shutdown.
+struct SyncService: Service {
+    let sync: NodeSync
+    let controller: Controller
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await sync.transport.start()
+        } catch {
+            throw ControlError("sync: cannot listen on \(sync.config.listen) (UDP and TCP): \(error)")
+        }
+        logger.info(
+            "sync listening",
+            metadata: [
+                "listen": "\(sync.config.listen)",
+                "peers": "\(sync.config.peers.map(\.description).joined(separator: ","))"
+            ])
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await sync.transport.runReceiver() }
+            tasks.addTask {
+                let results = await sync.transport.pullAll(timeout: NodeSync.pullTimeout)
+                await controller.syncPullDone(results)
+                await cancelWhenGracefulShutdown { await sync.transport.runHeartbeat() }
+            }
+            tasks.addTask {
+                try? await gracefulShutdown()
+                await sync.transport.stop()
+            }
+        }
+    }
+}
+
+extension Controller {
+    /// Peers as `status` shows them.
+    func syncPeers() -> [PeerStatus]? {
+        guard let sync else { return nil }
+        return sync.engine.reports().map { PeerStatus($0) }
+    }
+}
+
+extension PeerStatus {
+    init(_ r: PeerReport) {
+        self.init(
+            endpoint: r.endpoint, node: r.node, up: r.up, recordsSent: r.recordsSent,
+            recordsReceived: r.recordsReceived, recordsInstalled: r.recordsInstalled, sendErrors: r.sendErrors,
+            rejected: r.rejected, lagMs: r.lagMs, lastHeardSeconds: r.lastHeardSeconds)
+    }
+}
