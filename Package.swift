@@ -31,6 +31,8 @@ let package = Package(
         ),
         // C shims for the daemon: sd_notify(3) without libsystemd, thread priority.
         .target(name: "CDaemon"),
+        // epoll and eventfd for the health checker's loop (not in Glibc's module).
+        .target(name: "CHealth"),
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
@@ -54,7 +56,7 @@ let package = Package(
         .target(
             name: "Health",
             dependencies: [
-                "Model",
+                "Model", "CHealth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -160,7 +162,9 @@ let package = Package(
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
+                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport", "Sync", "Frames",
+                "BPF",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus")
             ],

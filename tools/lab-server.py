@@ -8,7 +8,8 @@ One listener per process, so one port can be stopped alone:
   lab-server.py query HOST PORT SRC   UDP client: prints the reply (2 s timeout)
   lab-server.py hold HOST PORT SRC DIR
                                       one kept-alive HTTP connection: writes the
-                                      first answer to DIR/0, then for each DIR/go-N
+                                      first answer to DIR/0 (its source port to
+                                      DIR/port), then for each DIR/go-N
                                       asks again on it and writes DIR/N; stops at
                                       DIR/stop (or after 5 minutes)
 Listens on every address (the VIP sits on lo), IPv4 and IPv6.
@@ -83,6 +84,9 @@ def hold(host, port, source, directory):
             f.write(text)
         os.rename(os.path.join(directory, "%d.tmp" % n), os.path.join(directory, str(n)))
 
+    with open(os.path.join(directory, "port.tmp"), "w") as f:
+        f.write(str(sock.getsockname()[1]))
+    os.rename(os.path.join(directory, "port.tmp"), os.path.join(directory, "port"))
     answer(0, ask())
     n, deadline = 1, time.time() + 300
     while time.time() < deadline and not os.path.exists(os.path.join(directory, "stop")):

@@ -27,6 +27,17 @@ static inline struct bpf_object *tandem_object_open_mem(const void *bytes, size_
 	return obj;
 }
 
+/* ring_buffer__new, with libbpf's error (errno, as it returns NULL) stored
+ * in *err before anything can overwrite it. */
+static inline struct ring_buffer *tandem_ring_buffer_new(int map_fd, ring_buffer_sample_fn sample,
+							 void *ctx, int *err)
+{
+	struct ring_buffer *rb = ring_buffer__new(map_fd, sample, ctx, NULL);
+
+	*err = rb ? 0 : errno ? errno : EINVAL;
+	return rb;
+}
+
 /* The interface an XDP link is attached to: 0 once its netdev is gone,
  * -errno when the link cannot be read. */
 static inline long long tandem_xdp_link_ifindex(int fd)

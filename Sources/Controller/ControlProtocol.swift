@@ -143,6 +143,8 @@ public struct StatusReport: Codable, Sendable {
     public var vips: [VIPReport] = []
     /// Record sync peers; nil without `sync`.
     public var sync: [PeerStatus]? = nil
+    /// How the health checks keep up; nil when none run.
+    public var checks: ChecksReport? = nil
 }
 
 public struct VIPReport: Codable, Sendable, Equatable {
@@ -160,6 +162,37 @@ public struct VIPReport: Codable, Sendable, Equatable {
         self.announced = announced
         self.reason = reason
         self.services = services
+    }
+}
+
+/// The health checker against its schedule (HealthChecker.stats).
+public struct ChecksReport: Codable, Sendable, Equatable {
+    /// Distinct probes: identical checks of several services count once.
+    public var probes: Int
+    public var scheduledPerSecond: Double
+    /// Checks started per second in the latest round.
+    public var donePerSecond: Double
+    /// A round: the longest interval.
+    public var roundSeconds: Double
+    /// How late the latest round's latest check started.
+    public var latenessSeconds: Double
+    /// Checks skipped in the latest round, and since the start.
+    public var missed: UInt64
+    public var missedTotal: UInt64
+    public var behind: Bool
+
+    public init(
+        probes: Int, scheduledPerSecond: Double, donePerSecond: Double, roundSeconds: Double,
+        latenessSeconds: Double, missed: UInt64, missedTotal: UInt64, behind: Bool
+    ) {
+        self.probes = probes
+        self.scheduledPerSecond = scheduledPerSecond
+        self.donePerSecond = donePerSecond
+        self.roundSeconds = roundSeconds
+        self.latenessSeconds = latenessSeconds
+        self.missed = missed
+        self.missedTotal = missedTotal
+        self.behind = behind
     }
 }
 

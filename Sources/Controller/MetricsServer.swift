@@ -186,6 +186,7 @@ extension ReadView {
                 ),
                 key: "syns/\(state)", to: count)
         }
+        if let c = status.checks { publishChecks(metrics, c) }
         for (reason, count) in dataplane.packetReasons() {
             metrics.advance(
                 registry.counter(
@@ -282,6 +283,33 @@ final class ControllerMetrics: @unchecked Sendable {
         let delta = value >= previous ? value - previous : value
         if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
         last[key] = value
+    }
+}
+
+extension ReadView {
+    /// Whether the health checks keep up with their schedule.
+    func publishChecks(_ metrics: ControllerMetrics, _ c: ChecksReport) {
+        let registry = metrics.registry
+        for (name, value, help) in [
+            ("tandem_health_probes", Double(c.probes), "distinct health probes running (shared checks count once)"),
+            (
+                "tandem_health_checks_scheduled_per_second", c.scheduledPerSecond,
+                "checks a second the intervals ask for"
+            ),
+            ("tandem_health_checks_done_per_second", c.donePerSecond, "checks started a second in the latest round"),
+            (
+                "tandem_health_round_lateness_seconds", c.latenessSeconds,
+                "how late the latest round's latest check started"
+            ),
+            ("tandem_health_behind", c.behind ? 1 : 0, "1 while checks are skipped or run over a tenth of a round late")
+        ] {
+            registry.gauge(name, labels: [], help: help).set(to: value)
+        }
+        metrics.advance(
+            registry.counter(
+                "tandem_health_checks_missed_total", labels: [],
+                help: "checks skipped because the checker was a whole interval behind"),
+            key: "health/missed", to: c.missedTotal)
     }
 }
 

@@ -40,6 +40,46 @@ final class NodeSync: Sendable {
         return h == 0 ? 1 : h
     }
 
+    /// What the rules for `model` allow of records node `origin` wrote,
+    /// as writes into `dataplane`, and why not the rest.
+    static func plan(
+        _ records: [SyncRecord], origin: UInt32, dataplane: Dataplane, model: DataplaneModel
+    )
+        -> (writes: [Dataplane.RecordWrite], rejected: [Rejection: Int])
+    {
+        let rules = SyncRules(model: model)
+        var timeouts: [UInt32: UInt64] = [:]
+        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
+        let offset = NodeSync.wallMinusMonotonic()
+        let now = ReadView.monotonicNs()
+        var writes: [Dataplane.RecordWrite] = []
+        var rejected: [Rejection: Int] = [:]
+        for r in records {
+            var local: SyncRules.Local?
+            if let (group, client) = rules.place(r), let held = dataplane.record(group: group, client: client),
+                let address = rules.realAddress(held.real)
+            {
+                let live = held.valid && now &- held.lastSeenNs < (timeouts[group] ?? 0)
+                local = .init(
+                    real: address, writtenNs: UInt64(clamping: Int64(bitPattern: held.writtenNs) &+ offset),
+                    live: live)
+            }
+            switch rules.decide(r, local: local) {
+            case .install(let i):
+                // On this node's clock; a write "in the future" (clocks
+                // apart) counts as now.
+                let written = min(UInt64(clamping: Int64(clamping: i.writtenNs) &- offset), now)
+                writes.append(
+                    .init(
+                        group: i.group, client: i.client, real: i.real, recGen: i.recGen, service: i.service,
+                        origin: origin, lastSeenNs: now, writtenNs: written))
+            case .unchanged: break
+            case .reject(let why): rejected[why, default: 0] += 1
+            }
+        }
+        return (writes, rejected)
+    }
+
     static func wallMinusMonotonic() -> Int64 {
         var real = timespec()
         var mono = timespec()
@@ -84,39 +124,10 @@ extension Controller {
 
     /// Installs what the rules allow of records a peer wrote.
     func applySynced(_ records: [SyncRecord], from node: String) -> (installed: Int, rejected: [Rejection: Int]) {
-        let model = dataplane.applied ?? DataplaneModel()
-        let rules = SyncRules(model: model)
-        var timeouts: [UInt32: UInt64] = [:]
-        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
-        let offset = NodeSync.wallMinusMonotonic()
-        let now = ReadView.monotonicNs()
         let origin = NodeSync.nodeID(node)
         syncNames[origin] = node
-        var writes: [Dataplane.RecordWrite] = []
-        var rejected: [Rejection: Int] = [:]
-        for r in records {
-            var local: SyncRules.Local?
-            if let (group, client) = rules.place(r), let held = dataplane.record(group: group, client: client),
-                let address = rules.realAddress(held.real)
-            {
-                let live = held.valid && now &- held.lastSeenNs < (timeouts[group] ?? 0)
-                local = .init(
-                    real: address, writtenNs: UInt64(clamping: Int64(bitPattern: held.writtenNs) &+ offset),
-                    live: live)
-            }
-            switch rules.decide(r, local: local) {
-            case .install(let i):
-                // On this node's clock; a write "in the future" (clocks
-                // apart) counts as now.
-                let written = min(UInt64(clamping: Int64(clamping: i.writtenNs) &- offset), now)
-                writes.append(
-                    .init(
-                        group: i.group, client: i.client, real: i.real, recGen: i.recGen, service: i.service,
-                        origin: origin, lastSeenNs: now, writtenNs: written))
-            case .unchanged: break
-            case .reject(let why): rejected[why, default: 0] += 1
-            }
-        }
+        let (writes, rejected) = NodeSync.plan(
+            records, origin: origin, dataplane: dataplane, model: dataplane.applied ?? DataplaneModel())
         do {
             try dataplane.installRecords(writes)
         } catch {
@@ -172,8 +183,19 @@ struct SyncService: Service {
                 "listen": "\(sync.config.listen)",
                 "peers": "\(sync.config.peers.map(\.description).joined(separator: ","))"
             ])
+        let feed: RecordFeed?
+        do {
+            feed = try RecordFeed(dataplane: controller.dataplane)
+        } catch {
+            feed = nil
+            logger.error(
+                "sync: cannot read the dataplane's record writes; only pulls move this node's records",
+                metadata: ["error": "\(error)"])
+        }
+        feed?.start(logger: logger)
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await sync.transport.runReceiver() }
+            if let feed { tasks.addTask { await feed.run(sync: sync, controller: controller, logger: logger) } }
             tasks.addTask {
                 let results = await sync.transport.pullAll(timeout: NodeSync.pullTimeout)
                 await controller.syncPullDone(results)
@@ -181,6 +203,7 @@ struct SyncService: Service {
             }
             tasks.addTask {
                 try? await gracefulShutdown()
+                feed?.stop()
                 await sync.transport.stop()
             }
         }

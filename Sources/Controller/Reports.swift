@@ -18,6 +18,7 @@ struct ReadView: Sendable {
     let census: Dataplane.Census?
     let censusAt: ContinuousClock.Instant?
     let probes: [ProbeTarget: ProbeStatus]
+    var checkStats: CheckerStats? = nil
     let configPath: String
     let started: ContinuousClock.Instant
     let rates: RateTracker
@@ -40,7 +41,7 @@ extension Controller {
     func readView() -> ReadView {
         ReadView(
             dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
-            probes: checker?.snapshot() ?? [:], configPath: configPath,
+            probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
             started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
             node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports(),
             syncPeers: syncPeers(), originNames: syncNames)
@@ -102,7 +103,8 @@ extension ReadView {
             recordCapacity: fill.recordCapacity,
             countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
             pressure: TablePressure(dataplane.tableCounters()), services: services,
-            node: node, announceTable: announceTable, drained: drained, vips: vips, sync: syncPeers)
+            node: node, announceTable: announceTable, drained: drained, vips: vips, sync: syncPeers,
+            checks: checkStats.flatMap { $0.probes > 0 ? ChecksReport($0) : nil })
     }
 
     func stats() -> StatsReport {
@@ -225,6 +227,15 @@ extension TablePressure {
         flowsWrittenFull = t.flowsWrittenFull
         recordsWritten = t.recordsWritten
         recordsWrittenFull = t.recordsWrittenFull
+    }
+}
+
+extension ChecksReport {
+    init(_ s: CheckerStats) {
+        self.init(
+            probes: s.probes, scheduledPerSecond: s.scheduledPerSecond, donePerSecond: s.donePerSecond,
+            roundSeconds: Double(s.roundNs) / 1e9, latenessSeconds: Double(s.latenessNs) / 1e9, missed: s.missed,
+            missedTotal: s.missedTotal, behind: s.behind)
     }
 }
 

@@ -10,6 +10,7 @@ public enum Text {
             "Tandem on \(s.interface) (\(s.xdpMode) XDP), up \(duration(s.uptimeSeconds)), config \(s.configPath)\n"
         out += "flows \(s.flows)/\(s.flowCapacity)  records \(s.records)/\(s.recordCapacity)\n"
         out += pressure(s.pressure)
+        if let c = s.checks { out += checks(c) + "\n" }
         out += announcements(s)
         out += syncPeers(s)
         out += "Prot LocalAddress:Port Scheduler Flags\n"
@@ -41,6 +42,17 @@ public enum Text {
             out += line + "\n"
         }
         return out
+    }
+
+    /// "checks 10000/s done of 10000/s scheduled (10000 probes), latest round (1s): 2ms late, 0 missed".
+    static func checks(_ c: ChecksReport) -> String {
+        var line =
+            "checks \(String(format: "%.0f", c.donePerSecond))/s done of \(String(format: "%.0f", c.scheduledPerSecond))/s scheduled (\(c.probes) probes), "
+            + "latest round (\(DurationText.format(UInt64(c.roundSeconds * 1e9)))): "
+            + "\(DurationText.format(UInt64(c.latenessSeconds * 1e9))) late, \(c.missed) missed"
+        if c.missedTotal > 0 { line += " (\(c.missedTotal) since start)" }
+        if c.behind { line += "  BEHIND SCHEDULE" }
+        return line
     }
 
     /// The node's name and each VIP's route in the announce table.

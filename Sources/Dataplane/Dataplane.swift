@@ -37,6 +37,7 @@ public final class Dataplane: @unchecked Sendable {
     let svcGens: BPFMap<UInt32, UInt32>
     let portFilter: BPFMap<UInt32, tandem_port_filter>
     let node: BPFMap<UInt32, tandem_node>
+    let recordEventsLost: BPFMap<UInt32, UInt64>
 
     /// What the maps hold, as last written by `apply`.
     public private(set) var applied: DataplaneModel?
@@ -85,6 +86,7 @@ public final class Dataplane: @unchecked Sendable {
         synChoices = try object.map("syn_choices")
         tableStats = try object.map("table_stats")
         fillCounts = try object.map("table_fill")
+        recordEventsLost = try object.map("record_events_lost")
         try writeTableCapacities()
     }
 
@@ -164,6 +166,7 @@ public final class Dataplane: @unchecked Sendable {
         try check("syn_choices", tandem_flow_key.self, tandem_syn_choice.self)
         try check("table_stats", UInt32.self, UInt64.self)
         try check("table_fill", UInt32.self, tandem_table_fill.self)
+        try check("record_events_lost", UInt32.self, UInt64.self)
     }
 }
 

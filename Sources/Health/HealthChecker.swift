@@ -41,12 +41,27 @@ public struct ProbeStatus: Sendable, Equatable {
     public var checks: UInt64 = 0
     public var failures: UInt64 = 0
     public var transitions: UInt64 = 0
+
+    /// Counts one result; true when the state flipped.
+    mutating func count(_ result: ProbeResult) -> Bool {
+        checks += 1
+        if !result.ok { failures += 1 }
+        last = result
+        let flipped = state.record(result.ok)
+        if flipped { transitions += 1 }
+        return flipped
+    }
 }
 
-/// Runs every probe on its own schedule (interval with ±10 % jitter, a
-/// random first delay so checks do not fire in lockstep), counts results
-/// with `RiseFall`, and reports each up/down transition on `transitions`,
-/// in the order they happened.
+/// Runs every probe on its own fixed schedule (its phase within its
+/// interval, see `Phases`) on `CheckLoop`s, counts results with `RiseFall`,
+/// and reports each up/down transition on `transitions`, in the order they
+/// happened.
+///
+/// Targets that differ only in rise, fall or the check's `port` key (with
+/// the same port reached) share one probe: several services checking a real
+/// the same way cost one check, and each counts the result with its own
+/// rise and fall.
 public final class HealthChecker: Sendable {
     /// A target went up or down.
     public struct Transition: Sendable, Equatable {
@@ -68,100 +83,183 @@ public final class HealthChecker: Sendable {
     public let transitions: AsyncStream<Transition>
     private let continuation: AsyncStream<Transition>.Continuation
 
-    private let group: any EventLoopGroup
-    private let prober: Prober
+    let loops: [CheckLoop]
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
+    /// One target fed by a probe.
+    private struct Subscriber {
+        var target: ProbeTarget
+        var status: ProbeStatus
+        /// Its last transition did not fit in the buffer.
+        var unsent = false
+    }
+
+    /// One probe and the targets it feeds. A result finds them by the
+    /// probe's id: no hashing of targets per check.
+    private struct Shared {
+        var loop: Int
+        var subscribers: [Subscriber]
+    }
+
     private struct State {
-        var probes: [ProbeTarget: ProbeStatus] = [:]
-        var generation: [ProbeTarget: UInt64] = [:]
-        var nextGeneration: UInt64 = 0
-        /// Targets whose last transition did not fit in the buffer.
-        var unsent: Set<ProbeTarget> = []
+        var shared: [UInt64: Shared] = [:]
+        /// Probe id by probe key (`key(of:)`), and by target.
+        var ids: [ProbeTarget: UInt64] = [:]
+        var targets: [ProbeTarget: UInt64] = [:]
+        var nextID: UInt64 = 0
+        var phases = Phases()
         var stopped = false
     }
 
-    /// `buffer`: transitions held for a slow consumer.
-    public init(group: any EventLoopGroup, logger: Logger, buffer: Int = 4096) throws {
-        self.group = group
-        self.prober = try Prober(group: group)
+    /// `buffer`: transitions held for a slow consumer. `loops`: threads
+    /// running probes (one handles 10,000 checks a second; see
+    /// BENCHMARKS.md). tls and https checks run on `group`.
+    public init(group: any EventLoopGroup, logger: Logger, buffer: Int = 4096, loops: Int = 1) throws {
+        let prober = try Prober(group: group)
         self.logger = logger
         (transitions, continuation) = AsyncStream.makeStream(
             of: Transition.self,
             bufferingPolicy: .bufferingOldest(max(1, buffer)))
+        let external: CheckLoop.External = { target, done in
+            prober.probe(target, on: group.next()).whenSuccess(done)
+        }
+        self.loops = try (0..<max(1, loops)).map { i in
+            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, external: external)
+        }
+    }
+
+    deinit {
+        for loop in loops { loop.stop() }
+    }
+
+    /// What identical checks share: the address, port, kind with its
+    /// options, interval and timeout.
+    static func key(of target: ProbeTarget) -> ProbeTarget {
+        var key = target
+        key.check.timing.rise = 0
+        key.check.timing.fall = 0
+        key.check.port = nil
+        return key
     }
 
     /// Probes exactly `targets` from now on. A target already running keeps
     /// its counters; a new one starts in the given state (true = up).
     public func update(_ targets: [ProbeTarget: Bool]) {
-        let started: [(ProbeTarget, UInt64)] = state.withLockedValue { s in
-            guard !s.stopped else { return [] }
-            for gone in s.probes.keys where targets[gone] == nil {
-                s.probes[gone] = nil
-                s.generation[gone] = nil
-                s.unsent.remove(gone)
+        state.withLockedValue { s in
+            guard !s.stopped else { return }
+            var removed = [[UInt64]](repeating: [], count: loops.count)
+            var added = [[CheckLoop.Spec]](repeating: [], count: loops.count)
+            for (gone, id) in s.targets where targets[gone] == nil {
+                s.targets[gone] = nil
+                guard var shared = s.shared[id] else { continue }
+                shared.subscribers.removeAll { $0.target == gone }
+                if shared.subscribers.isEmpty {
+                    removed[shared.loop].append(id)
+                    s.shared[id] = nil
+                    s.ids[Self.key(of: gone)] = nil
+                } else {
+                    s.shared[id] = shared
+                }
             }
-            var new: [(ProbeTarget, UInt64)] = []
-            for (target, up) in targets where s.probes[target] == nil && target.check.kind != .none {
-                s.nextGeneration += 1
-                s.probes[target] = ProbeStatus(
-                    state: RiseFall(
-                        up: up, rise: target.check.timing.rise,
-                        fall: target.check.timing.fall))
-                s.generation[target] = s.nextGeneration
-                new.append((target, s.nextGeneration))
+            let now = monotonicNs()
+            for (target, up) in targets where s.targets[target] == nil && target.check.kind != .none {
+                let subscriber = Subscriber(
+                    target: target,
+                    status: ProbeStatus(
+                        state: RiseFall(up: up, rise: target.check.timing.rise, fall: target.check.timing.fall)))
+                let key = Self.key(of: target)
+                if let id = s.ids[key] {
+                    s.targets[target] = id
+                    s.shared[id]!.subscribers.append(subscriber)
+                    continue
+                }
+                s.nextID += 1
+                let id = s.nextID
+                let loop = Int(id % UInt64(loops.count))
+                s.shared[id] = Shared(loop: loop, subscribers: [subscriber])
+                s.ids[key] = id
+                s.targets[target] = id
+                let due = Phases.firstDue(
+                    now: now, intervalNs: target.check.timing.intervalNs, phase: s.phases.next())
+                added[loop].append(
+                    CheckLoop.Spec(id: id, target: key, firstDue: due) { [weak self] result in
+                        self?.record(id, result)
+                    })
             }
-            return new
-        }
-        for (target, generation) in started {
-            let interval = Int64(clamping: target.check.timing.intervalNs)
-            schedule(
-                target, generation: generation, on: group.next(),
-                after: .nanoseconds(Int64.random(in: 0...max(1, interval))))
+            // Posted under the lock: a later update's commands come after.
+            for (i, loop) in loops.enumerated() {
+                if !removed[i].isEmpty { loop.remove(removed[i]) }
+                if !added[i].isEmpty { loop.add(added[i]) }
+            }
         }
     }
 
-    public func snapshot() -> [ProbeTarget: ProbeStatus] { state.withLockedValue { $0.probes } }
+    public func snapshot() -> [ProbeTarget: ProbeStatus] {
+        state.withLockedValue { s in
+            var all: [ProbeTarget: ProbeStatus] = [:]
+            all.reserveCapacity(s.targets.count)
+            for shared in s.shared.values {
+                for sub in shared.subscribers { all[sub.target] = sub.status }
+            }
+            return all
+        }
+    }
+
+    /// How the checks keep up with their schedule, over every loop.
+    public func stats() -> CheckerStats {
+        let now = monotonicNs()
+        var stats = CheckerStats()
+        for loop in loops {
+            let p = loop.published.withLockedValue { $0 }
+            stats.probes += p.probes
+            stats.scheduledPerSecond += p.scheduledPerSecond
+            stats.checksTotal += p.startedTotal
+            stats.missedTotal += p.missedTotal
+            stats.roundNs = max(stats.roundNs, p.roundNs)
+            guard p.probes > 0 else { continue }
+            if now >= p.latestEnd + 2 * p.roundNs {
+                // The loop has not closed a round since: it is stuck.
+                stats.latenessNs = max(stats.latenessNs, now - p.latestEnd - p.roundNs)
+                stats.missed += 1
+            } else {
+                stats.donePerSecond += Double(p.latest.started) * 1e9 / Double(p.roundNs)
+                stats.latenessNs = max(stats.latenessNs, p.latest.latenessNs)
+                stats.missed += p.latest.missed
+            }
+        }
+        return stats
+    }
 
     /// Stops every probe and ends `transitions` (after what it holds).
     public func stop() {
         state.withLockedValue {
-            $0.stopped = true; $0.probes = [:]; $0.generation = [:]; $0.unsent = []
+            $0.stopped = true; $0.shared = [:]; $0.ids = [:]; $0.targets = [:]
         }
+        for loop in loops { loop.stop() }
         continuation.finish()
     }
 
-    private func schedule(_ target: ProbeTarget, generation: UInt64, on loop: any EventLoop, after delay: TimeAmount) {
-        loop.scheduleTask(in: delay) { [self] in
-            guard isCurrent(target, generation) else { return }
-            prober.probe(target, on: loop).whenSuccess { [self] result in
-                record(target, generation: generation, result: result)
-                let interval = Double(target.check.timing.intervalNs)
-                let next = Int64(interval * Double.random(in: 0.9...1.1))
-                schedule(target, generation: generation, on: loop, after: .nanoseconds(next))
+    /// Counts one result for every target of probe `id`. Runs on the
+    /// probe's loop, one result at a time per probe, so a target's
+    /// transitions enter the stream in order.
+    private func record(_ id: UInt64, _ result: ProbeResult) {
+        let counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool)] = state.withLockedValue { s in
+            guard s.shared[id] != nil else { return [] }
+            var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
+            for i in s.shared[id]!.subscribers.indices {
+                let flipped = s.shared[id]!.subscribers[i].status.count(result)
+                let sub = s.shared[id]!.subscribers[i]
+                if flipped || sub.unsent { counted.append((sub.target, flipped, sub.status.state.up, sub.unsent)) }
             }
+            return counted
+        }
+        for (target, flipped, up, unsent) in counted {
+            send(target, flipped: flipped, up: up, unsent: unsent, result: result)
         }
     }
 
-    private func isCurrent(_ target: ProbeTarget, _ generation: UInt64) -> Bool {
-        state.withLockedValue { !$0.stopped && $0.generation[target] == generation }
-    }
-
-    /// Counts one result. Runs on the target's event loop, one result at a
-    /// time per target, so a target's transitions enter the stream in order.
-    private func record(_ target: ProbeTarget, generation: UInt64, result: ProbeResult) {
-        let counted: (flipped: Bool, up: Bool, unsent: Bool)? = state.withLockedValue { s in
-            guard s.generation[target] == generation, var status = s.probes[target] else { return nil }
-            status.checks += 1
-            if !result.ok { status.failures += 1 }
-            status.last = result
-            let flipped = status.state.record(result.ok)
-            if flipped { status.transitions += 1 }
-            s.probes[target] = status
-            return (flipped, status.state.up, s.unsent.contains(target))
-        }
-        guard case let (flipped, up, unsent)? = counted, flipped || unsent else { return }
+    private func send(_ target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool, result: ProbeResult) {
         let reason: String
         if !flipped {
             reason = "state sent again: the transition buffer was full"
@@ -183,8 +281,10 @@ public final class HealthChecker: Sendable {
         @unknown default: sent = false
         }
         state.withLockedValue { s in
-            guard s.generation[target] == generation else { return }
-            if sent { s.unsent.remove(target) } else { s.unsent.insert(target) }
+            guard let id = s.targets[target],
+                let i = s.shared[id]?.subscribers.firstIndex(where: { $0.target == target })
+            else { return }
+            s.shared[id]!.subscribers[i].unsent = !sent
         }
         if !sent && !unsent {
             logger.error(

@@ -1,10 +1,12 @@
 import Model
 import Glibc
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import Logging
 
 /// One thing to check: an address, a port and how. Services that check the
 /// same target share one probe.
@@ -38,8 +40,9 @@ public enum ProbeResult: Sendable, Equatable {
     public var ok: Bool { self == .success }
 }
 
-/// Runs single probes on SwiftNIO, one function per kind of check. Every
-/// probe ends within the check's timeout.
+/// Runs single probes, one function per kind of check: tcp and http on the
+/// process's one-off `CheckLoop` (raw sockets), tls and https on SwiftNIO
+/// with NIOSSL. Every probe ends within the check's timeout.
 public struct Prober: Sendable {
     let group: any EventLoopGroup
     let insecure: NIOSSLContext
@@ -59,17 +62,35 @@ public struct Prober: Sendable {
     public func probe(_ target: ProbeTarget, on loop: (any EventLoop)? = nil) -> EventLoopFuture<ProbeResult> {
         let loop = loop ?? group.next()
         switch target.check.kind {
-        case .tcp: return tcp(target, on: loop)
-        case .http(let options): return http(target, options, tls: nil, on: loop)
+        case .tcp, .http: return oneOff(target, on: loop)
         case .https(let options, let secure): return http(target, options, tls: secure, on: loop)
         case .tls(let options): return tls(target, options, on: loop)
         case .none: return loop.makeSucceededFuture(.success)
         }
     }
 
-    /// `tcp`: the connection is accepted.
-    func tcp(_ target: ProbeTarget, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
-        connect(target, on: loop, connected: { $0.finish(.success) })
+    /// Probes outside a `HealthChecker` share one loop, started on first use.
+    static let oneOffLoop = Result {
+        try CheckLoop(name: "tandem-probe", logger: Logger(label: "tandem.health")) { _, done in
+            done(.failure("tls and https checks do not run here"))
+        }
+    }
+    static let oneOffIDs = NIOLockedValueBox<UInt64>(1 << 62)
+
+    /// `tcp` (the connection is accepted) and `http`, once.
+    func oneOff(_ target: ProbeTarget, on loop: any EventLoop) -> EventLoopFuture<ProbeResult> {
+        let promise = loop.makePromise(of: ProbeResult.self)
+        switch Self.oneOffLoop {
+        case .success(let checks):
+            let id = Self.oneOffIDs.withLockedValue { id in
+                id += 1
+                return id
+            }
+            checks.add([CheckLoop.Spec(id: id, target: target, firstDue: nil) { promise.succeed($0) }])
+        case .failure(let error):
+            promise.succeed(.failure("cannot run checks: \(error)"))
+        }
+        return promise.futureResult
     }
 
     /// `tls`: the handshake completes.
@@ -80,7 +101,7 @@ public struct Prober: Sendable {
         }
     }
 
-    /// `http` and `https`: one request, judged by its status code and, if
+    /// `https`: one request over TLS, judged by its status code and, if
     /// asked, its body.
     func http(
         _ target: ProbeTarget, _ options: HTTPOptions, tls: TLSOptions?,
@@ -238,14 +259,19 @@ final class HTTPProbeHandler: ChannelInboundHandler {
         }
     }
 
-    private func judge() -> ProbeResult {
+    private func judge() -> ProbeResult { options.judge(status: status, body: Array(body.utf8)) }
+}
+
+extension HTTPOptions {
+    /// An http or https check's verdict on a response.
+    func judge(status: Int?, body: [UInt8]) -> ProbeResult {
         guard let status else { return .failure("no HTTP response") }
-        guard options.expect.contains(where: { $0.contains(status) }) else {
+        guard expect.contains(where: { $0.contains(status) }) else {
             return .failure(
-                "HTTP \(status), expected \(options.expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))"
+                "HTTP \(status), expected \(expect.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ","))"
             )
         }
-        if let pattern = options.body, !body.contains(pattern) {
+        if let pattern = self.body, !String(decoding: body, as: UTF8.self).contains(pattern) {
             return .failure("HTTP \(status) but the body lacks \"\(pattern)\"")
         }
         return .success

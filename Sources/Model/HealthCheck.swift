@@ -47,19 +47,26 @@ public struct HTTPOptions: Hashable, Sendable {
     public var expect: [ClosedRange<Int>]
     /// Substring the body must contain.
     public var body: String?
+    /// http only: keep the connection for the next check when the real
+    /// allows it (HTTP/1.1 keep-alive); false opens one per check, with
+    /// `Connection: close`. https checks open one per check either way.
+    public var keepAlive: Bool
 
     public init(
         method: String = "GET", path: String = "/", host: String? = nil,
-        expect: [ClosedRange<Int>] = [200...299], body: String? = nil
+        expect: [ClosedRange<Int>] = [200...299], body: String? = nil, keepAlive: Bool = true
     ) {
         self.method = method
         self.path = path
         self.host = host
         self.expect = expect
         self.body = body
+        self.keepAlive = keepAlive
     }
 
     static let keys = ["method", "path", "host", "expect", "body"]
+    /// Keys of http checks only.
+    static let plainKeys = ["keep-alive"]
 
     /// A CR or LF would let the config write extra headers or requests.
     static func fitsRequestLine(_ text: String) -> Bool {
@@ -126,7 +133,11 @@ extension HealthCheck.Kind {
     /// Every kind, in the order error messages list them.
     static let all: [Entry] = [
         Entry(name: "tcp", keys: []) { _ in .tcp },
-        Entry(name: "http", keys: HTTPOptions.keys) { .http(HTTPOptions(reading: &$0)) },
+        Entry(name: "http", keys: HTTPOptions.keys + HTTPOptions.plainKeys) { o in
+            var options = HTTPOptions(reading: &o)
+            if let keep = o.bool("keep-alive") { options.keepAlive = keep }
+            return .http(options)
+        },
         Entry(name: "https", keys: HTTPOptions.keys + TLSOptions.keys) {
             .https(HTTPOptions(reading: &$0), TLSOptions(reading: &$0))
         },
@@ -206,6 +217,7 @@ extension HealthCheck {
     public var summary: String {
         var text = kind.name
         if let http = kind.http { text += " \(http.method) \(http.path)" }
+        if case .http(let http) = kind, !http.keepAlive { text += " keep-alive off" }
         if kind != .none {
             text += " every \(DurationText.format(timing.intervalNs)) rise \(timing.rise) fall \(timing.fall)"
         }

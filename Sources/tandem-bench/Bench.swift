@@ -49,6 +49,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Spoofed SYNs of the flood row (in the lab).")
     var floodSyns = 3_000_000
 
+    @Option(help: "Prefix of the two network namespaces of the health rows (<prefix>-c, <prefix>-s).")
+    var checkNetns = "tdm-hc"
+
     @Option(help: "Seconds of each live-packet measurement (each program, each round).")
     var liveSeconds = 1.0
     @Option(help: "Rounds of the live-packet rows; programs alternate within a round.")
@@ -65,7 +68,7 @@ struct Bench: AsyncParsableCommand {
 
     @Option(
         help:
-            "Which rows, one or several joined by commas: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller."
+            "Which rows, one or several joined by commas: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller, health (checks beside HAProxy's)."
     )
     var only = "all"
 
@@ -79,10 +82,12 @@ struct Bench: AsyncParsableCommand {
         guard (1...11_000).contains(clients) else { throw ValidationError("--clients must be 1...11000") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
-        guard !parts.isEmpty, parts.allSatisfy(["all", "paths", "live", "flood", "connections", "controller"].contains)
+        guard !parts.isEmpty,
+            parts.allSatisfy(["all", "paths", "live", "flood", "connections", "controller", "health"].contains)
         else {
             throw ValidationError(
-                "--only must be all, paths, live, flood, connections or controller (or several, joined by commas)")
+                "--only must be all, paths, live, flood, connections, controller or health (or several, joined by commas)"
+            )
         }
         guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency)
         else {
@@ -96,9 +101,12 @@ struct Bench: AsyncParsableCommand {
         guard (2...1024).contains(applyServices), (1...64).contains(applyReals) else {
             throw ValidationError("--apply-services must be 2...1024 and --apply-reals 1...64")
         }
-        guard (1...62_500).contains(checkReals), (1...600).contains(checkSeconds) else {
-            throw ValidationError("--check-reals must be 1...62500 and --check-seconds 1...600")
+        guard (100...62_500).contains(checkReals), (1...600).contains(checkSeconds) else {
+            throw ValidationError("--check-reals must be 100...62500 and --check-seconds 1...600")
         }
+        guard !checkNetns.isEmpty, checkNetns.count <= 20,
+            checkNetns.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" })
+        else { throw ValidationError("--check-netns must be 1 to 20 letters, digits or dashes") }
     }
 
     /// The row sets --only names.
@@ -133,9 +141,9 @@ struct Bench: AsyncParsableCommand {
         if wants("controller") {
             try ControllerBench.apply(
                 services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
-            for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
-                try await ControllerBench.health(count: checkReals, kind: kind, seconds: checkSeconds, into: &table)
-            }
+        }
+        if wants("health") {
+            try await HealthBench(count: checkReals, seconds: checkSeconds, netns: checkNetns).measure(into: &table)
         }
         print(markdown ? table.markdown : table.text)
     }

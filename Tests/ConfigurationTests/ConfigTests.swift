@@ -414,8 +414,16 @@ struct ConfigTests {
             (
                 "{ type: tcp, paht: /x }",
                 [
-                    "t.yaml:24: services.shop-https.check.paht: unknown key (expected one of: interval, timeout, rise, fall, type, method, path, host, expect, body, verify, port)"
+                    "t.yaml:24: services.shop-https.check.paht: unknown key (expected one of: interval, timeout, rise, fall, type, method, path, host, expect, body, keep-alive, verify, port)"
                 ]
+            ),
+            (
+                "{ type: http, keep-alive: sometimes }",
+                ["t.yaml:24: services.shop-https.check.keep-alive: must be true or false"]
+            ),
+            (
+                "{ type: https, keep-alive: false }",
+                ["t.yaml:24: services.shop-https.check.keep-alive: applies to http checks only (type is https)"]
             )
         ])
     func checkErrors(mapping: String, expected: [String]) {

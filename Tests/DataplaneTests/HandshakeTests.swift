@@ -80,9 +80,11 @@ struct HandshakeTests {
         let t = rig.dataplane.tableCounters()
         #expect(rig.dataplane.records().count <= 1024 && rig.dataplane.flowCount() <= 1024)
         #expect(t.recordsWritten == 3000 && t.flowsWritten == 3000)
-        // About 2,000 of the 3,000 writes found the table full.
-        #expect((1500...2100).contains(t.recordsWrittenFull), "\(t)")
-        #expect((1500...2100).contains(t.flowsWrittenFull), "\(t)")
+        // About 2,000 of the 3,000 writes found the table full. Each CPU
+        // reads the table's fill again only every 256 of its own writes, so
+        // a test run that moves between CPUs counts some of them late.
+        #expect((1000...2100).contains(t.recordsWrittenFull), "\(t)")
+        #expect((1000...2100).contains(t.flowsWrittenFull), "\(t)")
     }
 
     @Test("a ring change between a SYN and its ACK: the ACK still reaches the SYN's real")

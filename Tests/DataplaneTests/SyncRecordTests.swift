@@ -58,4 +58,64 @@ struct SyncRecordTests {
         ])
         #expect(rig.dataplane.record(group: service.group, client: IPAddress("198.18.10.8")!)?.valid == false)
     }
+
+    @Test(
+        "record writes reach the reader: one event at a new client's first ACK, none for a record hit, one when its real failed"
+    )
+    func recordEvents() throws {
+        let rig = try Rig()
+        let events = try rig.dataplane.recordEvents()
+        let service = rig.model.services.first { $0.id == 0 }!
+        let client = IPAddress(Self.client)!
+        let https = rig.model.services.first { $0.port == 443 }!.id
+
+        _ = try rig.send(syn(443))
+        #expect(try events.drain().isEmpty, "a SYN writes no record")
+        var ack = syn(443)
+        ack.tcpFlags = TCPFlags.ack
+        let first = try rig.send(ack)
+        let written = try events.drain()
+        let record = try #require(rig.dataplane.record(group: service.group, client: client))
+        #expect(
+            written == [
+                .init(
+                    group: service.group, client: client, real: record.real, service: https, writtenNs: record.writtenNs
+                )
+            ])
+        #expect(first.real == record.real)
+
+        // Same client again, on the other port of the group: a follow hit.
+        _ = try rig.connect(syn(80, sport: 40001))
+        _ = try rig.connect(syn(443, sport: 40002))
+        #expect(try events.drain().isEmpty, "a hit on an unchanged record writes nothing")
+
+        // Its real fails: the next connection is rescheduled and written.
+        try rig.fail(record.real)
+        let moved = try rig.connect(syn(443, sport: 40003))
+        let again = try events.drain()
+        let now = try #require(rig.dataplane.record(group: service.group, client: client))
+        #expect(moved.real != record.real && now.real == moved.real)
+        #expect(
+            again == [
+                .init(group: service.group, client: client, real: now.real, service: https, writtenNs: now.writtenNs)
+            ]
+        )
+        #expect(rig.dataplane.recordEventsLostCount() == 0)
+    }
+
+    @Test("an installed record makes no event: records from peers are not sent back")
+    func installedMakesNoEvent() throws {
+        let rig = try Rig()
+        let events = try rig.dataplane.recordEvents()
+        let service = rig.model.services.first { $0.id == 0 }!
+        let real = Topology.shopReals[1]
+        let now = TestClock.nowNs()
+        try rig.dataplane.installRecords([
+            .init(
+                group: service.group, client: IPAddress(Self.client)!, real: real,
+                recGen: rig.model.real(real)!.recGen, service: 0, origin: 7, lastSeenNs: now, writtenNs: now)
+        ])
+        #expect(try rig.connect(syn(443)).real == real)
+        #expect(try events.drain().isEmpty)
+    }
 }

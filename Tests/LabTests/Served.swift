@@ -147,14 +147,15 @@ final class HeldConnection {
     private var asked = 0
     private let client: BackgroundProcess
 
-    init(vip: String = Lab.vip4, port: Int = 80, from source: String) async throws {
+    /// `namespace`: the clients' namespace (tdm-n-c in tools/lab-nodes).
+    init(vip: String = Lab.vip4, port: Int = 80, from source: String, namespace: String = "tdm-client") async throws {
         dir = "/tmp/tandem-test-\(getpid())-hold-\(UUID().uuidString.prefix(8).lowercased())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         client = try await BackgroundProcess.start(
             "ip",
             [
-                "netns", "exec", "tdm-client", "/usr/bin/python3", Lab.root + "/tools/lab-server.py",
+                "netns", "exec", namespace, "/usr/bin/python3", Lab.root + "/tools/lab-server.py",
                 "hold", vip, "\(port)", source, dir
             ])
     }
@@ -162,12 +163,24 @@ final class HeldConnection {
     /// The answer to the request that opened the connection.
     var first: String? { wait(for: 0) }
 
+    /// The connection's source port (known once `first` is).
+    var sourcePort: Int? { (try? String(contentsOfFile: "\(dir)/port", encoding: .utf8)).flatMap { Int($0) } }
+
     /// Asks again on the same connection.
     func ask() -> String? {
+        send()
+        return answer()
+    }
+
+    /// Asks again without waiting for the answer (`answer` collects it), so
+    /// that many connections can be asked at once.
+    func send() {
         asked += 1
         _ = FileManager.default.createFile(atPath: "\(dir)/go-\(asked)", contents: nil)
-        return wait(for: asked)
     }
+
+    /// The answer to the last `send`.
+    func answer() -> String? { wait(for: asked) }
 
     private func wait(for n: Int) -> String? {
         for _ in 0..<100 {

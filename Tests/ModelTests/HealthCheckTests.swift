@@ -60,7 +60,8 @@ struct HealthCheckTests {
 
     @Test("the keys of a check mapping, in the order messages list them")
     func keys() {
-        #expect(HealthCheck.keys == ["type", "method", "path", "host", "expect", "body", "verify", "port"])
+        #expect(
+            HealthCheck.keys == ["type", "method", "path", "host", "expect", "body", "keep-alive", "verify", "port"])
         #expect(HealthCheck.list(["http", "https", "tls"]) == "http, https and tls")
     }
 }

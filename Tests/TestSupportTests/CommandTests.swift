@@ -27,7 +27,9 @@ struct CommandTests {
         #expect(sleeper.isRunning)
         let start = TestClock.nowNs()
         #expect(await sleeper.stop() == 128 + SIGTERM)
-        #expect(TestClock.seconds(since: start) < 2, "stopped promptly")
+        #expect(
+            TestClock.seconds(since: start) < 4.5,
+            "stopped on SIGTERM, before the 5 s after which a dropped handle kills")
         #expect(!sleeper.isRunning)
 
         let stubborn = try await BackgroundProcess.start("sh", ["-c", "trap '' TERM; sleep 30"])

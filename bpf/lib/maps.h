@@ -100,6 +100,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } persist SEC(".maps");
 
+/* Record writes for the controller's record sync (tandem_record_event). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TANDEM_RECORD_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} record_events SEC(".maps");
+
+/* Record events the ring buffer had no room for (one entry, per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} record_events_lost SEC(".maps");
+
 /* Counters per service id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

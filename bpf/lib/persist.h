@@ -86,6 +86,24 @@ static __always_inline void persist_write(const struct tandem_persist_key *k,
 	};
 
 	bpf_map_update_elem(&persist, k, &rec, BPF_ANY);
+
+	/* Tell the controller, for its peers; a full ring loses the event
+	 * (counted), never the write. */
+	struct tandem_record_event *e = bpf_ringbuf_reserve(&record_events, sizeof(*e), 0);
+
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&record_events_lost, &zero);
+
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	e->key = *k;
+	e->real = real;
+	e->service = svc->id;
+	e->written_ns = now;
+	bpf_ringbuf_submit(e, 0);
 }
 
 #endif

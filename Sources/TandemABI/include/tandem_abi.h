@@ -60,6 +60,12 @@ typedef uint64_t __u64;
 /* A hit refreshes a persistence record at most this often (ns), so hot
  * clients don't write the shared record on every new connection. */
 #define TANDEM_PERSIST_REFRESH_NS 1000000000ULL
+/* Bytes of the record_events ring buffer (a power of 2, whole pages): at
+ * 40 bytes (+8 of header) an event, ~21,000 writes the controller has not
+ * read yet; past that, writes are counted as lost, never wait. */
+#ifndef TANDEM_RECORD_EVENTS_BYTES
+#define TANDEM_RECORD_EVENTS_BYTES (1 << 20)
+#endif
 
 enum tandem_af {
 	TANDEM_AF_INET = 4,
@@ -268,6 +274,17 @@ struct tandem_persist {
 	 * peer's write time on this clock). A refresh leaves it; the later
 	 * write of a client wins on every node. */
 	__u64 written_ns;
+};
+
+/* record_events (ring buffer): one event per record the program writes
+ * (new client, rescheduled client, rewritten after a move; never a refresh
+ * of an unchanged record), for the controller to send to its peers. A
+ * synced record installed by the controller makes none. */
+struct tandem_record_event {
+	struct tandem_persist_key key;
+	__u32 real;
+	__u32 service;	  /* service whose packet wrote it */
+	__u64 written_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
 };
 
 /* svc_stats and backend_stats (per-CPU arrays): counters per service and

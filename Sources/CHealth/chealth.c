@@ -1,0 +1,2 @@
+/* chealth.c - the target's one C file; everything is in the header. */
+#include "chealth.h"

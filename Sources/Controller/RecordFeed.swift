@@ -1,0 +1,97 @@
+import Dataplane
+import Foundation
+import Logging
+import Model
+import Synchronization
+import Sync
+
+/// The records this node's dataplane writes, sent to the peers as they are
+/// written (SPEC §9): a thread waits on the program's `record_events` ring
+/// buffer and hands batches to `run`, which turns them into sync records
+/// and publishes them. Records installed from peers make no event, so
+/// nothing is sent back. Off the controller's actor, except for a read of
+/// the model each batch is named by.
+final class RecordFeed: Sendable {
+    private let events: Dataplane.RecordEvents
+    private let batches: AsyncStream<[Dataplane.RecordEvent]>
+    private let input: AsyncStream<[Dataplane.RecordEvent]>.Continuation
+    private let stopped = Atomic(false)
+    /// Events read from the ring but not queued (the sender fell behind).
+    private let dropped = Atomic<UInt64>(0)
+    /// How long the thread waits in one poll: how soon `stop` takes effect.
+    static let pollMs: Int32 = 200
+    /// Batches queued for the sender before further ones are dropped.
+    static let queuedBatches = 4096
+
+    init(dataplane: Dataplane) throws {
+        events = try dataplane.recordEvents()
+        (batches, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(Self.queuedBatches))
+    }
+
+    /// Starts the reading thread. Events written before it (a previous
+    /// run's, perhaps hours old) are dropped: peers pull whole tables.
+    func start(logger: Logger) {
+        _ = try? events.drain()
+        let thread = Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                do {
+                    let batch = try events.poll(timeoutMs: Self.pollMs)
+                    if !batch.isEmpty, case .dropped = input.yield(batch) {
+                        dropped.add(UInt64(batch.count), ordering: .relaxed)
+                    }
+                } catch {
+                    logger.error("sync: cannot read the dataplane's record writes", metadata: ["error": "\(error)"])
+                    Thread.sleep(forTimeInterval: 1)
+                }
+            }
+            input.finish()
+        }
+        thread.name = "tandem-record-feed"
+        thread.start()
+    }
+
+    /// Ends the thread (within `pollMs`) and with it `run`.
+    func stop() { stopped.store(true, ordering: .relaxed) }
+
+    /// Publishes each batch until `stop`; says at most once a minute how
+    /// many record writes were not sent.
+    func run(sync: NodeSync, controller: Controller, logger: Logger) async {
+        await run(
+            dataplane: controller.dataplane, model: { await controller.appliedModel() },
+            publish: { sync.transport.publish($0) }, logger: logger)
+    }
+
+    /// `run` with its parts given: the model that names the records, and
+    /// where they go.
+    func run(
+        dataplane: Dataplane, model: @Sendable () async -> DataplaneModel,
+        publish: @Sendable ([SyncRecord]) -> Void, logger: Logger
+    ) async {
+        var reported = dataplane.recordEventsLostCount() + dropped.load(ordering: .relaxed)
+        var lastReport = ContinuousClock.now - .seconds(60)
+        for await batch in batches {
+            let rules = SyncRules(model: await model())
+            let offset = NodeSync.wallMinusMonotonic()
+            let records = batch.compactMap { e in
+                rules.outgoing(
+                    group: e.group, service: e.service, client: e.client, real: e.real,
+                    writtenNs: UInt64(clamping: Int64(bitPattern: e.writtenNs) &+ offset))
+            }
+            if !records.isEmpty { publish(records) }
+            let lost = dataplane.recordEventsLostCount() + dropped.load(ordering: .relaxed)
+            if lost > reported && ContinuousClock.now - lastReport >= .seconds(60) {
+                let message =
+                    "sync: \(lost - reported) record writes were not sent to the peers (the event ring buffer "
+                    + "was full); they reach peers at the peers' next pull or the client's next write"
+                logger.warning("\(message)", metadata: ["lost_total": "\(lost)"])
+                reported = lost
+                lastReport = .now
+            }
+        }
+    }
+}
+
+extension Controller {
+    /// The model the dataplane runs, for naming records off the actor.
+    func appliedModel() -> DataplaneModel { dataplane.applied ?? DataplaneModel() }
+}

@@ -1,0 +1,540 @@
+import CHealth
+import Foundation
+import Glibc
+import Logging
+import Model
+import NIOConcurrencyHelpers
+
+/// One thread running probes over non-blocking sockets with one epoll
+/// instance: a tcp check is socket, connect, epoll_ctl and a reset close; an
+/// http check on a kept connection is one send and one recv. There is no
+/// channel, pipeline or promise per check. tls and https checks are handed
+/// to `external` (NIOSSL on SwiftNIO) and their results come back here.
+///
+/// Every probe runs at fixed times: its phase within its interval, every
+/// interval (see `Phases`). A loop that falls behind skips the checks it
+/// can no longer run on time and counts them (`RoundTally`), rather than
+/// running them late in a burst.
+///
+/// All state but the inbox and the published counts belongs to the thread.
+final class CheckLoop: @unchecked Sendable {
+    /// What to run: a probe of `target`, reported to `report` on the loop's
+    /// thread, one result at a time.
+    struct Spec: Sendable {
+        var id: UInt64
+        var target: ProbeTarget
+        /// First check at; nil: now, once, and the probe is forgotten.
+        var firstDue: UInt64?
+        var report: @Sendable (ProbeResult) -> Void
+    }
+
+    /// Runs a check elsewhere (TLS) and calls back with its result.
+    typealias External = @Sendable (ProbeTarget, @escaping @Sendable (ProbeResult) -> Void) -> Void
+
+    /// What the loop has published of itself, read by `stats`.
+    struct Published {
+        var probes = 0
+        var scheduledPerSecond = 0.0
+        var roundNs: UInt64 = 1_000_000_000
+        var latest = RoundTally.Round()
+        /// When `latest` ended.
+        var latestEnd: UInt64 = 0
+        var startedTotal: UInt64 = 0
+        var missedTotal: UInt64 = 0
+    }
+
+    private enum Command {
+        case add([Spec])
+        case remove([UInt64])
+        case finished(UInt64, UInt32, ProbeResult)
+        case run(@Sendable () -> Void)
+    }
+
+    private struct Inbox {
+        var commands: [Command] = []
+        var woken = false
+        var stopped = false
+    }
+
+    private let epfd: Int32
+    private let wake: Int32
+    private let inbox = NIOLockedValueBox(Inbox())
+    let published = NIOLockedValueBox(Published())
+    private let external: External
+    private let logger: Logger
+
+    // The thread's own.
+    private var probes: [UInt64: Probe] = [:]
+    private var timers = TimerHeap()
+    private var tally = RoundTally()
+    private var scheduledPerSecond = 0.0
+    private var lastWarning: UInt64 = 0
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+
+    private static let wakeID: UInt64 = 0
+
+    init(name: String, logger: Logger, external: @escaping External) throws {
+        _ = raiseFileLimit
+        epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        do {
+            wake = try retrying("eventfd") { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+        } catch {
+            close(epfd)
+            throw error
+        }
+        self.external = external
+        self.logger = logger
+        var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
+        try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event) }
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.start()
+    }
+
+    deinit {
+        buffer.deallocate()
+    }
+
+    // MARK: From any thread
+
+    func add(_ specs: [Spec]) { post(.add(specs)) }
+    func remove(_ ids: [UInt64]) { post(.remove(ids)) }
+
+    /// Runs `body` on the loop's thread (tests use it to hold the loop up).
+    func execute(_ body: @escaping @Sendable () -> Void) { post(.run(body)) }
+
+    /// Ends the thread: every socket is closed, nothing more is reported.
+    func stop() {
+        inbox.withLockedValue { box in
+            guard !box.stopped else { return }
+            box.stopped = true
+            var one: UInt64 = 1
+            _ = write(wake, &one, 8)
+        }
+    }
+
+    private func post(_ command: Command) {
+        inbox.withLockedValue { box in
+            guard !box.stopped else { return }
+            box.commands.append(command)
+            if !box.woken {
+                box.woken = true
+                var one: UInt64 = 1
+                _ = write(wake, &one, 8)
+            }
+        }
+    }
+
+    // MARK: The thread
+
+    private func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 512)
+        while true {
+            var now = monotonicNs()
+            runTimers(now)
+            let timeout = waitMs(now)
+            let count = epoll_wait(epfd, &events, Int32(events.count), timeout)
+            if count < 0 && errno != EINTR {
+                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
+                break
+            }
+            var woken = false
+            for i in 0..<max(0, Int(count)) {
+                let event = events[i]
+                let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
+                if id == Self.wakeID {
+                    woken = true
+                } else if let probe = probes[id] {
+                    handle(probe, event.events)
+                }
+            }
+            if woken {
+                var value: UInt64 = 0
+                _ = read(wake, &value, 8)
+                let (commands, stopped) = inbox.withLockedValue { box in
+                    defer { box.commands = []; box.woken = false }
+                    return (box.commands, box.stopped)
+                }
+                if stopped { break }
+                now = monotonicNs()
+                for command in commands { apply(command, now: now) }
+            }
+        }
+        for probe in probes.values where probe.fd >= 0 { TCPSocket.abort(probe.fd) }
+        probes = [:]
+        timers = TimerHeap()
+        close(epfd)
+        inbox.withLockedValue { _ in _ = close(wake) }
+    }
+
+    /// Until the next timer, in whole milliseconds rounded up; at most a
+    /// second, so rounds are counted while nothing is due.
+    private func waitMs(_ now: UInt64) -> Int32 {
+        guard let next = timers.first?.at else { return 1000 }
+        if next <= now { return 0 }
+        return Int32(min(1000, (next - now + 999_999) / 1_000_000))
+    }
+
+    private func apply(_ command: Command, now: UInt64) {
+        switch command {
+        case .add(let specs):
+            for spec in specs {
+                let probe = Probe(spec, now: now)
+                probes[spec.id] = probe
+                timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+            }
+            recount(now)
+        case .remove(let ids):
+            for id in ids {
+                guard let probe = probes.removeValue(forKey: id) else { continue }
+                probe.removed = true
+                if probe.fd >= 0 {
+                    TCPSocket.abort(probe.fd)
+                    probe.fd = -1
+                }
+            }
+            recount(now)
+        case .finished(let id, let token, let result):
+            guard let probe = probes[id], probe.token == token, probe.phase == .external else { return }
+            finish(probe, result)
+        case .run(let body):
+            body()
+        }
+    }
+
+    /// The round is the longest interval; the schedule is the sum of rates.
+    private func recount(_ now: UInt64) {
+        var longest: UInt64 = 0
+        var rate = 0.0
+        for probe in probes.values where probe.periodic {
+            longest = max(longest, probe.intervalNs)
+            rate += 1e9 / Double(probe.intervalNs)
+        }
+        scheduledPerSecond = rate
+        if longest > 0 { tally.setRound(longest, now: now) }
+        publish(now)
+    }
+
+    private func publish(_ now: UInt64) {
+        let periodic = probes.values.lazy.filter(\.periodic).count
+        let (tally, rate) = (tally, scheduledPerSecond)
+        published.withLockedValue { p in
+            p.probes = periodic
+            p.scheduledPerSecond = rate
+            p.roundNs = tally.roundNs
+            p.latest = tally.latest
+            p.latestEnd = now - now % tally.roundNs
+            p.startedTotal = tally.startedTotal
+            p.missedTotal = tally.missedTotal
+        }
+    }
+
+    private func runTimers(_ now: UInt64) {
+        if tally.roll(now: now) { roundEnded(now) }
+        while let top = timers.first, top.at <= now {
+            timers.pop()
+            let probe = top.probe
+            guard !probe.removed, top.token == probe.token else { continue }
+            if top.deadline {
+                if probe.phase != .idle {
+                    finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
+                }
+            } else if probe.phase == .idle {
+                start(probe, now: now)
+            }
+        }
+    }
+
+    private func roundEnded(_ now: UInt64) {
+        publish(now)
+        let latest = tally.latest
+        guard latest.missed > 0 || latest.latenessNs > tally.roundNs / 10 else { return }
+        // Loud, but not more than every ten seconds.
+        guard now - lastWarning >= 10_000_000_000 || lastWarning == 0 else { return }
+        lastWarning = now
+        logger.warning(
+            "health checks are behind schedule",
+            metadata: [
+                "missed": "\(latest.missed)", "late": "\(DurationText.format(latest.latenessNs))",
+                "round": "\(DurationText.format(tally.roundNs))", "done": "\(latest.started)"
+            ])
+    }
+
+    // MARK: One check
+
+    private func start(_ probe: Probe, now: UInt64) {
+        let lateness = now > probe.due ? now - probe.due : 0
+        var missed: UInt64 = 0
+        if probe.periodic {
+            probe.due += probe.intervalNs
+            if probe.due <= now {
+                missed = (now - probe.due) / probe.intervalNs + 1
+                probe.due += missed * probe.intervalNs
+            }
+        }
+        tally.started(now: now, latenessNs: lateness, missed: missed)
+        probe.token &+= 1
+        timers.push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token, deadline: true))
+        switch probe.work {
+        case .tcp:
+            connect(probe)
+        case .http:
+            if probe.fd >= 0 {
+                probe.reused = true
+                send(probe, first: true)
+            } else {
+                connect(probe)
+            }
+        case .external:
+            probe.phase = .external
+            let (id, token) = (probe.id, probe.token)
+            external(probe.target) { [weak self] result in self?.post(.finished(id, token, result)) }
+        }
+    }
+
+    private func connect(_ probe: Probe) {
+        probe.reused = false
+        do {
+            let quiet = if case .tcp = probe.work { true } else { false }
+            let (fd, _) = try TCPSocket.connect(probe.address, quiet: quiet)
+            probe.fd = fd
+            probe.phase = .connecting
+            // Edge-triggered, for the socket's life: no epoll_ctl per phase.
+            // A connect that finished at once is reported by the add itself.
+            var event = tandem_epoll_event(
+                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, probe.id)
+            try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) }
+        } catch let error as SystemError {
+            finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))
+        } catch {
+            finish(probe, .failure("\(error)"))
+        }
+    }
+
+    private func handle(_ probe: Probe, _ events: UInt32) {
+        let failed = events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+        switch probe.phase {
+        case .idle:
+            // A kept connection the real closed (or wrote to unasked): gone.
+            // (An edge of EPOLLOUT alone, as sent data is acknowledged, is not.)
+            let closing = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
+            if probe.fd >= 0, events & closing != 0 {
+                TCPSocket.abort(probe.fd)
+                probe.fd = -1
+            }
+        case .connecting:
+            if failed {
+                let code = TCPSocket.pendingError(probe.fd)
+                finish(probe, .failure("connect: \(SystemError.text(code != 0 ? code : ECONNREFUSED))"))
+            } else if events & EPOLLOUT.rawValue != 0 {
+                if case .tcp = probe.work { finish(probe, .success) } else { send(probe, first: true) }
+            }
+        case .sending:
+            if events & EPOLLOUT.rawValue != 0 || failed { send(probe, first: false) }
+            if probe.phase == .reading, events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 { receive(probe) }
+        case .reading:
+            receive(probe)
+        case .external:
+            break
+        }
+    }
+
+    /// Writes the request (from the start when `first`).
+    private func send(_ probe: Probe, first: Bool) {
+        guard case .http(let request) = probe.work else { return }
+        if first {
+            probe.phase = .sending
+            probe.sent = 0
+            probe.reader = HTTPResponseReader(
+                headRequest: request.options.method == "HEAD",
+                keepBody: request.options.body == nil ? 0 : Prober.bodyLimit)
+        }
+        let bytes = request.bytes
+        while probe.sent < bytes.count {
+            let n = bytes.withUnsafeBytes { all in
+                Glibc.send(probe.fd, all.baseAddress! + probe.sent, all.count - probe.sent, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                probe.sent += n
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                return
+            } else {
+                let code = errno
+                if probe.reused { return reconnect(probe) }
+                return finish(probe, .failure("send: \(SystemError.text(code))"))
+            }
+        }
+        probe.phase = .reading
+    }
+
+    private func receive(_ probe: Probe) {
+        guard case .http(let request) = probe.work, var reader = probe.reader else { return }
+        defer { if probe.phase == .reading { probe.reader = reader } }
+        while true {
+            let n = recv(probe.fd, buffer.baseAddress, buffer.count, 0)
+            let progress: HTTPResponseReader.Progress
+            if n > 0 {
+                progress = reader.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            } else if n == 0 {
+                // A kept connection the real closed just before the check.
+                if probe.reused && !reader.sawBytes { return reconnect(probe) }
+                progress = reader.closed()
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                return
+            } else {
+                let code = errno
+                if probe.reused && !reader.sawBytes { return reconnect(probe) }
+                progress = .failed("read: \(SystemError.text(code))")
+            }
+            switch progress {
+            case .more:
+                if n == 0 { return finish(probe, .failure("connection closed before the check completed")) }
+            case .done(let reusable):
+                let result = request.options.judge(status: reader.status, body: reader.body)
+                return finish(probe, result, keep: reusable && request.keepAlive)
+            case .failed(let why):
+                return finish(probe, .failure(why))
+            }
+        }
+    }
+
+    /// A kept connection failed before any answer: the real closed it while
+    /// idle. The same check goes on over a new connection.
+    private func reconnect(_ probe: Probe) {
+        TCPSocket.abort(probe.fd)
+        probe.fd = -1
+        probe.reader = nil
+        connect(probe)
+    }
+
+    private func finish(_ probe: Probe, _ result: ProbeResult, keep: Bool = false) {
+        probe.token &+= 1
+        if !keep, probe.fd >= 0 {
+            TCPSocket.abort(probe.fd)
+            probe.fd = -1
+        }
+        probe.phase = .idle
+        probe.reader = nil
+        if probe.periodic {
+            timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+        } else {
+            probes[probe.id] = nil
+            if probe.fd >= 0 {
+                TCPSocket.abort(probe.fd)
+                probe.fd = -1
+            }
+        }
+        probe.report(result)
+    }
+}
+
+/// One probe's schedule and connection, owned by its loop's thread.
+private final class Probe {
+    enum Phase { case idle, connecting, sending, reading, external }
+    enum Work {
+        case tcp
+        case http(HTTPRequest)
+        case external
+    }
+
+    let id: UInt64
+    let target: ProbeTarget
+    let address: SocketAddressBytes
+    let work: Work
+    let intervalNs: UInt64
+    let timeoutNs: UInt64
+    let periodic: Bool
+    let report: @Sendable (ProbeResult) -> Void
+    var due: UInt64
+    /// Changes at each start and finish: timers of an earlier one are void.
+    var token: UInt32 = 0
+    var fd: Int32 = -1
+    var phase = Phase.idle
+    /// The check runs on a connection kept from an earlier one.
+    var reused = false
+    var sent = 0
+    var reader: HTTPResponseReader?
+    var removed = false
+
+    init(_ spec: CheckLoop.Spec, now: UInt64) {
+        id = spec.id
+        target = spec.target
+        address = SocketAddressBytes(spec.target.address, port: spec.target.port)
+        switch spec.target.check.kind {
+        case .tcp, .none: work = .tcp
+        case .http(let options): work = .http(HTTPRequest(spec.target, options))
+        case .https, .tls: work = .external
+        }
+        intervalNs = max(1_000_000, spec.target.check.timing.intervalNs)
+        timeoutNs = max(1_000_000, spec.target.check.timing.timeoutNs)
+        periodic = spec.firstDue != nil
+        due = spec.firstDue ?? now
+        report = spec.report
+    }
+}
+
+/// An http check's request, made once per probe.
+struct HTTPRequest {
+    let options: HTTPOptions
+    let keepAlive: Bool
+    let bytes: [UInt8]
+
+    init(_ target: ProbeTarget, _ options: HTTPOptions) {
+        self.options = options
+        keepAlive = options.keepAlive
+        let host = target.address.family == .inet ? target.address.description : "[\(target.address)]"
+        let text =
+            "\(options.method) \(options.path) HTTP/1.1\r\nHost: \(options.host ?? host)\r\n"
+            + "User-Agent: tandem-health-check\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        bytes = Array(text.utf8)
+    }
+}
+
+private struct Timer {
+    var at: UInt64
+    var probe: Probe
+    var token: UInt32
+    /// The end of a check's timeout, not the start of a check.
+    var deadline: Bool
+}
+
+/// A binary min-heap of timers by time.
+private struct TimerHeap {
+    private var items: [Timer] = []
+
+    var first: Timer? { items.first }
+
+    mutating func push(_ timer: Timer) {
+        items.append(timer)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[i].at < items[parent].at else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() {
+        guard items.count > 1 else {
+            items.removeAll(keepingCapacity: true)
+            return
+        }
+        items.swapAt(0, items.count - 1)
+        items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var least = i
+            if l < items.count && items[l].at < items[least].at { least = l }
+            if r < items.count && items[r].at < items[least].at { least = r }
+            if least == i { break }
+            items.swapAt(i, least)
+            i = least
+        }
+    }
+}

@@ -1,0 +1,391 @@
+import Dataplane
+import Foundation
+import Glibc
+import Health
+import Logging
+import Model
+import NIOPosix
+import TestSupport
+
+/// Health checks of many reals every second: Tandem's checker beside
+/// HAProxy's (`check inter 1s`), both against the same targets, one after
+/// the other in the same run.
+///
+/// Targets: `count` addresses of 198.18.0.0/16, one per real, all local to a
+/// server namespace (`<netns>-s`, one `local` route on its loopback) that
+/// the checker's namespace (`<netns>-c`) reaches over a veth. One nginx
+/// process (one worker, no master) answers :80 for all of them; the last
+/// `victims` reals use :81, served by a small Python server that the
+/// detection row kills.
+///
+/// Accounting: each checker's figure is its process's user + system time
+/// (getrusage for Tandem, /proc/PID/stat for HAProxy). The veth hands a
+/// packet to the receiving namespace in the sender's softirq, so the
+/// kernel's half of the server's TCP handshake is charged to the checker
+/// that sent the packet, for both alike; nginx's own time (accept, read,
+/// reply) is measured apart and shown in the method column.
+struct HealthBench {
+    let count: Int
+    let seconds: Int
+    let netns: String
+    let victims: Int
+    let work = "/run/tandem-bench-health"
+
+    var client: String { netns + "-c" }
+    var server: String { netns + "-s" }
+
+    init(count: Int, seconds: Int, netns: String) {
+        self.count = count
+        self.seconds = seconds
+        self.netns = netns
+        victims = max(1, count / 100)
+    }
+
+    struct Usage {
+        var user = 0.0, system = 0.0
+        var total: Double { user + system }
+        static func - (a: Usage, b: Usage) -> Usage { Usage(user: a.user - b.user, system: a.system - b.system) }
+    }
+
+    static let intervalNs: UInt64 = 1_000_000_000
+    static let timeoutNs: UInt64 = 900_000_000
+    static let fall = 3
+
+    func measure(into table: inout ResultTable) async throws {
+        for tool in ["/usr/sbin/haproxy", "/usr/sbin/nginx"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw DataplaneError(description: "health rows need \(tool) (tools/bench installs haproxy and nginx-light)")
+        }
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try await setUp()
+        try await withCleanup {
+            try nginxConfig.write(toFile: work + "/nginx.conf", atomically: true, encoding: .utf8)
+            let nginx = try await BackgroundProcess.start(
+                "/usr/sbin/ip", ["netns", "exec", server, "/usr/sbin/nginx", "-c", work + "/nginx.conf"],
+                log: work + "/nginx.out")
+            var spare = try await startVictims()
+            try await withCleanup {
+                try await Task.sleep(for: .milliseconds(500))
+                let version = await ConnectionBench.haproxyVersion()
+                for kind in [HealthCheck.Kind.tcp, .http(HTTPOptions(path: "/health"))] {
+                    let name = "health: \(kind.name) checks of \(count) reals at 1 s"
+                    let h = try await haproxy(kind, nginx: nginx.pid)
+                    table.add(
+                        count: "\(name): HAProxy \(version)", value: h.share, unit: "% of a core", baseline: nil,
+                        method: h.method)
+                    let variants: [Bool] = kind == .tcp ? [true] : [true, false]
+                    for keepAlive in variants {
+                        var k = kind
+                        if case .http(var o) = kind {
+                            o.keepAlive = keepAlive
+                            k = .http(o)
+                        }
+                        let detect = keepAlive
+                        let t = try await tandem(k, nginx: nginx.pid, victimServer: detect ? spare : nil)
+                        if detect { spare = try await startVictims() }
+                        let label = kind == .tcp ? "Tandem" : "Tandem, keep-alive \(keepAlive ? "on" : "off")"
+                        table.add(
+                            count: "\(name): \(label)", value: t.share, unit: "% of a core", baseline: h.share,
+                            method: t.method + "; baseline HAProxy")
+                        if let d = t.detection {
+                            table.add(
+                                "health: \(kind.name): failure detected at \(count) reals", value: d.value,
+                                method: d.method)
+                        }
+                    }
+                }
+            } cleanup: {
+                await spare.stop(signal: SIGKILL)
+                await nginx.stop()
+            }
+        } cleanup: {
+            await tearDown()
+        }
+    }
+
+    // MARK: Targets
+
+    func target(_ i: Int) -> (address: IPAddress, port: UInt16) {
+        (IPAddress(bytes: [198, 18, UInt8(i / 250), UInt8(i % 250 + 1)])!, i >= count - victims ? 81 : 80)
+    }
+
+    func ip(_ arguments: [String]) async throws {
+        try await Command.output("/usr/sbin/ip", arguments)
+    }
+
+    func setUp() async throws {
+        await tearDown()
+        try await ip(["netns", "add", client])
+        try await ip(["netns", "add", server])
+        try await ip(["link", "add", "hc0", "netns", client, "type", "veth", "peer", "name", "hc1", "netns", server])
+        try await ip(["-n", client, "addr", "add", "198.19.254.1/30", "dev", "hc0"])
+        try await ip(["-n", server, "addr", "add", "198.19.254.2/30", "dev", "hc1"])
+        for (ns, dev) in [(client, "hc0"), (server, "hc1")] {
+            try await ip(["-n", ns, "link", "set", "lo", "up"])
+            try await ip(["-n", ns, "link", "set", dev, "up"])
+        }
+        try await ip(["-n", client, "route", "add", "198.18.0.0/16", "via", "198.19.254.2"])
+        // Every address of the /16 is the server's, without 10,000 `ip addr`s.
+        try await ip(["-n", server, "route", "add", "local", "198.18.0.0/16", "dev", "lo"])
+        for (ns, setting) in [
+            (client, "net.ipv4.ip_local_port_range=1024 65000"), (server, "net.core.somaxconn=65535"),
+            (server, "net.ipv4.tcp_max_syn_backlog=65535")
+        ] {
+            try await ip(["netns", "exec", ns, "sysctl", "-qw", setting])
+        }
+    }
+
+    func tearDown() async {
+        for ns in [client, server] where FileManager.default.fileExists(atPath: "/run/netns/\(ns)") {
+            _ = try? await Command.output("/usr/sbin/ip", ["netns", "del", ns])
+        }
+    }
+
+    var nginxConfig: String {
+        """
+        worker_processes 1;
+        master_process off;
+        daemon off;
+        pid \(work)/nginx.pid;
+        error_log \(work)/nginx.log warn;
+        worker_rlimit_nofile 19000;
+        events { worker_connections 18000; }
+        http {
+            access_log off;
+            keepalive_timeout 300s;
+            keepalive_requests 100000000;
+            server {
+                listen 80 backlog=65535;
+                location / { return 200 "ok\\n"; }
+            }
+        }
+        """
+    }
+
+    /// The victims' server on :81: answers every connection, closes after
+    /// one response.
+    func startVictims() async throws -> BackgroundProcess {
+        let process = try await BackgroundProcess.start(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", server, "/usr/bin/python3", "-c",
+                """
+                import asyncio
+                async def answer(r, w):
+                    try:
+                        if (await r.read(1024)).startswith(b"GET"):
+                            w.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n")
+                            await w.drain()
+                    except Exception:
+                        pass
+                    w.close()
+                async def main():
+                    s = await asyncio.start_server(answer, "0.0.0.0", 81, backlog=4096, reuse_address=True)
+                    async with s:
+                        await s.serve_forever()
+                asyncio.run(main())
+                """
+            ])
+        try await Task.sleep(for: .milliseconds(500))
+        return process
+    }
+
+    // MARK: Tandem
+
+    struct Result {
+        var share: Double
+        var method: String
+        var detection: (value: String, method: String)?
+    }
+
+    func tandem(_ kind: HealthCheck.Kind, nginx: Int32, victimServer: BackgroundProcess?) async throws -> Result {
+        var check = HealthCheck(kind)
+        check.timing.intervalNs = Self.intervalNs
+        check.timing.timeoutNs = Self.timeoutNs
+        check.timing.fall = Self.fall
+        let targets = (0..<count).map { i in
+            let t = target(i)
+            return ProbeTarget(address: t.address, port: t.port, check: check)
+        }
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        // The loop's thread is started here, so it runs in the client namespace.
+        let checker = try NetworkNamespace.inside(client) {
+            try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        }
+        defer { checker.stop() }
+        let downs = Downs()
+        let consumer = Task {
+            for await t in checker.transitions where !t.up { downs.add(monotonic()) }
+        }
+        defer { consumer.cancel() }
+        checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
+        try await Task.sleep(for: .seconds(2))  // the first round
+        let before = Self.usage(), stats0 = checker.stats(), opens0 = try await activeOpens(), soft0 = Self.softirq()
+        let nginx0 = try ConnectionBench.cpuNs(pid: nginx), start = monotonic()
+        try await Task.sleep(for: .seconds(seconds))
+        let used = Self.usage() - before, stats = checker.stats(), opens = try await activeOpens() - opens0
+        let wall = monotonic() - start, soft = (Self.softirq() - soft0) / wall * 100
+        let nginxShare = Double(try ConnectionBench.cpuNs(pid: nginx) - nginx0) / 1e9 / wall * 100
+        let failing = checker.snapshot().values.filter { $0.last != .success }.count
+        let done = Double(stats.checksTotal - stats0.checksTotal) / wall
+        var result = Result(
+            share: used.total / wall * 100,
+            method: String(
+                format:
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f connects/s; getrusage of the process (one epoll loop): user %.1f %%, system %.1f %% (softirq on all CPUs %.1f %%: both ends' packet processing, mostly charged to the checker); server: nginx %.1f %% of a core",
+                done, stats.scheduledPerSecond, wall, stats.donePerSecond,
+                DurationText.format(stats.latenessNs), stats.missedTotal, failing, opens / wall, used.user / wall * 100,
+                used.system / wall * 100, soft, nginxShare))
+        guard let victimServer else { return result }
+        // Detection: the victims' server dies; each victim's down is timed.
+        let killed = monotonic()
+        await victimServer.stop(signal: SIGKILL)
+        let bound = Double(Self.fall) * Double(Self.intervalNs) / 1e9 + 0.1
+        for _ in 0..<Int(bound * 10 + 50) where downs.count < victims {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let times = downs.times.map { $0 - killed }.sorted()
+        let worst = times.last ?? .infinity
+        result.detection = (
+            String(format: "%.2f s (max)", worst),
+            String(
+                format:
+                    "%d of %d reals' server killed (SIGKILL) while all %d are checked: down after median %.2f s, max %.2f s; bound fall x interval + 100 ms = %.1f s: %@",
+                times.count, victims, count, times.isEmpty ? .infinity : times[times.count / 2], worst, bound,
+                times.count == victims && worst <= bound ? "met" : "MISSED")
+        )
+        return result
+    }
+
+    final class Downs: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [Double] = []
+        func add(_ t: Double) { lock.withLock { list.append(t) } }
+        var count: Int { lock.withLock { list.count } }
+        var times: [Double] { lock.withLock { list } }
+    }
+
+    // MARK: HAProxy
+
+    func haproxyConfig(_ kind: HealthCheck.Kind) -> String {
+        var text = """
+            global
+                maxconn 4000
+                stats socket \(work)/haproxy.sock mode 600 level admin
+            defaults
+                mode \(kind == .tcp ? "tcp" : "http")
+                timeout connect \(Self.timeoutNs / 1_000_000)ms
+                timeout check \(Self.timeoutNs / 1_000_000)ms
+                timeout client 10s
+                timeout server 10s
+            frontend unused
+                bind 198.19.254.1:9999
+                default_backend reals
+            backend reals
+
+            """
+        if case .http(let options) = kind {
+            text += "    option httpchk \(options.method) \(options.path)\n    http-check expect status 200\n"
+        }
+        text += "    default-server check inter 1s rise 2 fall \(Self.fall)\n"
+        for i in 0..<count {
+            let t = target(i)
+            text += "    server r\(i) \(t.address):\(t.port)\n"
+        }
+        return text
+    }
+
+    func haproxy(_ kind: HealthCheck.Kind, nginx: Int32) async throws -> Result {
+        try haproxyConfig(kind).write(toFile: work + "/haproxy.cfg", atomically: true, encoding: .utf8)
+        let haproxy = try await BackgroundProcess.start(
+            "/usr/sbin/ip", ["netns", "exec", client, "/usr/sbin/haproxy", "-db", "-f", work + "/haproxy.cfg"],
+            log: work + "/haproxy.out")
+        return try await withCleanup {
+            try await Task.sleep(for: .seconds(3))  // its first round, spread over the interval
+            guard haproxy.isRunning else {
+                let log = (try? String(contentsOfFile: work + "/haproxy.out", encoding: .utf8)) ?? ""
+                throw DataplaneError(description: "haproxy did not start: \(log.suffix(500))")
+            }
+            let before = try Self.usage(pid: haproxy.pid), opens0 = try await activeOpens(), soft0 = Self.softirq()
+            let nginx0 = try ConnectionBench.cpuNs(pid: nginx), start = monotonic()
+            try await Task.sleep(for: .seconds(seconds))
+            let used = try Self.usage(pid: haproxy.pid) - before, opens = try await activeOpens() - opens0
+            let wall = monotonic() - start, soft = (Self.softirq() - soft0) / wall * 100
+            let nginxShare = Double(try ConnectionBench.cpuNs(pid: nginx) - nginx0) / 1e9 / wall * 100
+            let down = try await haproxyDown()
+            return Result(
+                share: used.total / wall * 100,
+                method: String(
+                    format:
+                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; /proc/PID/stat of HAProxy (%d threads): user %.1f %%, system %.1f %% (softirq on all CPUs %.1f %%); server: nginx %.1f %% of a core",
+                    opens / wall, wall, down, Self.threads(pid: haproxy.pid), used.user / wall * 100,
+                    used.system / wall * 100, soft, nginxShare))
+        } cleanup: {
+            await haproxy.stop()
+        }
+    }
+
+    /// Servers HAProxy holds down, from `show stat` on its socket.
+    func haproxyDown() async throws -> Int {
+        let csv = try await Command.output(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket, sys
+                s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\\n")
+                out = b""
+                while True:
+                    b = s.recv(65536)
+                    if not b: break
+                    out += b
+                sys.stdout.write(out.decode())
+                """, work + "/haproxy.sock"
+            ])
+        return csv.split(separator: "\n").filter { $0.hasPrefix("reals,r") && $0.contains(",DOWN") }.count
+    }
+
+    // MARK: Measures
+
+    /// Connections the checker's namespace opened (Tcp ActiveOpens: every
+    /// connect, including those closed at the SYN-ACK).
+    func activeOpens() async throws -> Double {
+        let snmp = try await Command.output("/usr/sbin/ip", ["netns", "exec", client, "cat", "/proc/net/snmp"])
+        let lines = snmp.split(separator: "\n").filter { $0.hasPrefix("Tcp:") }
+        guard lines.count == 2 else { return 0 }
+        let names = lines[0].split(separator: " "), values = lines[1].split(separator: " ")
+        guard let i = names.firstIndex(of: "ActiveOpens"), i < values.count else { return 0 }
+        return Double(values[i]) ?? 0
+    }
+
+    /// Seconds of softirq on all CPUs (/proc/stat): packet processing,
+    /// charged to whichever task it interrupted.
+    static func softirq() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let cpu = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return 0 }
+        let fields = cpu.split(separator: " ")
+        return (Double(fields[7]) ?? 0) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func usage() -> Usage {
+        var r = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &r)
+        return Usage(
+            user: Double(r.ru_utime.tv_sec) + Double(r.ru_utime.tv_usec) / 1e6,
+            system: Double(r.ru_stime.tv_sec) + Double(r.ru_stime.tv_usec) / 1e6)
+    }
+
+    static func usage(pid: Int32) throws -> Usage {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let fields = stat[stat.range(of: ")")!.upperBound...].split(separator: " ")
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return Usage(user: Double(fields[11])! / hz, system: Double(fields[12])! / hz)
+    }
+
+    static func threads(pid: Int32) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count) ?? 0
+    }
+
+    func monotonic() -> Double { Double(TestClock.nowNs()) / 1e9 }
+}

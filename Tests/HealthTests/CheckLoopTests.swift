@@ -1,0 +1,357 @@
+import Model
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Health
+
+/// A loopback HTTP server that keeps connections open and answers every
+/// request with 200 "ok"; it counts connections and notes each request's
+/// path, its Connection header and when it came.
+final class KeepAliveServer: @unchecked Sendable {
+    struct Request {
+        var path: String
+        var connectionHeader: String
+        var at: UInt64
+    }
+
+    let channel: any Channel
+    let connections = NIOLockedValueBox(0)
+    let requests = NIOLockedValueBox<[Request]>([])
+    var port: UInt16 { UInt16(channel.localAddress!.port!) }
+
+    init() throws {
+        let (connections, requests) = (connections, requests)
+        channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                connections.withLockedValue { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Answerer(requests: requests))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    deinit { try? channel.close().wait() }
+
+    var requestCount: Int { requests.withLockedValue { $0.count } }
+
+    final class Answerer: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let requests: NIOLockedValueBox<[Request]>
+        var pending = ""
+        init(requests: NIOLockedValueBox<[Request]>) { self.requests = requests }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            pending += buffer.readString(length: buffer.readableBytes) ?? ""
+            while let end = pending.range(of: "\r\n\r\n") {
+                let head = String(pending[..<end.lowerBound])
+                pending = String(pending[end.upperBound...])
+                let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+                let connection =
+                    head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("connection:") }
+                    .map { $0.dropFirst("connection:".count).trimmingCharacters(in: .whitespaces) } ?? ""
+                requests.withLockedValue {
+                    $0.append(Request(path: path, connectionHeader: connection, at: monotonicNs()))
+                }
+                let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+            }
+        }
+    }
+}
+
+enum Loop {
+    static let localhost = IPAddress("127.0.0.1")!
+
+    static func check(_ kind: HealthCheck.Kind, intervalMs: UInt64, rise: Int = 2, fall: Int = 2) -> HealthCheck {
+        var check = HealthCheck(kind)
+        check.timing.intervalNs = intervalMs * 1_000_000
+        check.timing.timeoutNs = min(intervalMs, 500) * 1_000_000
+        check.timing.rise = rise
+        check.timing.fall = fall
+        return check
+    }
+
+    static func checker() throws -> HealthChecker {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+    }
+
+    /// Polls `condition` every 10 ms for up to `seconds`.
+    static func wait(seconds: Double = 5, until condition: () -> Bool) async throws -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+}
+
+@Suite("Health checks on the epoll loop")
+struct CheckLoopTests {
+    @Test("http checks keep their connection where the real allows it; keep-alive: false opens one per check")
+    func keepAlive() async throws {
+        for keep in [true, false] {
+            let server = try KeepAliveServer()
+            let checker = try Loop.checker()
+            defer { checker.stop() }
+            let target = ProbeTarget(
+                address: Loop.localhost, port: server.port,
+                check: Loop.check(.http(HTTPOptions(path: "/health", keepAlive: keep)), intervalMs: 150))
+            checker.update([target: true])
+            #expect(try await Loop.wait { (checker.snapshot()[target]?.checks ?? 0) >= 6 })
+            checker.stop()
+            let requests = server.requests.withLockedValue { $0 }
+            let connections = server.connections.withLockedValue { $0 }
+            #expect(requests.count >= 6)
+            if keep {
+                #expect(connections == 1, "one connection carried all \(requests.count) checks")
+                #expect(requests.allSatisfy { $0.connectionHeader == "keep-alive" })
+            } else {
+                // A check stopped between its connect and its request leaves one more connection.
+                #expect(
+                    (requests.count...requests.count + 1).contains(connections),
+                    "a connection per check: \(connections)")
+                #expect(requests.allSatisfy { $0.connectionHeader == "close" })
+            }
+        }
+    }
+
+    @Test("a real that closes after each response is checked over a new connection each time, and stays up")
+    func realWithoutKeepAlive() async throws {
+        let server = try CannedServer(reply: Fixtures.http("200 OK", body: "ok"))
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let target = ProbeTarget(
+            address: Loop.localhost, port: server.port, check: Loop.check(.http(HTTPOptions()), intervalMs: 200))
+        checker.update([target: true])
+        #expect(try await Loop.wait { (checker.snapshot()[target]?.checks ?? 0) >= 5 })
+        let status = try #require(checker.snapshot()[target])
+        #expect(status.failures == 0, "last: \(String(describing: status.last))")
+    }
+
+    @Test("identical checks of two services run once and feed both, each with its own rise and fall")
+    func sharedProbe() async throws {
+        let server = try CannedServer(reply: Fixtures.http("200 OK", body: "ok"))
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let kind = HealthCheck.Kind.http(HTTPOptions(path: "/shared"))
+        // The same real checked the same way by two services; the second
+        // names the port in its check and counts with other rise and fall.
+        let a = ProbeTarget(address: Loop.localhost, port: server.port, check: Loop.check(kind, intervalMs: 200))
+        var other = Loop.check(kind, intervalMs: 200, rise: 3, fall: 1)
+        other.port = server.port
+        let b = ProbeTarget(real: Loop.localhost, port: 9, check: other)
+        #expect(a != b)
+        checker.update([a: true, b: true])
+        #expect(try await Loop.wait { (checker.snapshot()[a]?.checks ?? 0) >= 5 })
+        let snapshot = checker.snapshot()
+        let served = server.received.withLockedValue { $0.components(separatedBy: "GET /shared ").count - 1 }
+        #expect(checker.stats().probes == 1)
+        #expect(snapshot[a]?.checks == snapshot[b]?.checks, "one result feeds both")
+        let checks = Int(snapshot[a]?.checks ?? 0)
+        #expect(served >= checks && served <= checks + 1, "\(served) requests for \(checks) checks of each target")
+
+        // The real goes away: the fall-1 target is down after one failure,
+        // the fall-2 target after two, each reported once.
+        try await server.channel.close().get()
+        let seen = await RiseFallTests.first(2, of: checker)
+        #expect(seen.map(\.target) == [b, a])
+        #expect(seen.map(\.up) == [false, false])
+    }
+
+    @Test("a dropped service's view goes; the probe runs on while another service uses it")
+    func sharedProbeOutlivesOneUser() async throws {
+        let server = try KeepAliveServer()
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let kind = HealthCheck.Kind.http(HTTPOptions())
+        let a = ProbeTarget(address: Loop.localhost, port: server.port, check: Loop.check(kind, intervalMs: 30))
+        let b = ProbeTarget(
+            address: Loop.localhost, port: server.port, check: Loop.check(kind, intervalMs: 30, rise: 5, fall: 5))
+        checker.update([a: true, b: true])
+        #expect(try await Loop.wait { (checker.snapshot()[b]?.checks ?? 0) >= 2 })
+        checker.update([b: true])
+        let before = checker.snapshot()[b]?.checks ?? 0
+        #expect(try await Loop.wait { (checker.snapshot()[b]?.checks ?? 0) >= before + 3 })
+        #expect(checker.snapshot()[a] == nil)
+        #expect(checker.stats().probes == 1)
+        checker.update([:])
+        #expect(try await Loop.wait { checker.stats().probes == 0 })
+    }
+
+    @Test("phases spread any number of probes evenly: no tenth of the interval holds more than 11 % of them")
+    func phases() {
+        for count in [10, 100, 1000, 10000] {
+            var phases = Phases()
+            let interval: UInt64 = 1_000_000_000
+            let now: UInt64 = 123_456_789_000
+            let offsets = (0..<count).map { _ in
+                Phases.firstDue(now: now, intervalNs: interval, phase: phases.next()) % interval
+            }.sorted()
+            // Every slice of a tenth, starting anywhere (here: at each probe).
+            var worst = 0
+            for (i, start) in offsets.enumerated() {
+                var n = 0
+                var j = i
+                while n < count && (offsets[j % count] + interval - start) % interval < interval / 10 {
+                    n += 1
+                    j += 1
+                }
+                worst = max(worst, n)
+            }
+            #expect(Double(worst) <= Double(count) * 0.11 + 1, "\(worst) of \(count) in one tenth")
+        }
+    }
+
+    @Test("a server sees the checks of many reals spread over the interval, not at each tick")
+    func spreadAtTheServer() async throws {
+        let server = try KeepAliveServer()
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let targets = (0..<100).map {
+            ProbeTarget(
+                address: Loop.localhost, port: server.port,
+                check: Loop.check(.http(HTTPOptions(path: "/\($0)")), intervalMs: 500))
+        }
+        checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
+        // Past the first round, then one whole round.
+        #expect(try await Loop.wait { server.requestCount >= 100 })
+        let start = monotonicNs()
+        try await Task.sleep(for: .milliseconds(500))
+        let round = server.requests.withLockedValue { $0 }.filter { $0.at >= start && $0.at < start + 500_000_000 }
+        #expect(round.count >= 90, "about one check per real in a round: \(round.count)")
+        var slices = [Int](repeating: 0, count: 10)
+        for r in round { slices[Int((r.at - start) / 50_000_000)] += 1 }
+        #expect(slices.max()! <= round.count / 5, "checks per tenth of the interval: \(slices)")
+    }
+
+    @Test("a loop held up reports how late its checks ran and how many it skipped")
+    func lateness() async throws {
+        let server = try KeepAliveServer()
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let targets = (0..<20).map {
+            ProbeTarget(
+                address: Loop.localhost, port: server.port,
+                check: Loop.check(.http(HTTPOptions(path: "/\($0)")), intervalMs: 400))
+        }
+        checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
+        #expect(try await Loop.wait { checker.stats().checksTotal >= 60 })
+        let calm = checker.stats()
+        #expect(calm.probes == 20)
+        #expect(abs(calm.scheduledPerSecond - 50) < 0.001)
+        #expect(calm.missedTotal == 0)
+
+        checker.loops[0].execute { usleep(1_200_000) }
+        var seen = CheckerStats()
+        _ = try await Loop.wait(seconds: 8) {
+            let s = checker.stats()
+            if s.latenessNs > seen.latenessNs { seen = s }
+            return s.missedTotal > 0 && seen.latenessNs >= 800_000_000
+        }
+        #expect(seen.latenessNs >= 800_000_000, "the held-up round was reported late: \(seen)")
+        #expect(seen.behind)
+        #expect(checker.stats().missedTotal >= 20, "each probe skipped at least one check")
+        // It catches up: a later round is on time again.
+        #expect(try await Loop.wait { !checker.stats().behind && checker.stats().donePerSecond > 0 })
+    }
+}
+
+@Suite("keep-alive in the config")
+struct KeepAliveOptionTests {
+    static func read(_ values: [String: String]) -> (HealthCheck, [CheckOptions.Problem]) {
+        var options = CheckOptions(values.mapValues { CheckOptions.Value(.scalar($0), line: 7) }, line: 6)
+        let check = HealthCheck(reading: &options, timing: CheckTiming())
+        return (check, options.problems)
+    }
+
+    @Test("keep-alive is on by default for http, off with keep-alive: false, and shown in the summary")
+    func values() {
+        let (on, none) = Self.read(["type": "http"])
+        #expect(none.isEmpty)
+        #expect(on.kind.http?.keepAlive == true)
+        let (off, _) = Self.read(["type": "http", "keep-alive": "false"])
+        #expect(off.kind.http?.keepAlive == false)
+        #expect(off.summary.contains(" keep-alive off "))
+        #expect(!on.summary.contains("keep-alive"))
+    }
+
+    @Test("keep-alive must be true or false, and applies to http checks only")
+    func refused() {
+        #expect(Self.read(["type": "http", "keep-alive": "yes"]).1.map(\.message) == ["must be true or false"])
+        for type in ["https", "tcp", "tls"] {
+            let problems = Self.read(["type": type, "keep-alive": "false"]).1
+            #expect(problems.map(\.key) == ["keep-alive"])
+            #expect(problems.first?.message == "applies to http checks only (type is \(type))")
+        }
+    }
+}
+
+@Suite("HTTP responses read a piece at a time")
+struct HTTPResponseReaderTests {
+    /// Feeds `text` in pieces of `piece` bytes; the progress after the last.
+    static func read(
+        _ text: String, piece: Int, head: Bool = false, keepBody: Int = 1024
+    ) -> (
+        HTTPResponseReader.Progress, HTTPResponseReader
+    ) {
+        var reader = HTTPResponseReader(headRequest: head, keepBody: keepBody)
+        let bytes = Array(text.utf8)
+        var progress = HTTPResponseReader.Progress.more
+        var at = 0
+        while at < bytes.count, progress == .more {
+            let end = min(bytes.count, at + piece)
+            progress = bytes[at..<end].withUnsafeBytes { reader.feed($0) }
+            at = end
+        }
+        return (progress, reader)
+    }
+
+    @Test("framing decides whether the connection may be kept, whatever the pieces")
+    func framing() {
+        let cases: [(String, HTTPResponseReader.Progress, String)] = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", .done(reusable: true), "hello"),
+            ("HTTP/1.1 200 OK\r\ncontent-length:5\r\nConnection: close\r\n\r\nhello", .done(reusable: false), "hello"),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", .done(reusable: false), "ok"),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: Keep-Alive\r\n\r\nok", .done(reusable: true), "ok"),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\nT: 1\r\n\r\n",
+                .done(reusable: true), "abcdefg"
+            ),
+            ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", .done(reusable: true), ""),
+            ("SSH-2.0-OpenSSH\r\n\r\n", .failed("no HTTP response"), ""),
+            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", .failed("bad Content-Length in the HTTP response"), "")
+        ]
+        for (text, expected, body) in cases {
+            for piece in [1, 3, 1000] {
+                let (progress, reader) = Self.read(text, piece: piece)
+                #expect(progress == expected, "\(text.debugDescription) in pieces of \(piece)")
+                if case .done = expected { #expect(reader.body == Array(body.utf8)) }
+            }
+        }
+    }
+
+    @Test("a response without length ends at the close; HEAD has no body; bytes after a response spoil the connection")
+    func untilClose() {
+        // (Bytes that come after the check ended close the kept connection in the loop.)
+        #expect(
+            Self.read("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", piece: 100).0 == .done(reusable: false))
+        var (progress, reader) = Self.read("HTTP/1.1 200 OK\r\n\r\nall of it", piece: 4)
+        #expect(progress == .more)
+        #expect(reader.closed() == .done(reusable: false))
+        #expect(reader.body == Array("all of it".utf8))
+        (progress, reader) = Self.read("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", piece: 100, head: true)
+        #expect(progress == .done(reusable: true))
+        (progress, reader) = Self.read("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", piece: 100)
+        #expect(reader.closed() == .failed("response cut short"))
+    }
+}
