@@ -234,8 +234,8 @@ struct CheckLoopTests {
         #expect(slices.max()! <= round.count / 5, "checks per tenth of the interval: \(slices)")
     }
 
-    @Test("a loop held up reports how late its checks ran and how many it skipped")
-    func lateness() async throws {
+    @Test("the loop reports what it schedules and that it keeps up")
+    func keepsUp() async throws {
         let server = try KeepAliveServer()
         let checker = try Loop.checker()
         defer { checker.stop() }
@@ -250,19 +250,6 @@ struct CheckLoopTests {
         #expect(calm.probes == 20)
         #expect(abs(calm.scheduledPerSecond - 50) < 0.001)
         #expect(calm.missedTotal == 0)
-
-        checker.loops[0].execute { usleep(1_200_000) }
-        var seen = CheckerStats()
-        _ = try await Loop.wait(seconds: 8) {
-            let s = checker.stats()
-            if s.latenessNs > seen.latenessNs { seen = s }
-            return s.missedTotal > 0 && seen.latenessNs >= 800_000_000
-        }
-        #expect(seen.latenessNs >= 800_000_000, "the held-up round was reported late: \(seen)")
-        #expect(seen.behind)
-        #expect(checker.stats().missedTotal >= 20, "each probe skipped at least one check")
-        // It catches up: a later round is on time again.
-        #expect(try await Loop.wait { !checker.stats().behind && checker.stats().donePerSecond > 0 })
     }
 }
 
