@@ -12,6 +12,13 @@
                                  each): the real that answered and the node whose
                                  flow table holds the connection (JSON)
   lab-nodes.py flows             every node's flows from the clients (JSON)
+  lab-nodes.py capture-sync NODE [SECONDS]
+                                 in NODE's namespace: the first record sync
+                                 datagram with records that a peer sends it, as
+                                 {"from": NODE, "hex": PAYLOAD} (exit 1: none)
+  lab-nodes.py send-sync FROM TO HEX
+                                 in FROM's namespace: one UDP datagram with that
+                                 payload to TO's sync port (replays, forgeries)
 
 Why the mirror: BIRD 2.0 writes a multipath route with its next hops inline;
 Linux hashes such a route modulo the number of next hops, so when one node
@@ -215,6 +222,45 @@ def survey(first, last):
             for i, source, p80, a, p443, b in asked]
 
 
+SYNC_PORT = 7946
+
+
+def capture_sync(node, seconds):
+    """What a peer sent `node`, read off the wire (AF_PACKET, after XDP)."""
+    import socket
+    import struct
+    own = next(a for a, n in NODES.items() if n == node and "." in a)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    sock.bind(("eth0", 0x0800))
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        sock.settimeout(max(deadline - time.time(), 0.01))
+        try:
+            packet, where = sock.recvfrom(65535)
+        except socket.timeout:
+            break
+        if where[2] == socket.PACKET_OUTGOING or len(packet) < 28 or packet[9] != 17:
+            continue
+        source = socket.inet_ntoa(packet[12:16])
+        if socket.inet_ntoa(packet[16:20]) != own or source not in NODES:
+            continue
+        header = (packet[0] & 0x0F) * 4
+        if struct.unpack("!H", packet[header + 2:header + 4])[0] != SYNC_PORT:
+            continue
+        payload = packet[header + 8:]
+        # "TDSY", version 1, kind 1 (records), a record count above 0
+        if payload[:4] == b"TDSY" and payload[5] == 1 and struct.unpack("!H", payload[36:38])[0] > 0:
+            return {"from": NODES[source], "hex": payload.hex()}
+    return None
+
+
+def send_sync(to, payload):
+    import socket
+    target = next(a for a, n in NODES.items() if n == to and "." in a)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.sendto(payload, (target, SYNC_PORT))
+
+
 def main():
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "mirror":
@@ -234,6 +280,13 @@ def main():
         print(json.dumps(survey(int(first), int(last or first))))
     elif command == "flows":
         print(json.dumps(flows()))
+    elif command == "capture-sync":
+        found = capture_sync(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 5)
+        if not found:
+            sys.exit(1)
+        print(json.dumps(found))
+    elif command == "send-sync":
+        send_sync(sys.argv[3], bytes.fromhex(sys.argv[4]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

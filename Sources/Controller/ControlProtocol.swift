@@ -143,6 +143,9 @@ public struct StatusReport: Codable, Sendable {
     public var vips: [VIPReport] = []
     /// Record sync peers; nil without `sync`.
     public var sync: [PeerStatus]? = nil
+    /// Record writes never sent to the peers (the dataplane's event ring
+    /// buffer was full, or the sender was behind); nil without `sync`.
+    public var syncUnsent: UInt64? = nil
     /// How the health checks keep up; nil when none run.
     public var checks: ChecksReport? = nil
 }

@@ -149,6 +149,15 @@ extension ReadView {
                     key: "sync_rejected/\(p.endpoint)/\(reason)", to: value)
             }
         }
+        if let unsent = status.syncUnsent {
+            metrics.advance(
+                registry.counter(
+                    "tandem_sync_records_unsent_total", labels: [("node", status.node)],
+                    help:
+                        "record writes never sent to the peers (the event ring buffer was full, or the sender was behind)"
+                ),
+                key: "sync_unsent", to: unsent)
+        }
         for (table, used, capacity) in [
             ("flows", status.flows, status.flowCapacity),
             ("records", status.records, status.recordCapacity)

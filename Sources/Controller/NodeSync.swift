@@ -12,9 +12,11 @@ import Control
 /// Record sync in `tandem serve`: the transport, and what the controller
 /// does with records (SPEC §9). Records arrive through the controller's
 /// actor, so an install never races a health change's generation bump.
-final class NodeSync: Sendable {
+package final class NodeSync: Sendable {
     let transport: SyncTransport
     let config: Config.Sync
+    /// Record writes the feed read but could not queue for sending.
+    let feedDropped = UnsentCount()
     /// How long a starting node waits for its peers' tables.
     static let pullTimeout: Duration = .seconds(5)
 
@@ -34,7 +36,7 @@ final class NodeSync: Sendable {
 
     /// The writer's id as the `persist` value's `origin` holds it: FNV-1a
     /// 32 of the node name, never 0 (0 is this node).
-    static func nodeID(_ name: String) -> UInt32 {
+    package static func nodeID(_ name: String) -> UInt32 {
         var h: UInt32 = 2_166_136_261
         for b in name.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
         return h == 0 ? 1 : h
@@ -42,7 +44,7 @@ final class NodeSync: Sendable {
 
     /// What the rules for `model` allow of records node `origin` wrote,
     /// as writes into `dataplane`, and why not the rest.
-    static func plan(
+    package static func plan(
         _ records: [SyncRecord], origin: UInt32, dataplane: Dataplane, model: DataplaneModel
     )
         -> (writes: [Dataplane.RecordWrite], rejected: [Rejection: Int])
@@ -80,7 +82,7 @@ final class NodeSync: Sendable {
         return (writes, rejected)
     }
 
-    static func wallMinusMonotonic() -> Int64 {
+    package static func wallMinusMonotonic() -> Int64 {
         var real = timespec()
         var mono = timespec()
         clock_gettime(CLOCK_REALTIME, &real)
@@ -185,7 +187,7 @@ struct SyncService: Service {
             ])
         let feed: RecordFeed?
         do {
-            feed = try RecordFeed(dataplane: controller.dataplane)
+            feed = try RecordFeed(dataplane: controller.dataplane, dropped: sync.feedDropped)
         } catch {
             feed = nil
             logger.error(

@@ -11,33 +11,36 @@ import Sync
 /// and publishes them. Records installed from peers make no event, so
 /// nothing is sent back. Off the controller's actor, except for a read of
 /// the model each batch is named by.
-final class RecordFeed: Sendable {
+package final class RecordFeed: Sendable {
     private let events: Dataplane.RecordEvents
     private let batches: AsyncStream<[Dataplane.RecordEvent]>
     private let input: AsyncStream<[Dataplane.RecordEvent]>.Continuation
     private let stopped = Atomic(false)
     /// Events read from the ring but not queued (the sender fell behind).
-    private let dropped = Atomic<UInt64>(0)
+    private let dropped: UnsentCount
     /// How long the thread waits in one poll: how soon `stop` takes effect.
     static let pollMs: Int32 = 200
     /// Batches queued for the sender before further ones are dropped.
     static let queuedBatches = 4096
 
-    init(dataplane: Dataplane) throws {
+    /// `dropped`: where the writes read but not queued are counted (the
+    /// controller shows it with the ring buffer's own count).
+    package init(dataplane: Dataplane, dropped: UnsentCount = UnsentCount()) throws {
         events = try dataplane.recordEvents()
+        self.dropped = dropped
         (batches, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(Self.queuedBatches))
     }
 
     /// Starts the reading thread. Events written before it (a previous
     /// run's, perhaps hours old) are dropped: peers pull whole tables.
-    func start(logger: Logger) {
+    package func start(logger: Logger) {
         _ = try? events.drain()
         let thread = Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
                 do {
                     let batch = try events.poll(timeoutMs: Self.pollMs)
                     if !batch.isEmpty, case .dropped = input.yield(batch) {
-                        dropped.add(UInt64(batch.count), ordering: .relaxed)
+                        dropped.value.add(UInt64(batch.count), ordering: .relaxed)
                     }
                 } catch {
                     logger.error("sync: cannot read the dataplane's record writes", metadata: ["error": "\(error)"])
@@ -51,7 +54,7 @@ final class RecordFeed: Sendable {
     }
 
     /// Ends the thread (within `pollMs`) and with it `run`.
-    func stop() { stopped.store(true, ordering: .relaxed) }
+    package func stop() { stopped.store(true, ordering: .relaxed) }
 
     /// Publishes each batch until `stop`; says at most once a minute how
     /// many record writes were not sent.
@@ -63,11 +66,11 @@ final class RecordFeed: Sendable {
 
     /// `run` with its parts given: the model that names the records, and
     /// where they go.
-    func run(
+    package func run(
         dataplane: Dataplane, model: @Sendable () async -> DataplaneModel,
         publish: @Sendable ([SyncRecord]) -> Void, logger: Logger
     ) async {
-        var reported = dataplane.recordEventsLostCount() + dropped.load(ordering: .relaxed)
+        var reported = dataplane.recordEventsLostCount() + dropped.value.load(ordering: .relaxed)
         var lastReport = ContinuousClock.now - .seconds(60)
         for await batch in batches {
             let rules = SyncRules(model: await model())
@@ -78,7 +81,7 @@ final class RecordFeed: Sendable {
                     writtenNs: UInt64(clamping: Int64(bitPattern: e.writtenNs) &+ offset))
             }
             if !records.isEmpty { publish(records) }
-            let lost = dataplane.recordEventsLostCount() + dropped.load(ordering: .relaxed)
+            let lost = dataplane.recordEventsLostCount() + dropped.value.load(ordering: .relaxed)
             if lost > reported && ContinuousClock.now - lastReport >= .seconds(60) {
                 let message =
                     "sync: \(lost - reported) record writes were not sent to the peers (the event ring buffer "
@@ -94,4 +97,19 @@ final class RecordFeed: Sendable {
 extension Controller {
     /// The model the dataplane runs, for naming records off the actor.
     func appliedModel() -> DataplaneModel { dataplane.applied ?? DataplaneModel() }
+}
+
+/// Record writes the feed read but could not queue for the peers.
+package final class UnsentCount: Sendable {
+    package init() {}
+    package let value = Atomic<UInt64>(0)
+}
+
+extension Controller {
+    /// Record writes that never went to the peers: lost in the full event
+    /// ring buffer, or read while the sender was behind; nil without sync.
+    func syncUnsent() -> UInt64? {
+        guard let sync else { return nil }
+        return dataplane.recordEventsLostCount() + sync.feedDropped.value.load(ordering: .relaxed)
+    }
 }

@@ -33,6 +33,7 @@ struct ReadView: Sendable {
     var vips: [VIPReport] = []
     /// Record sync peers (nil without sync) and the names of record writers.
     var syncPeers: [PeerStatus]? = nil
+    var syncUnsent: UInt64? = nil
     var originNames: [UInt32: String] = [:]
 }
 
@@ -44,7 +45,7 @@ extension Controller {
             probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
             started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
             node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports(),
-            syncPeers: syncPeers(), originNames: syncNames)
+            syncPeers: syncPeers(), syncUnsent: syncUnsent(), originNames: syncNames)
     }
 
     /// Each VIP of the config, in address order, with its services.
@@ -104,6 +105,7 @@ extension ReadView {
             countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
             pressure: TablePressure(dataplane.tableCounters()), services: services,
             node: node, announceTable: announceTable, drained: drained, vips: vips, sync: syncPeers,
+            syncUnsent: syncUnsent,
             checks: checkStats.flatMap { $0.probes > 0 ? ChecksReport($0) : nil })
     }
 

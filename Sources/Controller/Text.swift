@@ -82,7 +82,10 @@ public enum Text {
                 p.lagMs.map { String(format: "%.2fms", $0) } ?? "-"
             ])
         }
-        return table(rows)
+        let unsent = s.syncUnsent.map {
+            "record writes not sent to the peers: \($0)\($0 > 0 ? " (the event ring buffer was full; a peer gets them at its next pull or the client's next write)" : "")\n"
+        }
+        return table(rows) + (unsent ?? "")
     }
 
     /// Writes that found a table full pushed out live clients, or soon

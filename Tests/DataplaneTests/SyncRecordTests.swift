@@ -118,4 +118,28 @@ struct SyncRecordTests {
         #expect(try rig.connect(syn(443)).real == real)
         #expect(try events.drain().isEmpty)
     }
+
+    @Test(
+        "a full event ring buffer loses events, not records: every client is written and the lost count says how many events went"
+    )
+    func fullRingLosesEvents() throws {
+        let rig = try Rig()
+        let events = try rig.dataplane.recordEvents()
+        let service = rig.model.services.first { $0.id == 0 }!
+        let https = rig.model.services.first { $0.port == 443 }!.id
+        // The ring (1 MB) holds some 21,000 events; nobody reads it meanwhile.
+        let clients = (0..<24_000).map { IPAddress(bytes: [198, 19, UInt8($0 >> 8), UInt8($0 & 0xFF)])! }
+        for client in clients {
+            var ack = PacketSpec(src: client.description, dst: "198.18.0.100", sport: 40000, dport: 443)
+            ack.tcpFlags = TCPFlags.ack
+            _ = try rig.send(ack)
+        }
+        let read = try events.drain()
+        let lost = rig.dataplane.recordEventsLostCount()
+        #expect(lost > 0 && read.count < clients.count, "the ring was full: \(read.count) read, \(lost) lost")
+        #expect(UInt64(read.count) + lost == UInt64(clients.count), "every write is read or counted as lost")
+        #expect(read.allSatisfy { $0.service == https })
+        let written = clients.filter { rig.dataplane.record(group: service.group, client: $0) != nil }.count
+        #expect(written == clients.count, "every client has its record")
+    }
 }
