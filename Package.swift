@@ -113,6 +113,7 @@ let package = Package(
             name: "tandem-bench",
             dependencies: [
                 "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport", "TandemABI",
+                "Controller", "Sync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -46,6 +46,8 @@ public actor Controller {
     private(set) var sync: NodeSync?
     /// Node names by the id synced records carry in `origin`.
     var syncNames: [UInt32: String] = [:]
+    /// `syncView()`'s, with the `appliedVersion` it was built for.
+    var syncViewCache: (version: UInt64, view: SyncView)?
     /// The peers' tables were pulled (or the pull gave up); true without sync.
     var pullDone = true
 

@@ -42,16 +42,14 @@ package final class NodeSync: Sendable {
         return h == 0 ? 1 : h
     }
 
-    /// What the rules for `model` allow of records node `origin` wrote,
-    /// as writes into `dataplane`, and why not the rest.
+    /// What `view`'s rules allow of records node `origin` wrote, as writes
+    /// into `dataplane`, and why not the rest.
     package static func plan(
-        _ records: [SyncRecord], origin: UInt32, dataplane: Dataplane, model: DataplaneModel
+        _ records: [SyncRecord], origin: UInt32, dataplane: Dataplane, view: SyncView
     )
         -> (writes: [Dataplane.RecordWrite], rejected: [Rejection: Int])
     {
-        let rules = SyncRules(model: model)
-        var timeouts: [UInt32: UInt64] = [:]
-        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
+        let (rules, timeouts) = (view.rules, view.timeouts)
         let offset = NodeSync.wallMinusMonotonic()
         let now = ReadView.monotonicNs()
         var writes: [Dataplane.RecordWrite] = []
@@ -91,6 +89,20 @@ package final class NodeSync: Sendable {
     }
 }
 
+/// What record sync reads of a model: its rules and each group's record
+/// timeout.
+package struct SyncView: Sendable {
+    package let rules: SyncRules
+    package let timeouts: [UInt32: UInt64]
+
+    package init(model: DataplaneModel) {
+        rules = SyncRules(model: model)
+        var timeouts: [UInt32: UInt64] = [:]
+        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
+        self.timeouts = timeouts
+    }
+}
+
 struct ControllerStore: SyncStore {
     let controller: Controller
 
@@ -99,7 +111,8 @@ struct ControllerStore: SyncStore {
     }
 
     func forEachRecordBatch(_ body: ([SyncRecord]) throws -> Void) async throws {
-        let (dataplane, rules, timeouts) = await controller.syncTableView()
+        let (dataplane, view) = await controller.syncTableView()
+        let (rules, timeouts) = (view.rules, view.timeouts)
         let offset = NodeSync.wallMinusMonotonic()
         let now = ReadView.monotonicNs()
         try dataplane.forEachRecordBatch { batch in
@@ -115,21 +128,24 @@ struct ControllerStore: SyncStore {
 }
 
 extension Controller {
-    /// The dataplane, the rules for the model it runs, and each group's
-    /// record timeout, for reading the table off the actor.
-    func syncTableView() -> (Dataplane, SyncRules, [UInt32: UInt64]) {
-        let model = dataplane.applied ?? DataplaneModel()
-        var timeouts: [UInt32: UInt64] = [:]
-        for s in model.services { if let p = s.persistence { timeouts[s.group] = p.timeoutNs } }
-        return (dataplane, SyncRules(model: model), timeouts)
+    /// The dataplane and the sync view of the model it runs, for reading
+    /// the table off the actor.
+    func syncTableView() -> (Dataplane, SyncView) { (dataplane, syncView()) }
+
+    /// The sync view of the applied model, built again only after an apply
+    /// (a big config's takes milliseconds; records come a few at a time).
+    func syncView() -> SyncView {
+        if let cached = syncViewCache, cached.version == dataplane.appliedVersion { return cached.view }
+        let view = SyncView(model: dataplane.applied ?? DataplaneModel())
+        syncViewCache = (dataplane.appliedVersion, view)
+        return view
     }
 
     /// Installs what the rules allow of records a peer wrote.
     func applySynced(_ records: [SyncRecord], from node: String) -> (installed: Int, rejected: [Rejection: Int]) {
         let origin = NodeSync.nodeID(node)
         syncNames[origin] = node
-        let (writes, rejected) = NodeSync.plan(
-            records, origin: origin, dataplane: dataplane, model: dataplane.applied ?? DataplaneModel())
+        let (writes, rejected) = NodeSync.plan(records, origin: origin, dataplane: dataplane, view: syncView())
         do {
             try dataplane.installRecords(writes)
         } catch {

@@ -60,20 +60,20 @@ package final class RecordFeed: Sendable {
     /// many record writes were not sent.
     func run(sync: NodeSync, controller: Controller, logger: Logger) async {
         await run(
-            dataplane: controller.dataplane, model: { await controller.appliedModel() },
+            dataplane: controller.dataplane, rules: { await controller.syncView().rules },
             publish: { sync.transport.publish($0) }, logger: logger)
     }
 
-    /// `run` with its parts given: the model that names the records, and
-    /// where they go.
+    /// `run` with its parts given: the rules that name the records (of
+    /// the model the dataplane runs), and where they go.
     package func run(
-        dataplane: Dataplane, model: @Sendable () async -> DataplaneModel,
+        dataplane: Dataplane, rules: @Sendable () async -> SyncRules,
         publish: @Sendable ([SyncRecord]) -> Void, logger: Logger
     ) async {
         var reported = dataplane.recordEventsLostCount() + dropped.value.load(ordering: .relaxed)
         var lastReport = ContinuousClock.now - .seconds(60)
         for await batch in batches {
-            let rules = SyncRules(model: await model())
+            let rules = await rules()
             let offset = NodeSync.wallMinusMonotonic()
             let records = batch.compactMap { e in
                 rules.outgoing(
@@ -92,11 +92,6 @@ package final class RecordFeed: Sendable {
             }
         }
     }
-}
-
-extension Controller {
-    /// The model the dataplane runs, for naming records off the actor.
-    func appliedModel() -> DataplaneModel { dataplane.applied ?? DataplaneModel() }
 }
 
 /// Record writes the feed read but could not queue for the peers.

@@ -41,6 +41,9 @@ public final class Dataplane: @unchecked Sendable {
 
     /// What the maps hold, as last written by `apply`.
     public private(set) var applied: DataplaneModel?
+    /// Counts `apply` calls: what is derived from `applied` is stale when
+    /// this moved.
+    public private(set) var appliedVersion: UInt64 = 0
     /// Live ring per service id: which of its two slots, and its contents.
     private var liveRings: [UInt32: (id: UInt32, reals: [UInt32])] = [:]
     /// Digest of each service's live ring, by service id (see `RingDigest`).
@@ -257,6 +260,7 @@ extension Dataplane {
         try prune(model: model, old: old, oldServices: oldServices, newReals: newReals)
         try writePortFilter(ports)
         applied = model
+        appliedVersion &+= 1
     }
 
     /// The indices a previous controller gave (the pinned backends map):

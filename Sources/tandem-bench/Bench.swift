@@ -68,9 +68,14 @@ struct Bench: AsyncParsableCommand {
 
     @Option(
         help:
-            "Which rows, one or several joined by commas: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller, health (checks beside HAProxy's)."
+            "Which rows, one or several joined by commas: all, paths (XDP in the test loop), live (packets through the lab), flood (spoofed SYNs through the lab), connections (Tandem beside HAProxy), controller, health (checks beside HAProxy's), sync (record sync between two nodes on loopback)."
     )
     var only = "all"
+
+    @Option(help: "New clients of each record sync phase (one record each).")
+    var syncClients = 5000
+    @Option(help: .hidden) var syncReceiver: Int?
+    @Option(help: .hidden) var syncSenderPort: Int?
 
     @Flag(help: "Print the table as Markdown.")
     var markdown = false
@@ -83,10 +88,10 @@ struct Bench: AsyncParsableCommand {
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (1...1_048_576).contains(records) else { throw ValidationError("--records must be 1...1048576") }
         guard !parts.isEmpty,
-            parts.allSatisfy(["all", "paths", "live", "flood", "connections", "controller", "health"].contains)
+            parts.allSatisfy(["all", "paths", "live", "flood", "connections", "controller", "health", "sync"].contains)
         else {
             throw ValidationError(
-                "--only must be all, paths, live, flood, connections, controller or health (or several, joined by commas)"
+                "--only must be all, paths, live, flood, connections, controller, health or sync (or several, joined by commas)"
             )
         }
         guard (1...600).contains(connSeconds), (1...20).contains(connRounds), (1...4000).contains(connConcurrency)
@@ -94,6 +99,7 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError(
                 "--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
         }
+        guard (100...30_000).contains(syncClients) else { throw ValidationError("--sync-clients must be 100...30000") }
         guard (1...100_000_000).contains(floodSyns) else { throw ValidationError("--flood-syns must be 1...100000000") }
         guard (0.1...60).contains(liveSeconds), (1...20).contains(liveRounds) else {
             throw ValidationError("--live-seconds must be 0.1...60 and --live-rounds 1...20")
@@ -114,6 +120,12 @@ struct Bench: AsyncParsableCommand {
     func wants(_ rows: String) -> Bool { parts.contains("all") || parts.contains(rows) }
 
     mutating func run() async throws {
+        if let syncReceiver, let syncSenderPort {
+            // The receiving node of the sync rows, started by them.
+            try await SyncBench.receive(
+                port: syncReceiver, senderPort: syncSenderPort, count: syncClients, pinRoot: pinRoot)
+            return
+        }
         var table = ResultTable()
         if wants("paths") {
             let paths = try PathBench(
@@ -144,6 +156,9 @@ struct Bench: AsyncParsableCommand {
         }
         if wants("health") {
             try await HealthBench(count: checkReals, seconds: checkSeconds, netns: checkNetns).measure(into: &table)
+        }
+        if wants("sync") {
+            try await SyncBench(clients: syncClients, pinRoot: pinRoot + "-sync").measure(into: &table)
         }
         print(markdown ? table.markdown : table.text)
     }

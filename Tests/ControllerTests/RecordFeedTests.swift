@@ -55,7 +55,7 @@ struct RecordFeedTests {
         let node: Node
         func apply(_ records: [SyncRecord], from name: String) async -> (installed: Int, rejected: [Rejection: Int]) {
             let (writes, rejected) = NodeSync.plan(
-                records, origin: NodeSync.nodeID(name), dataplane: node.dataplane, model: node.model)
+                records, origin: NodeSync.nodeID(name), dataplane: node.dataplane, view: SyncView(model: node.model))
             do { try node.dataplane.installRecords(writes) } catch { return (0, rejected) }
             return (writes.count, rejected)
         }
@@ -83,10 +83,10 @@ struct RecordFeedTests {
         let feed = try RecordFeed(dataplane: a.dataplane)
         let logger = Logger(label: "test")
         feed.start(logger: logger)
-        let model = a.model
+        let rules = SyncRules(model: a.model)
         let running = Task {
             await feed.run(
-                dataplane: a.dataplane, model: { model }, publish: { ta.publish($0) }, logger: logger)
+                dataplane: a.dataplane, rules: { rules }, publish: { ta.publish($0) }, logger: logger)
         }
 
         let client = IPAddress("198.18.10.7")!
