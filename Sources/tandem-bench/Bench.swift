@@ -99,7 +99,8 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError(
                 "--conn-seconds must be 1...600, --conn-rounds 1...20 and --conn-concurrency 1...4000")
         }
-        guard (100...30_000).contains(syncClients) else { throw ValidationError("--sync-clients must be 100...30000") }
+        // Four sets of new clients, each its own address in 198.19.0.0/16.
+        guard (100...16_000).contains(syncClients) else { throw ValidationError("--sync-clients must be 100...16000") }
         guard (1...100_000_000).contains(floodSyns) else { throw ValidationError("--flood-syns must be 1...100000000") }
         guard (0.1...60).contains(liveSeconds), (1...20).contains(liveRounds) else {
             throw ValidationError("--live-seconds must be 0.1...60 and --live-rounds 1...20")
