@@ -1,5 +1,6 @@
 import Configuration
 import Control
+import Dataplane
 import Model
 
 /// The control socket speaks one JSON object per line: a request from the
@@ -87,15 +88,8 @@ public struct ControlResponse: Codable, Sendable {
     }
 }
 
-public struct CountersReport: Codable, Sendable, Equatable {
-    public var packets: UInt64 = 0
-    public var bytes: UInt64 = 0
-    public var newFlows: UInt64 = 0
-    public var persistHits: UInt64 = 0
-    public var followHits: UInt64 = 0
-    public var drops: UInt64 = 0
-    public init() {}
-}
+/// A service's or a real's counters, as the dataplane sums them.
+public typealias CountersReport = Counters
 
 public struct RatesReport: Codable, Sendable, Equatable {
     public var packetsPerSecond: Double = 0
@@ -105,18 +99,9 @@ public struct RatesReport: Codable, Sendable, Equatable {
 }
 
 /// What SYNs and first packets wrote, and the writes that found a table
-/// full (each pushed out the table's least recently used entry).
-public struct TablePressure: Codable, Sendable, Equatable {
-    /// SYNs forwarded without writing anything (a spoofed one costs no state).
-    public var synStateless: UInt64 = 0
-    /// SYNs whose choice was kept for their ACK (wrr, a ring just changed).
-    public var synRemembered: UInt64 = 0
-    public var flowsWritten: UInt64 = 0
-    public var flowsWrittenFull: UInt64 = 0
-    public var recordsWritten: UInt64 = 0
-    public var recordsWrittenFull: UInt64 = 0
-    public init() {}
-}
+/// full (each pushed out the table's least recently used entry), as the
+/// dataplane sums them.
+public typealias TablePressure = TableCounters
 
 public struct StatusReport: Codable, Sendable {
     public var interface: String

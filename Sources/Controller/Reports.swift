@@ -70,7 +70,7 @@ extension ReadView {
         let services = config.services.map { s -> ServiceReport in
             let id = state.serviceID(s.name) ?? 0
             let group = state.groupID(s.name) ?? 0
-            let counters = CountersReport(dataplane.counters(service: id))
+            let counters = dataplane.counters(service: id)
             let reals = s.reals.map { r -> RealReport in
                 let rid = state.ids.reals[RealKey(group: group, address: r.address)] ?? 0
                 let target = ProbeTarget(real: r.address, port: r.port, check: s.check)
@@ -83,7 +83,7 @@ extension ReadView {
                     health: s.check.kind == .none
                         ? "n/a" : (state.isHealthy(service: s.name, address: r.address) ? "up" : "down"),
                     lastCheck: lastCheck, records: perReal[rid] ?? 0,
-                    counters: CountersReport(dataplane.counters(service: id, real: rid)))
+                    counters: dataplane.counters(service: id, real: rid))
             }
             return ServiceReport(
                 name: s.name, vip: s.vip.description, port: Int(s.port), proto: s.proto == .tcp ? "tcp" : "udp",
@@ -103,7 +103,7 @@ extension ReadView {
             flows: fill.flows, flowCapacity: fill.flowCapacity, records: fill.validRecords,
             recordCapacity: fill.recordCapacity,
             countedSecondsAgo: censusAt.map { $0.duration(to: .now).inSeconds },
-            pressure: TablePressure(dataplane.tableCounters()), services: services,
+            pressure: dataplane.tableCounters(), services: services,
             node: node, announceTable: announceTable, drained: drained, vips: vips, sync: syncPeers,
             syncUnsent: syncUnsent,
             checks: checkStats.flatMap { $0.probes > 0 ? ChecksReport($0) : nil })
@@ -112,7 +112,7 @@ extension ReadView {
     func stats() -> StatsReport {
         let fill = census ?? Dataplane.Census()
         let services = state.config.services.map { s -> ServiceStats in
-            let counters = CountersReport(dataplane.counters(service: state.serviceID(s.name) ?? 0))
+            let counters = dataplane.counters(service: state.serviceID(s.name) ?? 0)
             return ServiceStats(name: s.name, counters: counters, rates: rates.rate(s.name, counters))
         }
         let packets = Dictionary(
@@ -121,7 +121,7 @@ extension ReadView {
         return StatsReport(
             services: services, packets: packets, flows: fill.flows, flowCapacity: fill.flowCapacity,
             records: fill.validRecords, recordCapacity: fill.recordCapacity,
-            pressure: TablePressure(dataplane.tableCounters()))
+            pressure: dataplane.tableCounters())
     }
 
     /// The valid records `filter` selects, handed to `send` in batches of
@@ -220,35 +220,11 @@ extension ReadView {
 
 }
 
-extension TablePressure {
-    init(_ t: TableCounters) {
-        self.init()
-        synStateless = t.synStateless
-        synRemembered = t.synRemembered
-        flowsWritten = t.flowsWritten
-        flowsWrittenFull = t.flowsWrittenFull
-        recordsWritten = t.recordsWritten
-        recordsWrittenFull = t.recordsWrittenFull
-    }
-}
-
 extension ChecksReport {
     init(_ s: CheckerStats) {
         self.init(
             probes: s.probes, scheduledPerSecond: s.scheduledPerSecond, donePerSecond: s.donePerSecond,
             roundSeconds: Double(s.roundNs) / 1e9, latenessSeconds: Double(s.latenessNs) / 1e9, missed: s.missed,
             missedTotal: s.missedTotal, behind: s.behind)
-    }
-}
-
-extension CountersReport {
-    init(_ c: Counters) {
-        self.init()
-        packets = c.packets
-        bytes = c.bytes
-        newFlows = c.newFlows
-        persistHits = c.persistHits
-        followHits = c.followHits
-        drops = c.drops
     }
 }

@@ -112,7 +112,7 @@ extension tandem_ring {
 }
 
 /// Counters of a service or a real, summed over CPUs.
-public struct Counters: Equatable, Sendable {
+public struct Counters: Equatable, Sendable, Codable {
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
     public var newFlows: UInt64 = 0
