@@ -129,7 +129,7 @@ public struct StatusReport: Codable, Sendable {
     /// Record sync peers; nil without `sync`.
     public var sync: [PeerStatus]? = nil
     /// Record writes never sent to the peers (the dataplane's event ring
-    /// buffer was full, or the sender was behind); nil without `sync`.
+    /// buffer was full); nil without `sync`.
     public var syncUnsent: UInt64? = nil
     /// How the health checks keep up; nil when none run.
     public var checks: ChecksReport? = nil

@@ -199,6 +199,7 @@ public actor Controller {
             try dataplane.apply(model)
             state = next
             macs = nextMACs
+            syncModelApplied()
             announce()
             for (address, what) in changed {
                 logger.notice("real reachable", metadata: ["real": "\(address)", "reason": "\(what)"])
@@ -299,6 +300,7 @@ public actor Controller {
         let model = next.model(macs: macs)
         try dataplane.apply(model)
         state = next
+        syncModelApplied()
         announce()
     }
 

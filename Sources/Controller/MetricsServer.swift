@@ -154,7 +154,7 @@ extension ReadView {
                 registry.counter(
                     "tandem_sync_records_unsent_total", labels: [("node", status.node)],
                     help:
-                        "record writes never sent to the peers (the event ring buffer was full, or the sender was behind)"
+                        "record writes never sent to the peers (the event ring buffer was full)"
                 ),
                 key: "sync_unsent", to: unsent)
         }

@@ -7,6 +7,7 @@ import Model
 import NIOCore
 import ServiceLifecycle
 import Sync
+import Synchronization
 import Control
 
 /// Record sync in `tandem serve`: the transport, and what the controller
@@ -15,8 +16,8 @@ import Control
 package final class NodeSync: Sendable {
     let transport: SyncTransport
     let config: Config.Sync
-    /// Record writes the feed read but could not queue for sending.
-    let feedDropped = UnsentCount()
+    /// The feed of this node's record writes, once started.
+    let feed = Mutex<RecordFeed?>(nil)
     /// How long a starting node waits for its peers' tables.
     static let pullTimeout: Duration = .seconds(5)
 
@@ -203,17 +204,15 @@ struct SyncService: Service {
             ])
         let feed: RecordFeed?
         do {
-            feed = try RecordFeed(dataplane: controller.dataplane, dropped: sync.feedDropped)
+            feed = try await controller.startRecordFeed(sync, logger: logger)
         } catch {
             feed = nil
             logger.error(
                 "sync: cannot read the dataplane's record writes; only pulls move this node's records",
                 metadata: ["error": "\(error)"])
         }
-        feed?.start(logger: logger)
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await sync.transport.runReceiver() }
-            if let feed { tasks.addTask { await feed.run(sync: sync, controller: controller, logger: logger) } }
             tasks.addTask {
                 let results = await sync.transport.pullAll(timeout: NodeSync.pullTimeout)
                 await controller.syncPullDone(results)
@@ -221,7 +220,7 @@ struct SyncService: Service {
             }
             tasks.addTask {
                 try? await gracefulShutdown()
-                feed?.stop()
+                await feed?.stop()
                 await sync.transport.stop()
             }
         }
@@ -229,6 +228,24 @@ struct SyncService: Service {
 }
 
 extension Controller {
+    /// Starts sending this node's record writes to the peers, named by the
+    /// rules of the model applied now (and of each one applied later: on
+    /// the actor, so no apply comes between).
+    func startRecordFeed(_ sync: NodeSync, logger: Logger) throws -> RecordFeed {
+        let transport = sync.transport
+        let feed = try RecordFeed(dataplane: dataplane, rules: syncView().rules) { transport.publish($0) }
+        sync.feed.withLock { $0 = feed }
+        feed.start(logger: logger)
+        return feed
+    }
+
+    /// A model was applied: the feed names records by its rules from now on.
+    func syncModelApplied() {
+        guard let sync else { return }
+        let rules = syncView().rules
+        sync.feed.withLock { $0 }?.update(rules: rules)
+    }
+
     /// Peers as `status` shows them.
     func syncPeers() -> [PeerStatus]? {
         guard let sync else { return nil }

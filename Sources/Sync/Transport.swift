@@ -27,6 +27,8 @@ public final class SyncTransport: @unchecked Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     private let channels = NIOLockedValueBox<(udp: (any Channel)?, tcp: (any Channel)?)>((nil, nil))
+    /// Where live records and heartbeats leave from (the caller's thread).
+    private let sender = NIOLockedValueBox<DatagramSender?>(nil)
     private let inbox: AsyncStream<Received>
     private let inboxIn: AsyncStream<Received>.Continuation
     private let activePulls = NIOLockedValueBox(0)
@@ -84,6 +86,15 @@ public final class SyncTransport: @unchecked Sendable {
             try? await udp.close()
             throw error
         }
+        let sender: DatagramSender
+        do {
+            sender = try DatagramSender(listen: listen)
+        } catch {
+            try? await udp.close()
+            try? await tcp.close()
+            throw error
+        }
+        self.sender.withLockedValue { $0 = sender }
         channels.withLockedValue { $0 = (udp, tcp) }
     }
 
@@ -94,6 +105,7 @@ public final class SyncTransport: @unchecked Sendable {
         }
         try? await udp?.close()
         try? await tcp?.close()
+        sender.withLockedValue { $0 = nil }
         inboxIn.finish()
     }
 
@@ -116,22 +128,24 @@ public final class SyncTransport: @unchecked Sendable {
 
     // MARK: Live records
 
-    /// Sends `records` to every peer, batched into datagrams; an empty list
-    /// sends a heartbeat.
+    /// Sends `records` to every peer, batched into datagrams, from the
+    /// calling thread; an empty list sends a heartbeat.
     public func publish(_ records: [SyncRecord]) {
-        guard let udp = channels.withLockedValue({ $0.udp }) else { return }
+        guard let sender = sender.withLockedValue({ $0 }) else { return }
         let datagrams = engine.seal(records)
+        let per = SyncMessage.maxDatagramRecords
         for (i, peer) in engine.peers.enumerated() {
-            guard let remote = try? SocketAddress(ipAddress: peer.address.description, port: Int(peer.port)) else {
-                continue
-            }
-            for d in datagrams {
-                let envelope = AddressedEnvelope(remoteAddress: remote, data: udp.allocator.buffer(bytes: d))
-                udp.writeAndFlush(envelope).whenComplete { result in
-                    if case .failure = result { self.engine.countSent(peer: i, messages: 1, records: 0, failed: true) }
+            var (sent, sentRecords, failed) = (0, 0, 0)
+            for (k, d) in datagrams.enumerated() {
+                if sender.send(d, to: peer) {
+                    sent += 1
+                    sentRecords += max(0, min(per, records.count - k * per))
+                } else {
+                    failed += 1
                 }
             }
-            engine.countSent(peer: i, messages: datagrams.count, records: records.count, failed: false)
+            if failed > 0 { engine.countSent(peer: i, messages: failed, records: 0, failed: true) }
+            if sent > 0 { engine.countSent(peer: i, messages: sent, records: sentRecords, failed: false) }
         }
     }
 

@@ -180,8 +180,8 @@ struct SyncBench {
     /// receiving. Clients from `first` on (2 x clients of them).
     func phase(rate: Double, first: Int, dataplane: Dataplane, model: DataplaneModel) async throws -> Phase {
         let baseline = try Self.newClients(dataplane, first: first, count: clients, rate: rate)
-        let portB = 40_000 + Int(getpid() % 10_000) * 2
-        let portA = portB + 1
+        let ports = Ports.freeUDPAndTCP(2)
+        let (portA, portB) = (ports[0], ports[1])
         let log = "/tmp/tandem-bench-sync-\(getpid()).log"
         try? FileManager.default.removeItem(atPath: log)
         let receiver = try await BackgroundProcess.start(
@@ -204,20 +204,14 @@ struct SyncBench {
             engine: engine, listen: Endpoint("127.0.0.1:\(portA)")!, store: store, group: group,
             logger: Logger(label: "sync-bench"))
         try await transport.start()
-        let feed = try RecordFeed(dataplane: dataplane)
-        let logger = Logger(label: "sync-bench")
-        feed.start(logger: logger)
-        let running = Task {
-            let rules = SyncRules(model: model)
-            await feed.run(dataplane: dataplane, rules: { rules }, publish: { transport.publish($0) }, logger: logger)
-        }
+        let feed = try RecordFeed(dataplane: dataplane, rules: SyncRules(model: model)) { transport.publish($0) }
+        feed.start(logger: Logger(label: "sync-bench"))
         let lostBefore = dataplane.recordEventsLostCount()
         let synced = try Self.newClients(dataplane, first: first + clients, count: clients, rate: rate)
         _ = await receiver.wait()
         let unsent = dataplane.recordEventsLostCount() - lostBefore
         let sent = engine.reports()[0].recordsSent
-        feed.stop()
-        await running.value
+        await feed.stop()
         await transport.stop()
         try await group.shutdownGracefully()
         guard let line = output().split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {

@@ -76,24 +76,31 @@ struct RecordFeedTests {
     func recordReachesPeer() async throws {
         let a = try Node("feed-a")
         let b = try Node("feed-b")
-        let base = 30_000 + Int(getpid() % 20_000)
-        let ta = try await Self.transport("lb1", port: base, peer: base + 1, store: Store(node: a))
-        let tb = try await Self.transport("lb2", port: base + 1, peer: base, store: Store(node: b))
+        let ports = Ports.freeUDPAndTCP(2)
+        let (portA, portB) = (ports[0], ports[1])
+        let ta = try await Self.transport("lb1", port: portA, peer: portB, store: Store(node: a))
+        let tb = try await Self.transport("lb2", port: portB, peer: portA, store: Store(node: b))
         let receiver = Task { await tb.runReceiver() }
-        let feed = try RecordFeed(dataplane: a.dataplane)
-        let logger = Logger(label: "test")
-        feed.start(logger: logger)
-        let rules = SyncRules(model: a.model)
-        let running = Task {
-            await feed.run(
-                dataplane: a.dataplane, rules: { rules }, publish: { ta.publish($0) }, logger: logger)
+        // Started with the rules of a model without the group: what it
+        // writes is named by no group and not sent.
+        let feed = try RecordFeed(dataplane: a.dataplane, rules: SyncRules(model: DataplaneModel())) {
+            ta.publish($0)
         }
+        feed.start(logger: Logger(label: "test"))
+        func connect(_ source: String) throws {
+            var packet = PacketSpec(src: source, dst: "198.18.0.100", sport: 40000, dport: 443)
+            _ = try a.dataplane.program.testRun(packet: packet.bytes)
+            packet.tcpFlags = TCPFlags.ack
+            _ = try a.dataplane.program.testRun(packet: packet.bytes)
+        }
+        try connect("198.18.10.6")
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(ta.engine.reports()[0].recordsSent == 0, "a record of a group the rules do not know is not sent")
 
+        // The model applied: its rules name the next write.
+        feed.update(rules: SyncRules(model: a.model))
         let client = IPAddress("198.18.10.7")!
-        var packet = PacketSpec(src: "198.18.10.7", dst: "198.18.0.100", sport: 40000, dport: 443)
-        _ = try a.dataplane.program.testRun(packet: packet.bytes)
-        packet.tcpFlags = TCPFlags.ack
-        _ = try a.dataplane.program.testRun(packet: packet.bytes)
+        try connect("198.18.10.7")
         let group = a.model.services.first { $0.port == 443 }!.group
         let written = try #require(a.dataplane.record(group: group, client: client))
 
@@ -109,8 +116,7 @@ struct RecordFeedTests {
         #expect(ta.engine.reports()[0].recordsSent == 1)
         #expect(tb.engine.reports()[0].recordsInstalled == 1)
 
-        feed.stop()
-        await running.value
+        await feed.stop()
         receiver.cancel()
         await ta.stop()
         await tb.stop()
