@@ -159,6 +159,21 @@ public final class SyncTransport: @unchecked Sendable {
 
     // MARK: Pulling a table
 
+    /// A connect error in a few words: the errno's text where there is one
+    /// ("Connection refused"), not NIO's nested description.
+    static func reason(_ error: any Error) -> String {
+        func errnoText(_ e: any Error) -> String? {
+            if let io = e as? IOError { return String(cString: strerror(io.errnoCode)) }
+            if let failure = e as? NIOConnectionError {
+                return failure.connectionErrors.lazy.compactMap { errnoText($0.error) }.first
+                    ?? failure.dnsAAAAError.flatMap(errnoText) ?? failure.dnsAError.flatMap(errnoText)
+            }
+            if e is ChannelError, case .connectTimeout = e as! ChannelError { return "timed out" }
+            return nil
+        }
+        return errnoText(error) ?? "\(error)"
+    }
+
     public struct PullResult: Sendable, Equatable {
         public var peer: String
         public var received = 0
@@ -194,7 +209,7 @@ public final class SyncTransport: @unchecked Sendable {
                 }
                 .connect(host: peer.address.description, port: Int(peer.port)).get()
         } catch {
-            result.error = "cannot connect: \(error)"
+            result.error = "cannot connect: \(Self.reason(error))"
             return result
         }
         defer { channel.close(promise: nil) }

@@ -235,6 +235,9 @@ extension LabSuites {
                 let alone = firstLog.split(separator: "\n").first { $0.contains("no peer's table could be pulled") }
                 print("sync: lb1 started alone: \(alone.map(String.init) ?? "-")")
                 #expect(alone?.contains("announcing anyway") == true, "lb1 says it announces without a pull")
+                #expect(
+                    alone?.contains("198.18.0.12:7946 (cannot connect: Connection refused)") == true,
+                    "and why, for each peer, in a few words")
                 _ = try await NodesLab.survey()
                 await Self.expectTablesAgree(nodes, "steady state")
                 let target = nodes[0]
