@@ -348,6 +348,14 @@ struct Reader {
                 } else if peer == listen {
                     fail(p, "sync.peers[\(i)]", "\(peer) is this node's own sync.listen")
                     ok = false
+                } else if let listen, listen.address.family != peer.address.family {
+                    // Datagrams leave from the listen address: one family.
+                    let family = { (e: Endpoint) in e.address.family == .inet ? "IPv4" : "IPv6" }
+                    fail(
+                        p, "sync.peers[\(i)]",
+                        "\(peer) is \(family(peer)) but sync.listen \(listen) is \(family(listen)): records go from the listen address, so every peer must be of its family"
+                    )
+                    ok = false
                 }
                 peers.append(peer)
             }

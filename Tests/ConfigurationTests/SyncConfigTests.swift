@@ -30,10 +30,15 @@ struct SyncConfigTests {
         let path = try Self.secret(64, newline: true)
         let config = try ConfigParser.parse(
             Self.yaml(
-                "sync: { listen: 198.18.0.1:7946, peers: [198.18.0.2:7946, \"[2001:db8::3]:7000\"], secret-file: \(path) }"
+                "sync: { listen: 198.18.0.1:7946, peers: [198.18.0.2:7946, 198.18.0.3:7000], secret-file: \(path) }"
             ), file: "t.yaml")
         #expect(config.sync?.listen == Endpoint("198.18.0.1:7946"))
-        #expect(config.sync?.peers.map(\.description) == ["198.18.0.2:7946", "[2001:db8::3]:7000"])
+        #expect(config.sync?.peers.map(\.description) == ["198.18.0.2:7946", "198.18.0.3:7000"])
+        let v6 = try ConfigParser.parse(
+            Self.yaml(
+                "sync: { listen: \"[2001:db8::1]:7946\", peers: [\"[2001:db8::3]:7000\"], secret-file: \(path) }"),
+            file: "t.yaml")
+        #expect(v6.sync?.peers.map(\.description) == ["[2001:db8::3]:7000"])
         #expect(config.sync?.secretFile == path)
         // The final newline is not part of the secret (echo and printf agree).
         #expect(try config.sync?.readSecret() == Array(repeating: UInt8(ascii: "k"), count: 64))
@@ -61,6 +66,10 @@ struct SyncConfigTests {
                 "sync.peers[1]: 198.18.0.2:7946 is listed twice"
             ),
             ("listen: 198.18.0.1:7946, peers: [198.18.0.1:7946]", "sync.peers[0]: 198.18.0.1:7946 is this node's own"),
+            (
+                "listen: 198.18.0.1:7946, peers: [198.18.0.2:7946, \"[2001:db8::3]:7946\"]",
+                "sync.peers[1]: [2001:db8::3]:7946 is IPv6 but sync.listen 198.18.0.1:7946 is IPv4"
+            ),
             ("peers: [198.18.0.2:7946]", "t.yaml:3: sync.listen: is required"),
             ("listen: 198.18.0.1:7946, peers: [198.18.0.2:7946], port: 1", "sync.port: unknown key")
         ])
