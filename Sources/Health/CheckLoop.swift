@@ -6,8 +6,10 @@ import Model
 import NIOConcurrencyHelpers
 
 /// One thread running probes over non-blocking sockets with one epoll
-/// instance: a tcp check is socket, connect, epoll_ctl and a reset close; an
-/// http check on a kept connection is one send and one recv. There is no
+/// instance: a tcp check is one SYN out and one SYN-ACK (or reset) in,
+/// batched with the others of the same turn of the loop (`HalfOpen`), or
+/// where raw sockets are not allowed socket, connect, epoll_ctl and a reset
+/// close; an http check on a kept connection is one send and one recv. There is no
 /// channel, pipeline or promise per check. tls and https checks are handed
 /// to `external` (NIOSSL on SwiftNIO) and their results come back here.
 ///
@@ -41,6 +43,7 @@ final class CheckLoop: @unchecked Sendable {
         var latestEnd: UInt64 = 0
         var startedTotal: UInt64 = 0
         var missedTotal: UInt64 = 0
+        var halfOpenTotal: UInt64 = 0
     }
 
     private enum Command {
@@ -70,10 +73,15 @@ final class CheckLoop: @unchecked Sendable {
     private var scheduledPerSecond = 0.0
     private var lastWarning: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// tcp checks are half-open where a raw socket can be opened.
+    private let halfOpenAllowed: Bool
+    private var halfOpen = HalfOpen()
 
     private static let wakeID: UInt64 = 0
 
-    init(name: String, logger: Logger, external: @escaping External) throws {
+    /// `halfOpen`: tcp checks send a SYN from a raw socket where the process
+    /// may open one (false: they always connect fully).
+    init(name: String, logger: Logger, halfOpen: Bool = true, external: @escaping External) throws {
         _ = raiseFileLimit
         epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         do {
@@ -84,6 +92,7 @@ final class CheckLoop: @unchecked Sendable {
         }
         self.external = external
         self.logger = logger
+        halfOpenAllowed = halfOpen
         var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
         try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event) }
         let thread = Thread { [self] in run() }
@@ -132,6 +141,7 @@ final class CheckLoop: @unchecked Sendable {
         while true {
             var now = monotonicNs()
             runTimers(now)
+            flushSYNs()
             let timeout = waitMs(now)
             let count = epoll_wait(epfd, &events, Int32(events.count), timeout)
             if count < 0 && errno != EINTR {
@@ -144,6 +154,11 @@ final class CheckLoop: @unchecked Sendable {
                 let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
                 if id == Self.wakeID {
                     woken = true
+                } else if id == HalfOpen.epollIDv4 || id == HalfOpen.epollIDv6 {
+                    for (probe, reset) in halfOpen.receive(id == HalfOpen.epollIDv4 ? AF_INET : AF_INET6)
+                    where probe.phase == .connecting {
+                        finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
+                    }
                 } else if let probe = probes[id] {
                     handle(probe, event.events)
                 }
@@ -161,6 +176,7 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         for probe in probes.values where probe.fd >= 0 { TCPSocket.abort(probe.fd) }
+        halfOpen.closeAll()
         probes = [:]
         timers = TimerHeap()
         close(epfd)
@@ -170,6 +186,7 @@ final class CheckLoop: @unchecked Sendable {
     /// Until the next timer, in whole milliseconds rounded up; at most a
     /// second, so rounds are counted while nothing is due.
     private func waitMs(_ now: UInt64) -> Int32 {
+        if halfOpen.hasPending { return 1 }
         guard let next = timers.first?.at else { return 1000 }
         if next <= now { return 0 }
         return Int32(min(1000, (next - now + 999_999) / 1_000_000))
@@ -188,6 +205,7 @@ final class CheckLoop: @unchecked Sendable {
             for id in ids {
                 guard let probe = probes.removeValue(forKey: id) else { continue }
                 probe.removed = true
+                halfOpen.forget(probe)
                 if probe.fd >= 0 {
                     TCPSocket.abort(probe.fd)
                     probe.fd = -1
@@ -226,6 +244,7 @@ final class CheckLoop: @unchecked Sendable {
             p.latestEnd = now - now % tally.roundNs
             p.startedTotal = tally.startedTotal
             p.missedTotal = tally.missedTotal
+            p.halfOpenTotal = halfOpen.sent
         }
     }
 
@@ -277,7 +296,11 @@ final class CheckLoop: @unchecked Sendable {
         timers.push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token, deadline: true))
         switch probe.work {
         case .tcp:
-            connect(probe)
+            if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: epfd, logger: logger) != nil {
+                sendSYN(probe)
+            } else {
+                connect(probe)
+            }
         case .http:
             if probe.fd >= 0 {
                 probe.reused = true
@@ -289,6 +312,34 @@ final class CheckLoop: @unchecked Sendable {
             probe.phase = .external
             let (id, token) = (probe.id, probe.token)
             external(probe.target) { [weak self] result in self?.post(.finished(id, token, result)) }
+        }
+    }
+
+    /// Queues the half-open check's SYN (sent by `flushSYNs`).
+    private func sendSYN(_ probe: Probe) {
+        var source: UInt32 = 0
+        if probe.address.family == AF_INET {
+            if let known = probe.source {
+                source = known
+            } else {
+                switch halfOpen.source(for: probe.address) {
+                case .success(let found):
+                    probe.source = found
+                    source = found
+                case .failure(let error):
+                    return finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
+                }
+            }
+        }
+        probe.phase = .connecting
+        halfOpen.queue(probe, source: source)
+    }
+
+    /// Sends the SYNs queued in this turn of the loop, in batches.
+    private func flushSYNs() {
+        guard halfOpen.hasPending else { return }
+        for (probe, error) in halfOpen.flush() where probe.phase == .connecting && !probe.removed {
+            finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
         }
     }
 
@@ -413,6 +464,11 @@ final class CheckLoop: @unchecked Sendable {
 
     private func finish(_ probe: Probe, _ result: ProbeResult, keep: Bool = false) {
         probe.token &+= 1
+        if probe.synKey != nil {
+            halfOpen.forget(probe)
+            // The route may have changed: the source is looked up again.
+            if !result.ok { probe.source = nil }
+        }
         if !keep, probe.fd >= 0 {
             TCPSocket.abort(probe.fd)
             probe.fd = -1
@@ -433,7 +489,7 @@ final class CheckLoop: @unchecked Sendable {
 }
 
 /// One probe's schedule and connection, owned by its loop's thread.
-private final class Probe {
+final class Probe {
     enum Phase { case idle, connecting, sending, reading, external }
     enum Work {
         case tcp
@@ -459,6 +515,11 @@ private final class Probe {
     var sent = 0
     var reader: HTTPResponseReader?
     var removed = false
+    /// A half-open check's SYN in flight: the answer it waits for.
+    var synKey: HalfOpen.Key?
+    /// The source address of half-open checks (IPv4, network order), from
+    /// the route; looked up again after a failed check.
+    var source: UInt32?
 
     init(_ spec: CheckLoop.Spec, now: UInt64) {
         id = spec.id

@@ -114,8 +114,12 @@ public final class HealthChecker: Sendable {
 
     /// `buffer`: transitions held for a slow consumer. `loops`: threads
     /// running probes (one handles 10,000 checks a second; see
-    /// BENCHMARKS.md). tls and https checks run on `group`.
-    public init(group: any EventLoopGroup, logger: Logger, buffer: Int = 4096, loops: Int = 1) throws {
+    /// BENCHMARKS.md). tls and https checks run on `group`. `halfOpen`: tcp
+    /// checks are half-open (a SYN from a raw socket) where the process may
+    /// open raw sockets; false: they always connect fully.
+    public init(
+        group: any EventLoopGroup, logger: Logger, buffer: Int = 4096, loops: Int = 1, halfOpen: Bool = true
+    ) throws {
         let prober = try Prober(group: group)
         self.logger = logger
         (transitions, continuation) = AsyncStream.makeStream(
@@ -125,7 +129,7 @@ public final class HealthChecker: Sendable {
             prober.probe(target, on: group.next()).whenSuccess(done)
         }
         self.loops = try (0..<max(1, loops)).map { i in
-            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, external: external)
+            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, halfOpen: halfOpen, external: external)
         }
     }
 
@@ -216,6 +220,7 @@ public final class HealthChecker: Sendable {
             stats.scheduledPerSecond += p.scheduledPerSecond
             stats.checksTotal += p.startedTotal
             stats.missedTotal += p.missedTotal
+            stats.halfOpenTotal += p.halfOpenTotal
             stats.roundNs = max(stats.roundNs, p.roundNs)
             guard p.probes > 0 else { continue }
             if now >= p.latestEnd + 2 * p.roundNs {
