@@ -224,9 +224,11 @@ public final class HealthChecker: Sendable {
             stats.roundNs = max(stats.roundNs, p.roundNs)
             guard p.probes > 0 else { continue }
             if now >= p.latestEnd + 2 * p.roundNs {
-                // The loop has not closed a round since: it is stuck.
-                stats.latenessNs = max(stats.latenessNs, now - p.latestEnd - p.roundNs)
-                stats.missed += 1
+                // The loop has not closed a round since: it is stuck, and
+                // every check due since the round it last closed is missed.
+                let stuckNs = now - p.latestEnd - p.roundNs
+                stats.latenessNs = max(stats.latenessNs, stuckNs)
+                stats.missed += max(1, UInt64(p.scheduledPerSecond * Double(stuckNs) / 1e9))
             } else {
                 stats.donePerSecond += Double(p.latest.started) * 1e9 / Double(p.roundNs)
                 stats.latenessNs = max(stats.latenessNs, p.latest.latenessNs)
