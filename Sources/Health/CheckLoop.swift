@@ -59,7 +59,10 @@ final class CheckLoop: @unchecked Sendable {
         var stopped = false
     }
 
+    /// The loop sleeps on `epfd`: the inbox's eventfd and, while armed,
+    /// `io`, the epoll instance of every socket.
     private let epfd: Int32
+    private let io: Int32
     private let wake: Int32
     private let inbox = NIOLockedValueBox(Inbox())
     let published = NIOLockedValueBox(Published())
@@ -68,7 +71,12 @@ final class CheckLoop: @unchecked Sendable {
 
     // The thread's own.
     private var probes: [UInt64: Probe] = [:]
+    /// When each probe's next check starts.
     private var timers = TimerHeap()
+    /// When each check times out: one queue per timeout in use, in the order
+    /// the checks started, which is the order of their deadlines.
+    private var deadlines: [DeadlineQueue] = []
+    private var deadlineQueue: [UInt64: Int] = [:]
     private var tally = RoundTally()
     private var scheduledPerSecond = 0.0
     private var lastWarning: UInt64 = 0
@@ -78,6 +86,12 @@ final class CheckLoop: @unchecked Sendable {
     private var halfOpen = HalfOpen()
 
     private static let wakeID: UInt64 = 0
+    private static let ioID: UInt64 = .max
+    /// The loop's turns are at least this far apart: each runs the checks
+    /// due since the last one (at most this late) in one batch, and reads
+    /// the answers to the last turn's. 250 wake-ups a second at most, not
+    /// one per check or per answer.
+    private static let tickMs: Int32 = 4
 
     /// `halfOpen`: tcp checks send a SYN from a raw socket where the process
     /// may open one (false: they always connect fully).
@@ -85,9 +99,16 @@ final class CheckLoop: @unchecked Sendable {
         _ = raiseFileLimit
         epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         do {
+            io = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        } catch {
+            close(epfd)
+            throw error
+        }
+        do {
             wake = try retrying("eventfd") { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
         } catch {
             close(epfd)
+            close(io)
             throw error
         }
         self.external = external
@@ -95,6 +116,8 @@ final class CheckLoop: @unchecked Sendable {
         halfOpenAllowed = halfOpen
         var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
         try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event) }
+        var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
+        try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, io, &ioEvent) }
         let thread = Thread { [self] in run() }
         thread.name = name
         thread.start()
@@ -138,11 +161,21 @@ final class CheckLoop: @unchecked Sendable {
 
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 512)
+        var armed = true
         while true {
             var now = monotonicNs()
+            // What the sockets have first: an answer that came before its
+            // check's deadline counts.
+            if !drainIO(&events) { break }
             runTimers(now)
             flushSYNs()
             let timeout = waitMs(now)
+            // The sockets wake the loop only when no turn is due sooner
+            // anyway; otherwise their answers are read at that turn.
+            if !armed && timeout > Self.tickMs {
+                var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
+                armed = epoll_ctl(epfd, EPOLL_CTL_MOD, io, &ioEvent) == 0
+            }
             let count = epoll_wait(epfd, &events, Int32(events.count), timeout)
             if count < 0 && errno != EINTR {
                 logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
@@ -150,18 +183,8 @@ final class CheckLoop: @unchecked Sendable {
             }
             var woken = false
             for i in 0..<max(0, Int(count)) {
-                let event = events[i]
-                let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
-                if id == Self.wakeID {
-                    woken = true
-                } else if id == HalfOpen.epollIDv4 || id == HalfOpen.epollIDv6 {
-                    for (probe, reset) in halfOpen.receive(id == HalfOpen.epollIDv4 ? AF_INET : AF_INET6)
-                    where probe.phase == .connecting {
-                        finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
-                    }
-                } else if let probe = probes[id] {
-                    handle(probe, event.events)
-                }
+                let id = withUnsafePointer(to: events[i]) { tandem_epoll_data($0) }
+                if id == Self.wakeID { woken = true } else if id == Self.ioID { armed = false }
             }
             if woken {
                 var value: UInt64 = 0
@@ -179,17 +202,50 @@ final class CheckLoop: @unchecked Sendable {
         halfOpen.closeAll()
         probes = [:]
         timers = TimerHeap()
+        deadlines = []
+        close(io)
         close(epfd)
         inbox.withLockedValue { _ in _ = close(wake) }
     }
 
-    /// Until the next timer, in whole milliseconds rounded up; at most a
+    /// Handles what every socket has, without waiting; false if the loop
+    /// must stop.
+    private func drainIO(_ events: inout [epoll_event]) -> Bool {
+        while true {
+            let count = epoll_wait(io, &events, Int32(events.count), 0)
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
+                return false
+            }
+            for i in 0..<Int(count) {
+                let event = events[i]
+                let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
+                if id == HalfOpen.epollIDv4 || id == HalfOpen.epollIDv6 {
+                    for (probe, reset) in halfOpen.receive(id == HalfOpen.epollIDv4 ? AF_INET : AF_INET6)
+                    where probe.phase == .connecting {
+                        finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
+                    }
+                } else if let probe = probes[id] {
+                    handle(probe, event.events)
+                }
+            }
+            if Int(count) < events.count { return true }
+        }
+    }
+
+    /// Until the next timer, in whole milliseconds rounded up, at least a
+    /// tick; at most a
     /// second, so rounds are counted while nothing is due.
     private func waitMs(_ now: UInt64) -> Int32 {
         if halfOpen.hasPending { return 1 }
-        guard let next = timers.first?.at else { return 1000 }
-        if next <= now { return 0 }
-        return Int32(min(1000, (next - now + 999_999) / 1_000_000))
+        var first = timers.first?.at
+        for queue in deadlines {
+            if let at = queue.first?.at, at < first ?? .max { first = at }
+        }
+        guard let next = first else { return 1000 }
+        if next <= now { return Self.tickMs }
+        return Int32(min(1000, max(UInt64(Self.tickMs), (next - now + 999_999) / 1_000_000)))
     }
 
     private func apply(_ command: Command, now: UInt64) {
@@ -197,8 +253,15 @@ final class CheckLoop: @unchecked Sendable {
         case .add(let specs):
             for spec in specs {
                 let probe = Probe(spec, now: now)
+                if let queue = deadlineQueue[probe.timeoutNs] {
+                    probe.deadlineQueue = queue
+                } else {
+                    probe.deadlineQueue = deadlines.count
+                    deadlineQueue[probe.timeoutNs] = deadlines.count
+                    deadlines.append(DeadlineQueue())
+                }
                 probes[spec.id] = probe
-                timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+                timers.push(Timer(at: probe.due, probe: probe, token: probe.token))
             }
             recount(now)
         case .remove(let ids):
@@ -250,17 +313,20 @@ final class CheckLoop: @unchecked Sendable {
 
     private func runTimers(_ now: UInt64) {
         if tally.roll(now: now) { roundEnded(now) }
+        // Timeouts first: a check that ends now may start its next one now.
+        for i in deadlines.indices {
+            while let top = deadlines[i].first, top.at <= now {
+                deadlines[i].pop()
+                let probe = top.probe
+                guard !probe.removed, top.token == probe.token, probe.phase != .idle else { continue }
+                finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
+            }
+        }
         while let top = timers.first, top.at <= now {
             timers.pop()
             let probe = top.probe
-            guard !probe.removed, top.token == probe.token else { continue }
-            if top.deadline {
-                if probe.phase != .idle {
-                    finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
-                }
-            } else if probe.phase == .idle {
-                start(probe, now: now)
-            }
+            guard !probe.removed, top.token == probe.token, probe.phase == .idle else { continue }
+            start(probe, now: now)
         }
     }
 
@@ -293,10 +359,10 @@ final class CheckLoop: @unchecked Sendable {
         }
         tally.started(now: now, latenessNs: lateness, missed: missed)
         probe.token &+= 1
-        timers.push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token, deadline: true))
+        deadlines[probe.deadlineQueue].push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token))
         switch probe.work {
         case .tcp:
-            if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: epfd, logger: logger) != nil {
+            if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: io, logger: logger) != nil {
                 sendSYN(probe)
             } else {
                 connect(probe)
@@ -354,7 +420,7 @@ final class CheckLoop: @unchecked Sendable {
             // A connect that finished at once is reported by the add itself.
             var event = tandem_epoll_event(
                 EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, probe.id)
-            try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) }
+            try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, fd, &event) }
         } catch let error as SystemError {
             finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))
         } catch {
@@ -476,7 +542,7 @@ final class CheckLoop: @unchecked Sendable {
         probe.phase = .idle
         probe.reader = nil
         if probe.periodic {
-            timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+            timers.push(Timer(at: probe.due, probe: probe, token: probe.token))
         } else {
             probes[probe.id] = nil
             if probe.fd >= 0 {
@@ -517,6 +583,8 @@ final class Probe {
     var removed = false
     /// A half-open check's SYN in flight: the answer it waits for.
     var synKey: HalfOpen.Key?
+    /// Which of the loop's deadline queues holds its checks' timeouts.
+    var deadlineQueue = 0
     /// The source address of half-open checks (IPv4, network order), from
     /// the route; looked up again after a failed check.
     var source: UInt32?
@@ -559,8 +627,27 @@ private struct Timer {
     var at: UInt64
     var probe: Probe
     var token: UInt32
-    /// The end of a check's timeout, not the start of a check.
-    var deadline: Bool
+}
+
+/// Timers in the order they were pushed, which must be their order in time.
+private struct DeadlineQueue {
+    private var items: [Timer] = []
+    private var head = 0
+
+    var first: Timer? { head < items.count ? items[head] : nil }
+
+    mutating func push(_ timer: Timer) { items.append(timer) }
+
+    mutating func pop() {
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 4096 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
 }
 
 /// A binary min-heap of timers by time.

@@ -239,35 +239,37 @@ struct HalfOpen {
     /// with the error; a full send buffer leaves the rest queued.
     mutating func flush() -> [(Probe, SystemError)] {
         var failed: [(Probe, SystemError)] = []
-        for family in [AF_INET, AF_INET6] {
-            var f = family == AF_INET ? v4 : v6
-            guard !f.pending.isEmpty else { continue }
-            if family == AF_INET {
-                v4 = Family(fd: f.fd, failed: f.failed)
-            } else {
-                v6 = Family(fd: f.fd, failed: f.failed)
-            }
-            var at = 0
-            while at < f.pending.count {
-                let done = f.pending.withUnsafeBufferPointer { all in
-                    Int(tandem_syn_send(f.fd, family, port, all.baseAddress! + at, Int32(all.count - at)))
-                }
-                sent += UInt64(done)
-                at += done
-                guard at < f.pending.count else { break }
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS {
-                    // Tried again at the loop's next turn.
-                    f.pending.removeFirst(at)
-                    f.pendingProbes.removeFirst(at)
-                    if family == AF_INET { v4 = f } else { v6 = f }
-                    break
-                }
-                failed.append((f.pendingProbes[at], SystemError(call: "connect", errno: code)))
-                at += 1
-            }
-        }
+        let port = port
+        if !v4.pending.isEmpty { Self.send(&v4, AF_INET, port, &sent, &failed) }
+        if !v6.pending.isEmpty { Self.send(&v6, AF_INET6, port, &sent, &failed) }
         return failed
+    }
+
+    private static func send(
+        _ f: inout Family, _ family: Int32, _ port: UInt16, _ sent: inout UInt64, _ failed: inout [(Probe, SystemError)]
+    ) {
+        var at = 0
+        while at < f.pending.count {
+            let fd = f.fd
+            let done = f.pending.withUnsafeBufferPointer { all in
+                Int(tandem_syn_send(fd, family, port, all.baseAddress! + at, Int32(all.count - at)))
+            }
+            sent += UInt64(done)
+            at += done
+            guard at < f.pending.count else { break }
+            let code = errno
+            if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS {
+                // The rest is tried again at the loop's next turn.
+                f.pending.removeFirst(at)
+                f.pendingProbes.removeFirst(at)
+                return
+            }
+            failed.append((f.pendingProbes[at], SystemError(call: "connect", errno: code)))
+            at += 1
+        }
+        // Emptied in place: the arrays keep their capacity for the next turn.
+        f.pending.removeAll(keepingCapacity: true)
+        f.pendingProbes.removeAll(keepingCapacity: true)
     }
 
     /// Reads every waiting answer of `family`: the probes answered, each

@@ -256,8 +256,10 @@ public final class HealthChecker: Sendable {
             var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
             for i in s.shared[id]!.subscribers.indices {
                 let flipped = s.shared[id]!.subscribers[i].status.count(result)
+                // Copied out only when there is something to send.
+                guard flipped || s.shared[id]!.subscribers[i].unsent else { continue }
                 let sub = s.shared[id]!.subscribers[i]
-                if flipped || sub.unsent { counted.append((sub.target, flipped, sub.status.state.up, sub.unsent)) }
+                counted.append((sub.target, flipped, sub.status.state.up, sub.unsent))
             }
             return counted
         }
