@@ -71,6 +71,13 @@ final class CheckLoop: @unchecked Sendable {
 
     // The thread's own.
     private var probes: [UInt64: Probe] = [:]
+    /// The probes by slot, which timers name (no reference counting in the
+    /// heap); freed slots are used again.
+    private var slots: [Probe?] = []
+    private var freeSlots: [Int32] = []
+    /// Tokens are unique in the loop: a timer of a freed slot's earlier
+    /// probe never matches the probe using the slot now.
+    private var lastToken: UInt32 = 0
     /// When each probe's next check starts.
     private var timers = TimerHeap()
     /// When each check times out: one queue per timeout in use, in the order
@@ -201,6 +208,7 @@ final class CheckLoop: @unchecked Sendable {
         for probe in probes.values where probe.fd >= 0 { TCPSocket.abort(probe.fd) }
         halfOpen.closeAll()
         probes = [:]
+        slots = []
         timers = TimerHeap()
         deadlines = []
         close(io)
@@ -261,13 +269,22 @@ final class CheckLoop: @unchecked Sendable {
                     deadlines.append(DeadlineQueue())
                 }
                 probes[spec.id] = probe
-                timers.push(Timer(at: probe.due, probe: probe, token: probe.token))
+                if let free = freeSlots.popLast() {
+                    probe.slot = free
+                    slots[Int(free)] = probe
+                } else {
+                    probe.slot = Int32(slots.count)
+                    slots.append(probe)
+                }
+                probe.token = newToken()
+                timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
             }
             recount(now)
         case .remove(let ids):
             for id in ids {
                 guard let probe = probes.removeValue(forKey: id) else { continue }
                 probe.removed = true
+                freeSlot(probe)
                 halfOpen.forget(probe)
                 if probe.fd >= 0 {
                     TCPSocket.abort(probe.fd)
@@ -311,21 +328,33 @@ final class CheckLoop: @unchecked Sendable {
         }
     }
 
+    private func newToken() -> UInt32 {
+        lastToken &+= 1
+        return lastToken
+    }
+
+    private func freeSlot(_ probe: Probe) {
+        guard probe.slot >= 0 else { return }
+        slots[Int(probe.slot)] = nil
+        freeSlots.append(probe.slot)
+        probe.slot = -1
+    }
+
     private func runTimers(_ now: UInt64) {
         if tally.roll(now: now) { roundEnded(now) }
         // Timeouts first: a check that ends now may start its next one now.
         for i in deadlines.indices {
             while let top = deadlines[i].first, top.at <= now {
                 deadlines[i].pop()
-                let probe = top.probe
-                guard !probe.removed, top.token == probe.token, probe.phase != .idle else { continue }
+                guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase != .idle else {
+                    continue
+                }
                 finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
             }
         }
         while let top = timers.first, top.at <= now {
             timers.pop()
-            let probe = top.probe
-            guard !probe.removed, top.token == probe.token, probe.phase == .idle else { continue }
+            guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase == .idle else { continue }
             start(probe, now: now)
         }
     }
@@ -358,8 +387,8 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         tally.started(now: now, latenessNs: lateness, missed: missed)
-        probe.token &+= 1
-        deadlines[probe.deadlineQueue].push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token))
+        probe.token = newToken()
+        deadlines[probe.deadlineQueue].push(Timer(at: now + probe.timeoutNs, slot: probe.slot, token: probe.token))
         switch probe.work {
         case .tcp:
             if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: io, logger: logger) != nil {
@@ -529,7 +558,7 @@ final class CheckLoop: @unchecked Sendable {
     }
 
     private func finish(_ probe: Probe, _ result: ProbeResult, keep: Bool = false) {
-        probe.token &+= 1
+        probe.token = newToken()
         if probe.synKey != nil {
             halfOpen.forget(probe)
             // The route may have changed: the source is looked up again.
@@ -542,9 +571,10 @@ final class CheckLoop: @unchecked Sendable {
         probe.phase = .idle
         probe.reader = nil
         if probe.periodic {
-            timers.push(Timer(at: probe.due, probe: probe, token: probe.token))
+            timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
         } else {
             probes[probe.id] = nil
+            freeSlot(probe)
             if probe.fd >= 0 {
                 TCPSocket.abort(probe.fd)
                 probe.fd = -1
@@ -574,6 +604,8 @@ final class Probe {
     var due: UInt64
     /// Changes at each start and finish: timers of an earlier one are void.
     var token: UInt32 = 0
+    /// Its place in the loop's `slots`; -1 once removed.
+    var slot: Int32 = -1
     var fd: Int32 = -1
     var phase = Phase.idle
     /// The check runs on a connection kept from an earlier one.
@@ -625,7 +657,7 @@ struct HTTPRequest {
 
 private struct Timer {
     var at: UInt64
-    var probe: Probe
+    var slot: Int32
     var token: UInt32
 }
 
