@@ -120,8 +120,9 @@ static void tcp_syn(uint8_t *tcp, uint16_t sport, const struct tandem_syn *syn, 
 	put16(tcp, sport);
 	put16(tcp + 2, syn->dport);
 	put32(tcp + 4, syn->seq);
+	put32(tcp + 8, syn->ack);
 	tcp[12] = (TCP_SYN_LEN / 4) << 4;
-	tcp[13] = 0x02;
+	tcp[13] = syn->flags ? syn->flags : 0x02;
 	put16(tcp + 14, 64240);
 	tcp[20] = 2;
 	tcp[21] = 4;

@@ -44,6 +44,8 @@ final class CheckLoop: @unchecked Sendable {
         var startedTotal: UInt64 = 0
         var missedTotal: UInt64 = 0
         var halfOpenTotal: UInt64 = 0
+        /// The half-open checks' source port, 0 before the first.
+        var halfOpenPort: UInt16 = 0
     }
 
     private enum Command {
@@ -325,6 +327,7 @@ final class CheckLoop: @unchecked Sendable {
             p.startedTotal = tally.startedTotal
             p.missedTotal = tally.missedTotal
             p.halfOpenTotal = halfOpen.sent
+            p.halfOpenPort = halfOpen.port
         }
     }
 

@@ -27,12 +27,15 @@ static inline uint64_t tandem_epoll_data(const struct epoll_event *e)
 
 /* One SYN to send: addresses in network order (IPv4 in the first 4 bytes),
  * ports in host order. The source address is used for IPv4 only (IPv6's
- * checksum is the kernel's, IPV6_CHECKSUM). */
+ * checksum is the kernel's, IPV6_CHECKSUM). `flags` 0 is a SYN; others
+ * (with `ack`) are what tests forge. */
 struct tandem_syn {
 	uint8_t src[16];
 	uint8_t dst[16];
 	uint16_t dport;
 	uint32_t seq;
+	uint32_t ack;
+	uint8_t flags;
 };
 
 /* One answer read: the sender's address and port, our ack, and whether it
