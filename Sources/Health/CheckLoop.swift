@@ -236,7 +236,7 @@ final class CheckLoop: @unchecked Sendable {
                     where probe.phase == .connecting {
                         finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
                     }
-                } else if let probe = probes[id] {
+                } else if id < UInt64(slots.count), let probe = slots[Int(id)] {
                     handle(probe, event.events)
                 }
             }
@@ -449,9 +449,11 @@ final class CheckLoop: @unchecked Sendable {
             probe.fd = fd
             probe.phase = .connecting
             // Edge-triggered, for the socket's life: no epoll_ctl per phase.
+            // Named by the probe's slot: a socket is closed before its slot
+            // is freed, so no event names a later probe.
             // A connect that finished at once is reported by the add itself.
             var event = tandem_epoll_event(
-                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, probe.id)
+                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, UInt64(probe.slot))
             try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, fd, &event) }
         } catch let error as SystemError {
             finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))

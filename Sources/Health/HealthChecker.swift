@@ -252,13 +252,14 @@ public final class HealthChecker: Sendable {
     /// transitions enter the stream in order.
     private func record(_ id: UInt64, _ result: ProbeResult) {
         let counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool)] = state.withLockedValue { s in
-            guard s.shared[id] != nil else { return [] }
+            // One lookup; the subscribers are counted in place.
+            guard let at = s.shared.index(forKey: id) else { return [] }
             var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
-            for i in s.shared[id]!.subscribers.indices {
-                let flipped = s.shared[id]!.subscribers[i].status.count(result)
+            for i in s.shared.values[at].subscribers.indices {
+                let flipped = s.shared.values[at].subscribers[i].status.count(result)
                 // Copied out only when there is something to send.
-                guard flipped || s.shared[id]!.subscribers[i].unsent else { continue }
-                let sub = s.shared[id]!.subscribers[i]
+                guard flipped || s.shared.values[at].subscribers[i].unsent else { continue }
+                let sub = s.shared.values[at].subscribers[i]
                 counted.append((sub.target, flipped, sub.status.state.up, sub.unsent))
             }
             return counted
