@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "HealthTests",
             dependencies: [
-                "Health", "Model", "TestSupport",
+                "Health", "CHealth", "Model", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -6,8 +6,10 @@ import Model
 import NIOConcurrencyHelpers
 
 /// One thread running probes over non-blocking sockets with one epoll
-/// instance: a tcp check is socket, connect, epoll_ctl and a reset close; an
-/// http check on a kept connection is one send and one recv. There is no
+/// instance: a tcp check is one SYN out and one SYN-ACK (or reset) in,
+/// batched with the others of the same turn of the loop (`HalfOpen`), or
+/// where raw sockets are not allowed socket, connect, epoll_ctl and a reset
+/// close; an http check on a kept connection is one send and one recv. There is no
 /// channel, pipeline or promise per check. tls and https checks are handed
 /// to `external` (NIOSSL on SwiftNIO) and their results come back here.
 ///
@@ -41,6 +43,9 @@ final class CheckLoop: @unchecked Sendable {
         var latestEnd: UInt64 = 0
         var startedTotal: UInt64 = 0
         var missedTotal: UInt64 = 0
+        var halfOpenTotal: UInt64 = 0
+        /// The half-open checks' source port, 0 before the first.
+        var halfOpenPort: UInt16 = 0
     }
 
     private enum Command {
@@ -56,7 +61,10 @@ final class CheckLoop: @unchecked Sendable {
         var stopped = false
     }
 
+    /// The loop sleeps on `epfd`: the inbox's eventfd and, while armed,
+    /// `io`, the epoll instance of every socket.
     private let epfd: Int32
+    private let io: Int32
     private let wake: Int32
     private let inbox = NIOLockedValueBox(Inbox())
     let published = NIOLockedValueBox(Published())
@@ -65,27 +73,60 @@ final class CheckLoop: @unchecked Sendable {
 
     // The thread's own.
     private var probes: [UInt64: Probe] = [:]
+    /// The probes by slot, which timers name (no reference counting in the
+    /// heap); freed slots are used again.
+    private var slots: [Probe?] = []
+    private var freeSlots: [Int32] = []
+    /// Tokens are unique in the loop: a timer of a freed slot's earlier
+    /// probe never matches the probe using the slot now.
+    private var lastToken: UInt32 = 0
+    /// When each probe's next check starts.
     private var timers = TimerHeap()
+    /// When each check times out: one queue per timeout in use, in the order
+    /// the checks started, which is the order of their deadlines.
+    private var deadlines: [DeadlineQueue] = []
+    private var deadlineQueue: [UInt64: Int] = [:]
     private var tally = RoundTally()
     private var scheduledPerSecond = 0.0
     private var lastWarning: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// tcp checks are half-open where a raw socket can be opened.
+    private let halfOpenAllowed: Bool
+    private var halfOpen = HalfOpen()
 
     private static let wakeID: UInt64 = 0
+    private static let ioID: UInt64 = .max
+    /// The loop's turns are at least this far apart: each runs the checks
+    /// due since the last one (at most this late) in one batch, and reads
+    /// the answers to the last turn's. 250 wake-ups a second at most, not
+    /// one per check or per answer.
+    private static let tickMs: Int32 = 4
 
-    init(name: String, logger: Logger, external: @escaping External) throws {
+    /// `halfOpen`: tcp checks send a SYN from a raw socket where the process
+    /// may open one (false: they always connect fully).
+    init(name: String, logger: Logger, halfOpen: Bool = true, external: @escaping External) throws {
         _ = raiseFileLimit
         epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         do {
-            wake = try retrying("eventfd") { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+            io = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         } catch {
             close(epfd)
             throw error
         }
+        do {
+            wake = try retrying("eventfd") { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+        } catch {
+            close(epfd)
+            close(io)
+            throw error
+        }
         self.external = external
         self.logger = logger
+        halfOpenAllowed = halfOpen
         var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
         try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event) }
+        var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
+        try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, io, &ioEvent) }
         let thread = Thread { [self] in run() }
         thread.name = name
         thread.start()
@@ -129,10 +170,21 @@ final class CheckLoop: @unchecked Sendable {
 
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 512)
+        var armed = true
         while true {
             var now = monotonicNs()
+            // What the sockets have first: an answer that came before its
+            // check's deadline counts.
+            if !drainIO(&events) { break }
             runTimers(now)
+            flushSYNs()
             let timeout = waitMs(now)
+            // The sockets wake the loop only when no turn is due sooner
+            // anyway; otherwise their answers are read at that turn.
+            if !armed && timeout > Self.tickMs {
+                var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
+                armed = epoll_ctl(epfd, EPOLL_CTL_MOD, io, &ioEvent) == 0
+            }
             let count = epoll_wait(epfd, &events, Int32(events.count), timeout)
             if count < 0 && errno != EINTR {
                 logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
@@ -140,13 +192,8 @@ final class CheckLoop: @unchecked Sendable {
             }
             var woken = false
             for i in 0..<max(0, Int(count)) {
-                let event = events[i]
-                let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
-                if id == Self.wakeID {
-                    woken = true
-                } else if let probe = probes[id] {
-                    handle(probe, event.events)
-                }
+                let id = withUnsafePointer(to: events[i]) { tandem_epoll_data($0) }
+                if id == Self.wakeID { woken = true } else if id == Self.ioID { armed = false }
             }
             if woken {
                 var value: UInt64 = 0
@@ -161,18 +208,54 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         for probe in probes.values where probe.fd >= 0 { TCPSocket.abort(probe.fd) }
+        halfOpen.closeAll()
         probes = [:]
+        slots = []
         timers = TimerHeap()
+        deadlines = []
+        close(io)
         close(epfd)
         inbox.withLockedValue { _ in _ = close(wake) }
     }
 
-    /// Until the next timer, in whole milliseconds rounded up; at most a
+    /// Handles what every socket has, without waiting; false if the loop
+    /// must stop.
+    private func drainIO(_ events: inout [epoll_event]) -> Bool {
+        while true {
+            let count = epoll_wait(io, &events, Int32(events.count), 0)
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
+                return false
+            }
+            for i in 0..<Int(count) {
+                let event = events[i]
+                let id = withUnsafePointer(to: event) { tandem_epoll_data($0) }
+                if id == HalfOpen.epollIDv4 || id == HalfOpen.epollIDv6 {
+                    for (probe, reset) in halfOpen.receive(id == HalfOpen.epollIDv4 ? AF_INET : AF_INET6)
+                    where probe.phase == .connecting {
+                        finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
+                    }
+                } else if id < UInt64(slots.count), let probe = slots[Int(id)] {
+                    handle(probe, event.events)
+                }
+            }
+            if Int(count) < events.count { return true }
+        }
+    }
+
+    /// Until the next timer, in whole milliseconds rounded up, at least a
+    /// tick; at most a
     /// second, so rounds are counted while nothing is due.
     private func waitMs(_ now: UInt64) -> Int32 {
-        guard let next = timers.first?.at else { return 1000 }
-        if next <= now { return 0 }
-        return Int32(min(1000, (next - now + 999_999) / 1_000_000))
+        if halfOpen.hasPending { return 1 }
+        var first = timers.first?.at
+        for queue in deadlines {
+            if let at = queue.first?.at, at < first ?? .max { first = at }
+        }
+        guard let next = first else { return 1000 }
+        if next <= now { return Self.tickMs }
+        return Int32(min(1000, max(UInt64(Self.tickMs), (next - now + 999_999) / 1_000_000)))
     }
 
     private func apply(_ command: Command, now: UInt64) {
@@ -180,14 +263,31 @@ final class CheckLoop: @unchecked Sendable {
         case .add(let specs):
             for spec in specs {
                 let probe = Probe(spec, now: now)
+                if let queue = deadlineQueue[probe.timeoutNs] {
+                    probe.deadlineQueue = queue
+                } else {
+                    probe.deadlineQueue = deadlines.count
+                    deadlineQueue[probe.timeoutNs] = deadlines.count
+                    deadlines.append(DeadlineQueue())
+                }
                 probes[spec.id] = probe
-                timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+                if let free = freeSlots.popLast() {
+                    probe.slot = free
+                    slots[Int(free)] = probe
+                } else {
+                    probe.slot = Int32(slots.count)
+                    slots.append(probe)
+                }
+                probe.token = newToken()
+                timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
             }
             recount(now)
         case .remove(let ids):
             for id in ids {
                 guard let probe = probes.removeValue(forKey: id) else { continue }
                 probe.removed = true
+                freeSlot(probe)
+                halfOpen.forget(probe)
                 if probe.fd >= 0 {
                     TCPSocket.abort(probe.fd)
                     probe.fd = -1
@@ -226,22 +326,39 @@ final class CheckLoop: @unchecked Sendable {
             p.latestEnd = now - now % tally.roundNs
             p.startedTotal = tally.startedTotal
             p.missedTotal = tally.missedTotal
+            p.halfOpenTotal = halfOpen.sent
+            p.halfOpenPort = halfOpen.port
         }
+    }
+
+    private func newToken() -> UInt32 {
+        lastToken &+= 1
+        return lastToken
+    }
+
+    private func freeSlot(_ probe: Probe) {
+        guard probe.slot >= 0 else { return }
+        slots[Int(probe.slot)] = nil
+        freeSlots.append(probe.slot)
+        probe.slot = -1
     }
 
     private func runTimers(_ now: UInt64) {
         if tally.roll(now: now) { roundEnded(now) }
+        // Timeouts first: a check that ends now may start its next one now.
+        for i in deadlines.indices {
+            while let top = deadlines[i].first, top.at <= now {
+                deadlines[i].pop()
+                guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase != .idle else {
+                    continue
+                }
+                finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
+            }
+        }
         while let top = timers.first, top.at <= now {
             timers.pop()
-            let probe = top.probe
-            guard !probe.removed, top.token == probe.token else { continue }
-            if top.deadline {
-                if probe.phase != .idle {
-                    finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
-                }
-            } else if probe.phase == .idle {
-                start(probe, now: now)
-            }
+            guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase == .idle else { continue }
+            start(probe, now: now)
         }
     }
 
@@ -273,11 +390,15 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         tally.started(now: now, latenessNs: lateness, missed: missed)
-        probe.token &+= 1
-        timers.push(Timer(at: now + probe.timeoutNs, probe: probe, token: probe.token, deadline: true))
+        probe.token = newToken()
+        deadlines[probe.deadlineQueue].push(Timer(at: now + probe.timeoutNs, slot: probe.slot, token: probe.token))
         switch probe.work {
         case .tcp:
-            connect(probe)
+            if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: io, logger: logger) != nil {
+                sendSYN(probe)
+            } else {
+                connect(probe)
+            }
         case .http:
             if probe.fd >= 0 {
                 probe.reused = true
@@ -292,6 +413,34 @@ final class CheckLoop: @unchecked Sendable {
         }
     }
 
+    /// Queues the half-open check's SYN (sent by `flushSYNs`).
+    private func sendSYN(_ probe: Probe) {
+        var source: UInt32 = 0
+        if probe.address.family == AF_INET {
+            if let known = probe.source {
+                source = known
+            } else {
+                switch halfOpen.source(for: probe.address) {
+                case .success(let found):
+                    probe.source = found
+                    source = found
+                case .failure(let error):
+                    return finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
+                }
+            }
+        }
+        probe.phase = .connecting
+        halfOpen.queue(probe, source: source)
+    }
+
+    /// Sends the SYNs queued in this turn of the loop, in batches.
+    private func flushSYNs() {
+        guard halfOpen.hasPending else { return }
+        for (probe, error) in halfOpen.flush() where probe.phase == .connecting && !probe.removed {
+            finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
+        }
+    }
+
     private func connect(_ probe: Probe) {
         probe.reused = false
         do {
@@ -300,10 +449,12 @@ final class CheckLoop: @unchecked Sendable {
             probe.fd = fd
             probe.phase = .connecting
             // Edge-triggered, for the socket's life: no epoll_ctl per phase.
+            // Named by the probe's slot: a socket is closed before its slot
+            // is freed, so no event names a later probe.
             // A connect that finished at once is reported by the add itself.
             var event = tandem_epoll_event(
-                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, probe.id)
-            try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) }
+                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, UInt64(probe.slot))
+            try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, fd, &event) }
         } catch let error as SystemError {
             finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))
         } catch {
@@ -412,7 +563,12 @@ final class CheckLoop: @unchecked Sendable {
     }
 
     private func finish(_ probe: Probe, _ result: ProbeResult, keep: Bool = false) {
-        probe.token &+= 1
+        probe.token = newToken()
+        if probe.synKey != nil {
+            halfOpen.forget(probe)
+            // The route may have changed: the source is looked up again.
+            if !result.ok { probe.source = nil }
+        }
         if !keep, probe.fd >= 0 {
             TCPSocket.abort(probe.fd)
             probe.fd = -1
@@ -420,9 +576,10 @@ final class CheckLoop: @unchecked Sendable {
         probe.phase = .idle
         probe.reader = nil
         if probe.periodic {
-            timers.push(Timer(at: probe.due, probe: probe, token: probe.token, deadline: false))
+            timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
         } else {
             probes[probe.id] = nil
+            freeSlot(probe)
             if probe.fd >= 0 {
                 TCPSocket.abort(probe.fd)
                 probe.fd = -1
@@ -433,7 +590,7 @@ final class CheckLoop: @unchecked Sendable {
 }
 
 /// One probe's schedule and connection, owned by its loop's thread.
-private final class Probe {
+final class Probe {
     enum Phase { case idle, connecting, sending, reading, external }
     enum Work {
         case tcp
@@ -452,6 +609,8 @@ private final class Probe {
     var due: UInt64
     /// Changes at each start and finish: timers of an earlier one are void.
     var token: UInt32 = 0
+    /// Its place in the loop's `slots`; -1 once removed.
+    var slot: Int32 = -1
     var fd: Int32 = -1
     var phase = Phase.idle
     /// The check runs on a connection kept from an earlier one.
@@ -459,6 +618,13 @@ private final class Probe {
     var sent = 0
     var reader: HTTPResponseReader?
     var removed = false
+    /// A half-open check's SYN in flight: the answer it waits for.
+    var synKey: HalfOpen.Key?
+    /// Which of the loop's deadline queues holds its checks' timeouts.
+    var deadlineQueue = 0
+    /// The source address of half-open checks (IPv4, network order), from
+    /// the route; looked up again after a failed check.
+    var source: UInt32?
 
     init(_ spec: CheckLoop.Spec, now: UInt64) {
         id = spec.id
@@ -496,10 +662,29 @@ struct HTTPRequest {
 
 private struct Timer {
     var at: UInt64
-    var probe: Probe
+    var slot: Int32
     var token: UInt32
-    /// The end of a check's timeout, not the start of a check.
-    var deadline: Bool
+}
+
+/// Timers in the order they were pushed, which must be their order in time.
+private struct DeadlineQueue {
+    private var items: [Timer] = []
+    private var head = 0
+
+    var first: Timer? { head < items.count ? items[head] : nil }
+
+    mutating func push(_ timer: Timer) { items.append(timer) }
+
+    mutating func pop() {
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 4096 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
 }
 
 /// A binary min-heap of timers by time.

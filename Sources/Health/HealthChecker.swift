@@ -114,8 +114,12 @@ public final class HealthChecker: Sendable {
 
     /// `buffer`: transitions held for a slow consumer. `loops`: threads
     /// running probes (one handles 10,000 checks a second; see
-    /// BENCHMARKS.md). tls and https checks run on `group`.
-    public init(group: any EventLoopGroup, logger: Logger, buffer: Int = 4096, loops: Int = 1) throws {
+    /// BENCHMARKS.md). tls and https checks run on `group`. `halfOpen`: tcp
+    /// checks are half-open (a SYN from a raw socket) where the process may
+    /// open raw sockets; false: they always connect fully.
+    public init(
+        group: any EventLoopGroup, logger: Logger, buffer: Int = 4096, loops: Int = 1, halfOpen: Bool = true
+    ) throws {
         let prober = try Prober(group: group)
         self.logger = logger
         (transitions, continuation) = AsyncStream.makeStream(
@@ -125,7 +129,7 @@ public final class HealthChecker: Sendable {
             prober.probe(target, on: group.next()).whenSuccess(done)
         }
         self.loops = try (0..<max(1, loops)).map { i in
-            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, external: external)
+            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, halfOpen: halfOpen, external: external)
         }
     }
 
@@ -216,12 +220,15 @@ public final class HealthChecker: Sendable {
             stats.scheduledPerSecond += p.scheduledPerSecond
             stats.checksTotal += p.startedTotal
             stats.missedTotal += p.missedTotal
+            stats.halfOpenTotal += p.halfOpenTotal
             stats.roundNs = max(stats.roundNs, p.roundNs)
             guard p.probes > 0 else { continue }
             if now >= p.latestEnd + 2 * p.roundNs {
-                // The loop has not closed a round since: it is stuck.
-                stats.latenessNs = max(stats.latenessNs, now - p.latestEnd - p.roundNs)
-                stats.missed += 1
+                // The loop has not closed a round since: it is stuck, and
+                // every check due since the round it last closed is missed.
+                let stuckNs = now - p.latestEnd - p.roundNs
+                stats.latenessNs = max(stats.latenessNs, stuckNs)
+                stats.missed += max(1, UInt64(p.scheduledPerSecond * Double(stuckNs) / 1e9))
             } else {
                 stats.donePerSecond += Double(p.latest.started) * 1e9 / Double(p.roundNs)
                 stats.latenessNs = max(stats.latenessNs, p.latest.latenessNs)
@@ -245,12 +252,15 @@ public final class HealthChecker: Sendable {
     /// transitions enter the stream in order.
     private func record(_ id: UInt64, _ result: ProbeResult) {
         let counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool)] = state.withLockedValue { s in
-            guard s.shared[id] != nil else { return [] }
+            // One lookup; the subscribers are counted in place.
+            guard let at = s.shared.index(forKey: id) else { return [] }
             var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
-            for i in s.shared[id]!.subscribers.indices {
-                let flipped = s.shared[id]!.subscribers[i].status.count(result)
-                let sub = s.shared[id]!.subscribers[i]
-                if flipped || sub.unsent { counted.append((sub.target, flipped, sub.status.state.up, sub.unsent)) }
+            for i in s.shared.values[at].subscribers.indices {
+                let flipped = s.shared.values[at].subscribers[i].status.count(result)
+                // Copied out only when there is something to send.
+                guard flipped || s.shared.values[at].subscribers[i].unsent else { continue }
+                let sub = s.shared.values[at].subscribers[i]
+                counted.append((sub.target, flipped, sub.status.state.up, sub.unsent))
             }
             return counted
         }

@@ -47,6 +47,8 @@ public struct CheckerStats: Sendable, Equatable {
     /// Since the checker started.
     public var checksTotal: UInt64 = 0
     public var missedTotal: UInt64 = 0
+    /// tcp checks sent as a half-open SYN since the checker started.
+    public var halfOpenTotal: UInt64 = 0
 
     public init() {}
 

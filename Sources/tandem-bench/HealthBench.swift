@@ -19,11 +19,15 @@ import TestSupport
 /// detection row kills.
 ///
 /// Accounting: each checker's figure is its process's user + system time
-/// (getrusage for Tandem, /proc/PID/stat for HAProxy). The veth hands a
-/// packet to the receiving namespace in the sender's softirq, so the
-/// kernel's half of the server's TCP handshake is charged to the checker
-/// that sent the packet, for both alike; nginx's own time (accept, read,
-/// reply) is measured apart and shown in the method column.
+/// (getrusage for Tandem, /proc/PID/stat for HAProxy) plus its host's
+/// receive path: both veth ends run their receive in a NAPI thread of their
+/// own (GRO on, `threaded`), so what arrives at the checker's namespace
+/// (SYN-ACKs, resets sent back, responses) runs in the client end's thread,
+/// counted to the checker, and what arrives at the reals (the kernel's half
+/// of their TCP handshake, requests) runs in the server end's thread,
+/// counted to the server with nginx, and shown apart. Without that the veth
+/// hands each packet to the other namespace in the sender's softirq, and the
+/// reals' kernel work would be charged to whichever checker sent it.
 struct HealthBench {
     let count: Int
     let seconds: Int
@@ -121,7 +125,12 @@ struct HealthBench {
         try await ip(["-n", server, "addr", "add", "198.19.254.2/30", "dev", "hc1"])
         for (ns, dev) in [(client, "hc0"), (server, "hc1")] {
             try await ip(["-n", ns, "link", "set", "lo", "up"])
+            // Receive in a NAPI thread of the device's own (see the accounting
+            // above): the veth uses its NAPI with GRO on, for packets from a
+            // peer without TSO (health checks send no large segments).
+            try await ip(["netns", "exec", ns, "/usr/sbin/ethtool", "-K", dev, "gro", "on", "tso", "off"])
             try await ip(["-n", ns, "link", "set", dev, "up"])
+            try await ip(["netns", "exec", ns, "sh", "-c", "echo 1 > /sys/class/net/\(dev)/threaded"])
         }
         try await ip(["-n", client, "route", "add", "198.18.0.0/16", "via", "198.19.254.2"])
         // Every address of the /16 is the server's, without 10,000 `ip addr`s.
@@ -220,22 +229,23 @@ struct HealthBench {
         defer { consumer.cancel() }
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         try await Task.sleep(for: .seconds(2))  // the first round
-        let before = Self.usage(), stats0 = checker.stats(), opens0 = try await activeOpens(), soft0 = Self.softirq()
-        let nginx0 = try ConnectionBench.cpuNs(pid: nginx), start = monotonic()
+        let before = Self.usage(), stats0 = checker.stats()
+        let window = try await Window(self, nginx: nginx)
         try await Task.sleep(for: .seconds(seconds))
-        let used = Self.usage() - before, stats = checker.stats(), opens = try await activeOpens() - opens0
-        let wall = monotonic() - start, soft = (Self.softirq() - soft0) / wall * 100
-        let nginxShare = Double(try ConnectionBench.cpuNs(pid: nginx) - nginx0) / 1e9 / wall * 100
+        let used = Self.usage() - before, stats = checker.stats()
+        let w = try await window.end()
         let failing = checker.snapshot().values.filter { $0.last != .success }.count
-        let done = Double(stats.checksTotal - stats0.checksTotal) / wall
+        let done = Double(stats.checksTotal - stats0.checksTotal) / w.wall
+        let halfOpen = Double(stats.halfOpenTotal - stats0.halfOpenTotal) / w.wall
         var result = Result(
-            share: used.total / wall * 100,
+            share: (used.total + w.receive) / w.wall * 100,
             method: String(
                 format:
-                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f connects/s; getrusage of the process (one epoll loop): user %.1f %%, system %.1f %% (softirq on all CPUs %.1f %%: both ends' packet processing, mostly charged to the checker); server: nginx %.1f %% of a core",
-                done, stats.scheduledPerSecond, wall, stats.donePerSecond,
-                DurationText.format(stats.latenessNs), stats.missedTotal, failing, opens / wall, used.user / wall * 100,
-                used.system / wall * 100, soft, nginxShare))
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%",
+                done, stats.scheduledPerSecond, w.wall, stats.donePerSecond,
+                DurationText.format(stats.latenessNs), stats.missedTotal, failing, halfOpen, w.opens / w.wall,
+                used.user / w.wall * 100, used.system / w.wall * 100, w.receive / w.wall * 100,
+                w.serverReceive / w.wall * 100, w.nginx / w.wall * 100, w.softirq / w.wall * 100))
         guard let victimServer else { return result }
         // Detection: the victims' server dies; each victim's down is timed.
         let killed = monotonic()
@@ -306,20 +316,20 @@ struct HealthBench {
                 let log = (try? String(contentsOfFile: work + "/haproxy.out", encoding: .utf8)) ?? ""
                 throw DataplaneError(description: "haproxy did not start: \(log.suffix(500))")
             }
-            let before = try Self.usage(pid: haproxy.pid), opens0 = try await activeOpens(), soft0 = Self.softirq()
-            let nginx0 = try ConnectionBench.cpuNs(pid: nginx), start = monotonic()
+            let before = try Self.usage(pid: haproxy.pid)
+            let window = try await Window(self, nginx: nginx)
             try await Task.sleep(for: .seconds(seconds))
-            let used = try Self.usage(pid: haproxy.pid) - before, opens = try await activeOpens() - opens0
-            let wall = monotonic() - start, soft = (Self.softirq() - soft0) / wall * 100
-            let nginxShare = Double(try ConnectionBench.cpuNs(pid: nginx) - nginx0) / 1e9 / wall * 100
+            let used = try Self.usage(pid: haproxy.pid) - before
+            let w = try await window.end()
             let down = try await haproxyDown()
             return Result(
-                share: used.total / wall * 100,
+                share: (used.total + w.receive) / w.wall * 100,
                 method: String(
                     format:
-                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; /proc/PID/stat of HAProxy (%d threads): user %.1f %%, system %.1f %% (softirq on all CPUs %.1f %%); server: nginx %.1f %% of a core",
-                    opens / wall, wall, down, Self.threads(pid: haproxy.pid), used.user / wall * 100,
-                    used.system / wall * 100, soft, nginxShare))
+                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%",
+                    w.opens / w.wall, w.wall, down, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
+                    used.system / w.wall * 100, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
+                    w.nginx / w.wall * 100, w.softirq / w.wall * 100))
         } cleanup: {
             await haproxy.stop()
         }
@@ -346,6 +356,59 @@ struct HealthBench {
     }
 
     // MARK: Measures
+
+    /// What one measurement window shares between the two checkers: the
+    /// client namespace's connects, both veth ends' NAPI threads, nginx,
+    /// softirq. Figures in seconds.
+    struct Window {
+        let bench: HealthBench
+        let nginx: Int32
+        let start: Double, opens: Double, receive: Double, serverReceive: Double, nginxCPU: Double
+        let softirq: Double
+
+        init(_ bench: HealthBench, nginx: Int32) async throws {
+            self.bench = bench
+            self.nginx = nginx
+            opens = try await bench.activeOpens()
+            receive = try HealthBench.napiSeconds("hc0")
+            serverReceive = try HealthBench.napiSeconds("hc1")
+            nginxCPU = Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9
+            softirq = HealthBench.softirq()
+            start = bench.monotonic()
+        }
+
+        struct Used {
+            var wall: Double, opens: Double, receive: Double, serverReceive: Double, nginx: Double, softirq: Double
+        }
+
+        func end() async throws -> Used {
+            let wall = bench.monotonic() - start
+            return Used(
+                wall: wall, opens: try await bench.activeOpens() - opens,
+                receive: try HealthBench.napiSeconds("hc0") - receive,
+                serverReceive: try HealthBench.napiSeconds("hc1") - serverReceive,
+                nginx: Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9 - nginxCPU,
+                softirq: HealthBench.softirq() - softirq)
+        }
+    }
+
+    /// CPU seconds (user + system) of the NAPI thread of `device`: its
+    /// receive path. Exactly one such thread must exist.
+    static func napiSeconds(_ device: String) throws -> Double {
+        let prefix = "napi/\(device)-"
+        var found: [Int32] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                comm.hasPrefix(prefix)
+            else { continue }
+            found.append(pid)
+        }
+        guard found.count == 1 else {
+            throw DataplaneError(description: "expected one receive thread \(prefix)*, found \(found.count)")
+        }
+        return try usage(pid: found[0]).total
+    }
 
     /// Connections the checker's namespace opened (Tcp ActiveOpens: every
     /// connect, including those closed at the SYN-ACK).

@@ -78,10 +78,14 @@ enum Loop {
         return check
     }
 
-    static func checker() throws -> HealthChecker {
+    static var quiet: Logger {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        return try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        return logger
+    }
+
+    static func checker() throws -> HealthChecker {
+        try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: quiet)
     }
 
     /// Polls `condition` every 10 ms for up to `seconds`.
@@ -250,6 +254,72 @@ struct CheckLoopTests {
         #expect(calm.probes == 20)
         #expect(abs(calm.scheduledPerSecond - 50) < 0.001)
         #expect(calm.missedTotal == 0)
+    }
+
+    /// Samples `checker.stats()` every 5 ms on a thread of its own (not the
+    /// test's task, which a busy machine may not run for a while).
+    final class Sampler: @unchecked Sendable {
+        private let samples = NIOLockedValueBox<[CheckerStats]>([])
+        private let stopped = NIOLockedValueBox(false)
+
+        init(_ checker: HealthChecker) {
+            let (samples, stopped) = (samples, stopped)
+            Thread {
+                while !stopped.withLockedValue({ $0 }) {
+                    let s = checker.stats()
+                    samples.withLockedValue { $0.append(s) }
+                    usleep(5000)
+                }
+            }.start()
+        }
+
+        var all: [CheckerStats] { samples.withLockedValue { $0 } }
+        func stop() { stopped.withLockedValue { $0 = true } }
+    }
+
+    @Test(
+        "a loop held up is reported behind while it is held, then its late round: how late and how many checks it missed"
+    )
+    func heldUp() async throws {
+        let server = try KeepAliveServer()
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let targets = (0..<20).map {
+            ProbeTarget(
+                address: Loop.localhost, port: server.port,
+                check: Loop.check(.http(HTTPOptions(path: "/\($0)")), intervalMs: 1000))
+        }
+        checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
+        #expect(try await Loop.wait(seconds: 10) { checker.stats().checksTotal >= 20 })
+        #expect(checker.stats().missedTotal == 0)
+
+        // The loop is held until the test has seen it reported (at least
+        // 2.5 s): however late this task runs, the hold lasts until then.
+        let gate = DispatchSemaphore(value: 0)
+        checker.loops[0].execute { gate.wait() }
+        let held = Date()
+        var whileHeld = CheckerStats()
+        let seen = try await Loop.wait(seconds: 20) {
+            whileHeld = checker.stats()
+            return Date().timeIntervalSince(held) >= 2.5 && whileHeld.behind && whileHeld.latenessNs >= 500_000_000
+        }
+        let sampler = Sampler(checker)
+        let heldFor = Date().timeIntervalSince(held)
+        gate.signal()
+        #expect(seen, "while held: \(whileHeld)")
+        #expect(whileHeld.donePerSecond == 0)
+        #expect(whileHeld.missed >= 10, "the checks due since the last round count as missed: \(whileHeld.missed)")
+
+        // Once it runs again, every probe has skipped at least one check,
+        // and the round after the hold is reported with its lateness.
+        #expect(try await Loop.wait(seconds: 10) { checker.stats().missedTotal >= 20 })
+        #expect(
+            try await Loop.wait(seconds: 10) {
+                sampler.all.contains { $0.donePerSecond > 0 && $0.latenessNs >= 900_000_000 && $0.missed >= 20 }
+            }, "held \(heldFor) s; samples after: \(sampler.all.map { ($0.latenessNs / 1_000_000, $0.missed) })")
+        // It catches up: a later round is on time again.
+        #expect(try await Loop.wait(seconds: 10) { !checker.stats().behind && checker.stats().donePerSecond > 0 })
+        sampler.stop()
     }
 }
 
