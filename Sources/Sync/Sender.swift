@@ -13,12 +13,21 @@ final class DatagramSender: Sendable {
     /// One socket per family, nil where none could be opened.
     private let v4: Int32?
     private let v6: Int32?
+    static let sendBuffer = 4 << 20
 
     init(listen: Endpoint) throws(SyncSendError) {
         func open(_ family: Int32, bind address: IPAddress?) throws(SyncSendError) -> Int32 {
             let fd = socket(
                 family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw SyncSendError(errno: errno, what: "socket") }
+            // A burst (a failover's clients) is hundreds of datagrams per
+            // peer at once; the default buffer (about 200 KB) would refuse
+            // the rest. Root may go past net.core.wmem_max.
+            var size = Int32(Self.sendBuffer)
+            let length = socklen_t(MemoryLayout<Int32>.size)
+            if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, length) != 0 {
+                _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, length)
+            }
             if let address {
                 let ok = Self.withSockaddr(Endpoint(address: address, port: 0)) { bind(fd, $0, $1) == 0 }
                 if !ok {
