@@ -9,8 +9,12 @@ import NIOConcurrencyHelpers
 /// instance: a tcp check is one SYN out and one SYN-ACK (or reset) in,
 /// batched with the others of the same turn of the loop (`HalfOpen`), or
 /// where raw sockets are not allowed socket, connect, epoll_ctl and a reset
-/// close; an http check on a kept connection is one send and one recv. There is no
-/// channel, pipeline or promise per check. tls and https checks are handed
+/// close; an http check on a kept connection is one send and, at the next
+/// turn of the loop, one recv. A kept connection is out of epoll between
+/// checks and while its answer is awaited: the answers to a turn's requests
+/// are read at the next turn, and only a socket with nothing to read by then
+/// is watched (see `readAnswers`). There is no channel, pipeline or promise
+/// per check. tls and https checks are handed
 /// to `external` (NIOSSL on SwiftNIO) and their results come back here.
 ///
 /// Every probe runs at fixed times: its phase within its interval, every
@@ -20,15 +24,20 @@ import NIOConcurrencyHelpers
 ///
 /// All state but the inbox and the published counts belongs to the thread.
 final class CheckLoop: @unchecked Sendable {
-    /// What to run: a probe of `target`, reported to `report` on the loop's
-    /// thread, one result at a time.
+    /// What to run: a probe of `target`, reported on the loop's thread to
+    /// `report`, one result at a time, or when nil to the loop's `results`
+    /// with the others of the same turn.
     struct Spec: Sendable {
         var id: UInt64
         var target: ProbeTarget
         /// First check at; nil: now, once, and the probe is forgotten.
         var firstDue: UInt64?
-        var report: @Sendable (ProbeResult) -> Void
+        var report: (@Sendable (ProbeResult) -> Void)?
     }
+
+    /// Takes the results of one turn of the loop, by probe id, in the order
+    /// the checks ended.
+    typealias Results = @Sendable ([(id: UInt64, result: ProbeResult)]) -> Void
 
     /// Runs a check elsewhere (TLS) and calls back with its result.
     typealias External = @Sendable (ProbeTarget, @escaping @Sendable (ProbeResult) -> Void) -> Void
@@ -69,6 +78,7 @@ final class CheckLoop: @unchecked Sendable {
     private let inbox = NIOLockedValueBox(Inbox())
     let published = NIOLockedValueBox(Published())
     private let external: External
+    private let results: Results?
     private let logger: Logger
 
     // The thread's own.
@@ -81,10 +91,16 @@ final class CheckLoop: @unchecked Sendable {
     /// probe never matches the probe using the slot now.
     private var lastToken: UInt32 = 0
     /// When each probe's next check starts.
-    private var timers = TimerHeap()
+    private var timers = TimerWheel()
+    private var due: [LoopTimer] = []
+    /// This turn's results for `results`.
+    private var ended: [(id: UInt64, result: ProbeResult)] = []
     /// When each check times out: one queue per timeout in use, in the order
     /// the checks started, which is the order of their deadlines.
     private var deadlines: [DeadlineQueue] = []
+    /// Requests sent on kept connections, not watched by epoll: their
+    /// answers are read at the next turn.
+    private var awaiting: [LoopTimer] = []
     private var deadlineQueue: [UInt64: Int] = [:]
     private var tally = RoundTally()
     private var scheduledPerSecond = 0.0
@@ -104,7 +120,10 @@ final class CheckLoop: @unchecked Sendable {
 
     /// `halfOpen`: tcp checks send a SYN from a raw socket where the process
     /// may open one (false: they always connect fully).
-    init(name: String, logger: Logger, halfOpen: Bool = true, external: @escaping External) throws {
+    init(
+        name: String, logger: Logger, halfOpen: Bool = true, results: Results? = nil,
+        external: @escaping External
+    ) throws {
         _ = raiseFileLimit
         epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         do {
@@ -121,6 +140,7 @@ final class CheckLoop: @unchecked Sendable {
             throw error
         }
         self.external = external
+        self.results = results
         self.logger = logger
         halfOpenAllowed = halfOpen
         var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
@@ -176,8 +196,10 @@ final class CheckLoop: @unchecked Sendable {
             // What the sockets have first: an answer that came before its
             // check's deadline counts.
             if !drainIO(&events) { break }
+            readAnswers()
             runTimers(now)
             flushSYNs()
+            reportEnded()
             let timeout = waitMs(now)
             // The sockets wake the loop only when no turn is due sooner
             // anyway; otherwise their answers are read at that turn.
@@ -205,13 +227,14 @@ final class CheckLoop: @unchecked Sendable {
                 if stopped { break }
                 now = monotonicNs()
                 for command in commands { apply(command, now: now) }
+                reportEnded()
             }
         }
-        for probe in probes.values where probe.fd >= 0 { TCPSocket.abort(probe.fd) }
+        for probe in probes.values { closeSocket(probe) }
         halfOpen.closeAll()
         probes = [:]
         slots = []
-        timers = TimerHeap()
+        timers = TimerWheel()
         deadlines = []
         close(io)
         close(epfd)
@@ -249,7 +272,8 @@ final class CheckLoop: @unchecked Sendable {
     /// second, so rounds are counted while nothing is due.
     private func waitMs(_ now: UInt64) -> Int32 {
         if halfOpen.hasPending { return 1 }
-        var first = timers.first?.at
+        if !awaiting.isEmpty { return Self.tickMs }
+        var first = timers.earliest
         for queue in deadlines {
             if let at = queue.first?.at, at < first ?? .max { first = at }
         }
@@ -279,7 +303,7 @@ final class CheckLoop: @unchecked Sendable {
                     slots.append(probe)
                 }
                 probe.token = newToken()
-                timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
+                timers.push(LoopTimer(at: probe.due, slot: probe.slot, token: probe.token))
             }
             recount(now)
         case .remove(let ids):
@@ -288,10 +312,7 @@ final class CheckLoop: @unchecked Sendable {
                 probe.removed = true
                 freeSlot(probe)
                 halfOpen.forget(probe)
-                if probe.fd >= 0 {
-                    TCPSocket.abort(probe.fd)
-                    probe.fd = -1
-                }
+                closeSocket(probe)
             }
             recount(now)
         case .finished(let id, let token, let result):
@@ -355,11 +376,18 @@ final class CheckLoop: @unchecked Sendable {
                 finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
             }
         }
-        while let top = timers.first, top.at <= now {
-            timers.pop()
+        timers.popDue(now, into: &due)
+        for top in due {
             guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase == .idle else { continue }
             start(probe, now: now)
         }
+        due.removeAll(keepingCapacity: true)
+    }
+
+    private func reportEnded() {
+        guard !ended.isEmpty, let results else { return }
+        results(ended)
+        ended.removeAll(keepingCapacity: true)
     }
 
     private func roundEnded(_ now: UInt64) {
@@ -391,7 +419,7 @@ final class CheckLoop: @unchecked Sendable {
         }
         tally.started(now: now, latenessNs: lateness, missed: missed)
         probe.token = newToken()
-        deadlines[probe.deadlineQueue].push(Timer(at: now + probe.timeoutNs, slot: probe.slot, token: probe.token))
+        deadlines[probe.deadlineQueue].push(LoopTimer(at: now + probe.timeoutNs, slot: probe.slot, token: probe.token))
         switch probe.work {
         case .tcp:
             if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: io, logger: logger) != nil {
@@ -452,9 +480,7 @@ final class CheckLoop: @unchecked Sendable {
             // Named by the probe's slot: a socket is closed before its slot
             // is freed, so no event names a later probe.
             // A connect that finished at once is reported by the add itself.
-            var event = tandem_epoll_event(
-                EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, UInt64(probe.slot))
-            try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, fd, &event) }
+            try watch(probe)
         } catch let error as SystemError {
             finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))
         } catch {
@@ -469,10 +495,7 @@ final class CheckLoop: @unchecked Sendable {
             // A kept connection the real closed (or wrote to unasked): gone.
             // (An edge of EPOLLOUT alone, as sent data is acknowledged, is not.)
             let closing = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
-            if probe.fd >= 0, events & closing != 0 {
-                TCPSocket.abort(probe.fd)
-                probe.fd = -1
-            }
+            if events & closing != 0 { closeSocket(probe) }
         case .connecting:
             if failed {
                 let code = TCPSocket.pendingError(probe.fd)
@@ -510,7 +533,8 @@ final class CheckLoop: @unchecked Sendable {
             } else if errno == EINTR {
                 continue
             } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                return
+                // The rest is written when the socket has room.
+                return watchOrFail(probe)
             } else {
                 let code = errno
                 if probe.reused { return reconnect(probe) }
@@ -518,10 +542,61 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         probe.phase = .reading
+        // The answer is acknowledged by the kernel's delayed-ACK timer, with
+        // the other answers of the same few milliseconds, not one by one
+        // as it arrives (after a second idle the kernel would acknowledge at
+        // once). The real's kernel keeps the answer a few milliseconds
+        // longer; nothing waits on that ACK.
+        TCPSocket.delayACK(probe.fd)
+        if !probe.watched { awaiting.append(LoopTimer(at: 0, slot: probe.slot, token: probe.token)) }
+    }
+
+    /// Reads the answers to the last turn's requests on kept connections;
+    /// a socket with no whole answer yet is watched from now on.
+    private func readAnswers() {
+        guard !awaiting.isEmpty else { return }
+        let list = awaiting
+        awaiting.removeAll(keepingCapacity: true)
+        for entry in list {
+            guard let probe = slots[Int(entry.slot)], probe.token == entry.token, probe.phase == .reading,
+                !probe.watched
+            else { continue }
+            receive(probe)
+            if probe.phase == .reading && probe.token == entry.token && !probe.watched { watchOrFail(probe) }
+        }
+    }
+
+    /// Adds the probe's socket to epoll (edge-triggered, named by the
+    /// probe's slot: a socket is closed before its slot is freed, so no event
+    /// names a later probe). An event already pending is reported at once.
+    private func watch(_ probe: Probe) throws {
+        var event = tandem_epoll_event(
+            EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, UInt64(probe.slot))
+        try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, probe.fd, &event) }
+        probe.watched = true
+    }
+
+    private func watchOrFail(_ probe: Probe) {
+        guard !probe.watched else { return }
+        do {
+            try watch(probe)
+        } catch {
+            finish(probe, .failure("\(error)"))
+        }
+    }
+
+    /// Closes the probe's socket, if it has one, with a reset.
+    private func closeSocket(_ probe: Probe) {
+        guard probe.fd >= 0 else { return }
+        TCPSocket.abort(probe.fd)
+        probe.fd = -1
+        probe.watched = false
     }
 
     private func receive(_ probe: Probe) {
         guard case .http(let request) = probe.work, var reader = probe.reader else { return }
+        // Out of the probe while it is fed: its buffer is not copied.
+        probe.reader = nil
         defer { if probe.phase == .reading { probe.reader = reader } }
         while true {
             let n = recv(probe.fd, buffer.baseAddress, buffer.count, 0)
@@ -556,8 +631,7 @@ final class CheckLoop: @unchecked Sendable {
     /// A kept connection failed before any answer: the real closed it while
     /// idle. The same check goes on over a new connection.
     private func reconnect(_ probe: Probe) {
-        TCPSocket.abort(probe.fd)
-        probe.fd = -1
+        closeSocket(probe)
         probe.reader = nil
         connect(probe)
     }
@@ -569,23 +643,30 @@ final class CheckLoop: @unchecked Sendable {
             // The route may have changed: the source is looked up again.
             if !result.ok { probe.source = nil }
         }
-        if !keep, probe.fd >= 0 {
-            TCPSocket.abort(probe.fd)
-            probe.fd = -1
+        if !keep {
+            closeSocket(probe)
+        } else if probe.watched {
+            // Kept, and out of epoll until a check needs it again.
+            if epoll_ctl(io, EPOLL_CTL_DEL, probe.fd, nil) == 0 {
+                probe.watched = false
+            } else {
+                closeSocket(probe)
+            }
         }
         probe.phase = .idle
         probe.reader = nil
         if probe.periodic {
-            timers.push(Timer(at: probe.due, slot: probe.slot, token: probe.token))
+            timers.push(LoopTimer(at: probe.due, slot: probe.slot, token: probe.token))
         } else {
             probes[probe.id] = nil
             freeSlot(probe)
-            if probe.fd >= 0 {
-                TCPSocket.abort(probe.fd)
-                probe.fd = -1
-            }
+            closeSocket(probe)
         }
-        probe.report(result)
+        if let report = probe.report {
+            report(result)
+        } else {
+            ended.append((probe.id, result))
+        }
     }
 }
 
@@ -605,13 +686,15 @@ final class Probe {
     let intervalNs: UInt64
     let timeoutNs: UInt64
     let periodic: Bool
-    let report: @Sendable (ProbeResult) -> Void
+    let report: (@Sendable (ProbeResult) -> Void)?
     var due: UInt64
     /// Changes at each start and finish: timers of an earlier one are void.
     var token: UInt32 = 0
     /// Its place in the loop's `slots`; -1 once removed.
     var slot: Int32 = -1
     var fd: Int32 = -1
+    /// `fd` is in the loop's epoll instance.
+    var watched = false
     var phase = Phase.idle
     /// The check runs on a connection kept from an earlier one.
     var reused = false
@@ -660,7 +743,7 @@ struct HTTPRequest {
     }
 }
 
-private struct Timer {
+struct LoopTimer {
     var at: UInt64
     var slot: Int32
     var token: UInt32
@@ -668,12 +751,12 @@ private struct Timer {
 
 /// Timers in the order they were pushed, which must be their order in time.
 private struct DeadlineQueue {
-    private var items: [Timer] = []
+    private var items: [LoopTimer] = []
     private var head = 0
 
-    var first: Timer? { head < items.count ? items[head] : nil }
+    var first: LoopTimer? { head < items.count ? items[head] : nil }
 
-    mutating func push(_ timer: Timer) { items.append(timer) }
+    mutating func push(_ timer: LoopTimer) { items.append(timer) }
 
     mutating func pop() {
         head += 1
@@ -687,13 +770,86 @@ private struct DeadlineQueue {
     }
 }
 
+/// Timers by time in slots of a millisecond, over a horizon of a few
+/// seconds, the later ones in a heap: starting and ending a timer is an
+/// append and a read, not a heap's reordering, for the checks that recur
+/// every interval.
+struct TimerWheel {
+    private static let slotNs: UInt64 = 1_000_000
+    private static let horizon: UInt64 = 4096
+    private var slots = [[LoopTimer]](repeating: [], count: Int(horizon))
+    private var later = TimerHeap()
+    /// The slot (time / slotNs) looked at next: slots before it are empty;
+    /// a timer pushed for an earlier time goes into it. Never past now.
+    private var cursor: UInt64 = 0
+    /// Timers in `slots`.
+    private var count = 0
+    private var scratch: [LoopTimer] = []
+
+    mutating func push(_ timer: LoopTimer) {
+        let slot = max(cursor, timer.at / Self.slotNs)
+        if cursor > 0 && slot - cursor < Self.horizon {
+            slots[Int(slot % Self.horizon)].append(timer)
+            count += 1
+        } else {
+            later.push(timer)
+        }
+    }
+
+    /// When the first timer is due, or a little before; nil if none is.
+    var earliest: UInt64? {
+        if count > 0 {
+            let first = slots[Int(cursor % Self.horizon)]
+            // The current slot holds timers pushed late: their own times.
+            if let at = first.lazy.map(\.at).min() { return at }
+            for i in 1..<Self.horizon where !slots[Int((cursor + i) % Self.horizon)].isEmpty {
+                return (cursor + i) * Self.slotNs
+            }
+        }
+        return later.first?.at
+    }
+
+    /// Moves every timer due at `now` to `due`, slot by slot.
+    mutating func popDue(_ now: UInt64, into due: inout [LoopTimer]) {
+        let nowSlot = now / Self.slotNs
+        while true {
+            if count == 0 {
+                // Nothing in the slots: the cursor jumps.
+                cursor = max(cursor, min(nowSlot, later.first.map { $0.at / Self.slotNs } ?? nowSlot))
+            }
+            // Timers that come within the horizon move to their slot.
+            while let next = later.first, next.at / Self.slotNs < cursor + Self.horizon {
+                later.pop()
+                slots[Int(max(cursor, next.at / Self.slotNs) % Self.horizon)].append(next)
+                count += 1
+            }
+            let index = Int(cursor % Self.horizon)
+            if !slots[index].isEmpty {
+                swap(&scratch, &slots[index])
+                for timer in scratch {
+                    if timer.at <= now {
+                        count -= 1
+                        due.append(timer)
+                    } else {
+                        // Later in the current slot: kept for the next call.
+                        slots[index].append(timer)
+                    }
+                }
+                scratch.removeAll(keepingCapacity: true)
+            }
+            guard cursor < nowSlot else { return }
+            cursor += 1
+        }
+    }
+}
+
 /// A binary min-heap of timers by time.
-private struct TimerHeap {
-    private var items: [Timer] = []
+struct TimerHeap {
+    private var items: [LoopTimer] = []
 
-    var first: Timer? { items.first }
+    var first: LoopTimer? { items.first }
 
-    mutating func push(_ timer: Timer) {
+    mutating func push(_ timer: LoopTimer) {
         items.append(timer)
         var i = items.count - 1
         while i > 0 {

@@ -128,23 +128,29 @@ struct HTTPResponseReader {
     }
 
     /// Reads the status line and headers; `.more` for an interim response.
-    /// Byte by byte, with no strings: it runs once per check.
+    /// Byte by byte, in place, with no strings or arrays: it runs once per
+    /// check.
     private mutating func readHead(_ head: ArraySlice<UInt8>) -> Progress {
-        let bytes = Array(head)
-        let lines = Self.lines(bytes)
-        guard let first = lines.first, first.count >= 12, bytes[first].starts(with: Self.http1),
-            bytes[first.lowerBound + 8] == UInt8(ascii: " "),
-            let code = Self.number(bytes[first.lowerBound + 9..<first.lowerBound + 12], radix: 10)
+        let firstEnd = Self.endOfLine(head, from: head.startIndex)
+        let first = head[head.startIndex..<firstEnd]
+        guard first.count >= 12, first.starts(with: Self.http1),
+            first[first.startIndex + 8] == UInt8(ascii: " "),
+            let code = Self.number(first[(first.startIndex + 9)..<(first.startIndex + 12)], radix: 10)
         else { return .failed("no HTTP response") }
         if (100...199).contains(code) { return .more }
         status = code
         var length: Int?
         var chunked = false
-        var close = bytes[first.lowerBound + 7] == UInt8(ascii: "0")
-        for line in lines.dropFirst() {
-            guard let colon = bytes[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = bytes[line.lowerBound..<colon]
-            var value = bytes[(colon + 1)..<line.upperBound]
+        var close = first[first.startIndex + 7] == UInt8(ascii: "0")
+        var at = firstEnd
+        while at < head.endIndex {
+            at += 2
+            let end = Self.endOfLine(head, from: at)
+            defer { at = end }
+            let line = head[at..<end]
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = line[line.startIndex..<colon]
+            var value = line[(colon + 1)...]
             while let c = value.first, c == 32 || c == 9 { value = value.dropFirst() }
             while let c = value.last, c == 32 || c == 9 { value = value.dropLast() }
             if Self.same(name, "content-length") {
@@ -176,25 +182,18 @@ struct HTTPResponseReader {
         return .done(reusable: false)
     }
 
-    static let http1: [UInt8] = Array("HTTP/1.".utf8)
-
-    /// The ranges of the CRLF-separated lines of `bytes`.
-    static func lines(_ bytes: [UInt8]) -> [Range<Int>] {
-        var lines: [Range<Int>] = []
-        var start = 0
-        var i = 0
-        while i + 1 < bytes.count {
-            if bytes[i] == 13 && bytes[i + 1] == 10 {
-                lines.append(start..<i)
-                i += 2
-                start = i
-            } else {
-                i += 1
-            }
+    /// Where the CRLF-ended line starting at `from` ends: its CR, or the end
+    /// of `bytes`.
+    static func endOfLine(_ bytes: ArraySlice<UInt8>, from: Int) -> Int {
+        var i = from
+        while i + 1 < bytes.endIndex {
+            if bytes[i] == 13 && bytes[i + 1] == 10 { return i }
+            i += 1
         }
-        lines.append(start..<bytes.count)
-        return lines
+        return bytes.endIndex
     }
+
+    static let http1: [UInt8] = Array("HTTP/1.".utf8)
 
     /// A whole number of at most 18 digits, nothing else.
     static func number(_ bytes: ArraySlice<UInt8>, radix: Int) -> Int? {

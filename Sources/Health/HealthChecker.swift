@@ -85,7 +85,8 @@ public final class HealthChecker: Sendable {
 
     let loops: [CheckLoop]
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())
+    private let counting: Counting
+    private var state: NIOLockedValueBox<State> { counting.state }
 
     /// One target fed by a probe.
     private struct Subscriber {
@@ -128,8 +129,12 @@ public final class HealthChecker: Sendable {
         let external: CheckLoop.External = { target, done in
             prober.probe(target, on: group.next()).whenSuccess(done)
         }
+        let counting = Counting(continuation: continuation, logger: logger)
+        self.counting = counting
         self.loops = try (0..<max(1, loops)).map { i in
-            try CheckLoop(name: "tandem-checks-\(i)", logger: logger, halfOpen: halfOpen, external: external)
+            try CheckLoop(
+                name: "tandem-checks-\(i)", logger: logger, halfOpen: halfOpen,
+                results: { counting.record($0) }, external: external)
         }
     }
 
@@ -186,10 +191,7 @@ public final class HealthChecker: Sendable {
                 s.targets[target] = id
                 let due = Phases.firstDue(
                     now: now, intervalNs: target.check.timing.intervalNs, phase: s.phases.next())
-                added[loop].append(
-                    CheckLoop.Spec(id: id, target: key, firstDue: due) { [weak self] result in
-                        self?.record(id, result)
-                    })
+                added[loop].append(CheckLoop.Spec(id: id, target: key, firstDue: due, report: nil))
             }
             // Posted under the lock: a later update's commands come after.
             for (i, loop) in loops.enumerated() {
@@ -247,59 +249,74 @@ public final class HealthChecker: Sendable {
         continuation.finish()
     }
 
-    /// Counts one result for every target of probe `id`. Runs on the
-    /// probe's loop, one result at a time per probe, so a target's
-    /// transitions enter the stream in order.
-    private func record(_ id: UInt64, _ result: ProbeResult) {
-        let counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool)] = state.withLockedValue { s in
-            // One lookup; the subscribers are counted in place.
-            guard let at = s.shared.index(forKey: id) else { return [] }
-            var counted: [(ProbeTarget, Bool, Bool, Bool)] = []
-            for i in s.shared.values[at].subscribers.indices {
-                let flipped = s.shared.values[at].subscribers[i].status.count(result)
-                // Copied out only when there is something to send.
-                guard flipped || s.shared.values[at].subscribers[i].unsent else { continue }
-                let sub = s.shared.values[at].subscribers[i]
-                counted.append((sub.target, flipped, sub.status.state.up, sub.unsent))
-            }
-            return counted
-        }
-        for (target, flipped, up, unsent) in counted {
-            send(target, flipped: flipped, up: up, unsent: unsent, result: result)
-        }
-    }
+    /// Counts results and sends transitions; the loops report to it.
+    private final class Counting: Sendable {
+        let state = NIOLockedValueBox(State())
+        let continuation: AsyncStream<Transition>.Continuation
+        let logger: Logger
 
-    private func send(_ target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool, result: ProbeResult) {
-        let reason: String
-        if !flipped {
-            reason = "state sent again: the transition buffer was full"
-        } else if case .failure(let why) = result {
-            reason = "\(target.check.timing.fall) checks in a row failed, last: \(why)"
-        } else {
-            reason = "\(target.check.timing.rise) checks in a row passed"
+        init(continuation: AsyncStream<Transition>.Continuation, logger: Logger) {
+            self.continuation = continuation
+            self.logger = logger
         }
-        if flipped {
-            logger.notice(
-                "health check \(up ? "up" : "down")",
-                metadata: ["target": "\(target)", "reason": "\(reason)"])
+
+        /// Counts the results of one turn of a loop, each for every target of
+        /// its probe, under one lock. Runs on the probes' loop, which reports a
+        /// probe's results in order, so a target's transitions enter the stream
+        /// in order.
+        func record(_ results: [(id: UInt64, result: ProbeResult)]) {
+            let counted = state.withLockedValue { s in
+                var counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool, result: ProbeResult)] = []
+                for (id, result) in results {
+                    // One lookup; the subscribers are counted in place.
+                    guard let at = s.shared.index(forKey: id) else { continue }
+                    for i in s.shared.values[at].subscribers.indices {
+                        let flipped = s.shared.values[at].subscribers[i].status.count(result)
+                        // Copied out only when there is something to send.
+                        guard flipped || s.shared.values[at].subscribers[i].unsent else { continue }
+                        let sub = s.shared.values[at].subscribers[i]
+                        counted.append((sub.target, flipped, sub.status.state.up, sub.unsent, result))
+                    }
+                }
+                return counted
+            }
+            for (target, flipped, up, unsent, result) in counted {
+                send(target, flipped: flipped, up: up, unsent: unsent, result: result)
+            }
         }
-        let sent: Bool
-        switch continuation.yield(Transition(target: target, up: up, reason: reason)) {
-        case .enqueued: sent = true
-        case .dropped: sent = false
-        case .terminated: return
-        @unknown default: sent = false
-        }
-        state.withLockedValue { s in
-            guard let id = s.targets[target],
-                let i = s.shared[id]?.subscribers.firstIndex(where: { $0.target == target })
-            else { return }
-            s.shared[id]!.subscribers[i].unsent = !sent
-        }
-        if !sent && !unsent {
-            logger.error(
-                "health transition buffer full: the controller is behind; sending again after the next check",
-                metadata: ["target": "\(target)", "up": "\(up)"])
+
+        private func send(_ target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool, result: ProbeResult) {
+            let reason: String
+            if !flipped {
+                reason = "state sent again: the transition buffer was full"
+            } else if case .failure(let why) = result {
+                reason = "\(target.check.timing.fall) checks in a row failed, last: \(why)"
+            } else {
+                reason = "\(target.check.timing.rise) checks in a row passed"
+            }
+            if flipped {
+                logger.notice(
+                    "health check \(up ? "up" : "down")",
+                    metadata: ["target": "\(target)", "reason": "\(reason)"])
+            }
+            let sent: Bool
+            switch continuation.yield(Transition(target: target, up: up, reason: reason)) {
+            case .enqueued: sent = true
+            case .dropped: sent = false
+            case .terminated: return
+            @unknown default: sent = false
+            }
+            state.withLockedValue { s in
+                guard let id = s.targets[target],
+                    let i = s.shared[id]?.subscribers.firstIndex(where: { $0.target == target })
+                else { return }
+                s.shared[id]!.subscribers[i].unsent = !sent
+            }
+            if !sent && !unsent {
+                logger.error(
+                    "health transition buffer full: the controller is behind; sending again after the next check",
+                    metadata: ["target": "\(target)", "up": "\(up)"])
+            }
         }
     }
 }

@@ -71,10 +71,7 @@ enum TCPSocket {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = socket(address.family, type, 0)
         guard fd >= 0 else { throw SystemError(call: "socket", errno: errno) }
-        if quiet {
-            var off: Int32 = 0
-            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &off, socklen_t(MemoryLayout<Int32>.size))
-        }
+        if quiet { delayACK(fd) }
         var storage = address.storage
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
@@ -84,6 +81,13 @@ enum TCPSocket {
         if code == EINPROGRESS || code == EINTR { return (fd, false) }
         close(fd)
         throw SystemError(call: "connect", errno: code)
+    }
+
+    /// The next data received is acknowledged on the delayed-ACK timer, not
+    /// at once (TCP_QUICKACK off; the kernel turns it on again by itself).
+    static func delayACK(_ fd: Int32) {
+        var off: Int32 = 0
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &off, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// The error a finished connect left on the socket, 0 if none.

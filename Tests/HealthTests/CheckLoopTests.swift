@@ -8,8 +8,9 @@ import Testing
 @testable import Health
 
 /// A loopback HTTP server that keeps connections open and answers every
-/// request with 200 "ok"; it counts connections and notes each request's
-/// path, its Connection header and when it came.
+/// request with 200 "ok" (`delayMs` late; not at all after the first
+/// `answers`); it counts connections and notes each request's path, its
+/// Connection header and when it came.
 final class KeepAliveServer: @unchecked Sendable {
     struct Request {
         var path: String
@@ -22,14 +23,15 @@ final class KeepAliveServer: @unchecked Sendable {
     let requests = NIOLockedValueBox<[Request]>([])
     var port: UInt16 { UInt16(channel.localAddress!.port!) }
 
-    init() throws {
+    init(delayMs: Int64 = 0, answers: Int = .max) throws {
         let (connections, requests) = (connections, requests)
         channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 connections.withLockedValue { $0 += 1 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Answerer(requests: requests))
+                    try channel.pipeline.syncOperations.addHandler(
+                        Answerer(requests: requests, delayMs: delayMs, answers: answers))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -43,8 +45,14 @@ final class KeepAliveServer: @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let requests: NIOLockedValueBox<[Request]>
+        let delayMs: Int64
+        let answers: Int
         var pending = ""
-        init(requests: NIOLockedValueBox<[Request]>) { self.requests = requests }
+        init(requests: NIOLockedValueBox<[Request]>, delayMs: Int64, answers: Int) {
+            self.requests = requests
+            self.delayMs = delayMs
+            self.answers = answers
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = unwrapInboundIn(data)
@@ -56,11 +64,20 @@ final class KeepAliveServer: @unchecked Sendable {
                 let connection =
                     head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("connection:") }
                     .map { $0.dropFirst("connection:".count).trimmingCharacters(in: .whitespaces) } ?? ""
-                requests.withLockedValue {
+                let count = requests.withLockedValue {
                     $0.append(Request(path: path, connectionHeader: connection, at: monotonicNs()))
+                    return $0.count
                 }
-                let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+                guard count <= answers else { continue }
+                let reply = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                if delayMs == 0 {
+                    context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+                } else {
+                    let channel = context.channel
+                    context.eventLoop.scheduleTask(in: .milliseconds(delayMs)) {
+                        channel.writeAndFlush(reply, promise: nil)
+                    }
+                }
             }
         }
     }
@@ -127,6 +144,36 @@ struct CheckLoopTests {
                 #expect(requests.allSatisfy { $0.connectionHeader == "close" })
             }
         }
+    }
+
+    @Test("on a kept connection an answer that comes late still counts; none at all fails at the timeout, and the next check connects again")
+    func keptConnectionLateAndSilent() async throws {
+        // 60 ms: well after the loop's next turn, when the answers to a
+        // turn's requests are read, so the socket is watched for it.
+        let late = try KeepAliveServer(delayMs: 60)
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let slow = ProbeTarget(
+            address: Loop.localhost, port: late.port,
+            check: Loop.check(.http(HTTPOptions(path: "/late")), intervalMs: 150))
+        checker.update([slow: true])
+        #expect(try await Loop.wait { (checker.snapshot()[slow]?.checks ?? 0) >= 5 })
+        let status = try #require(checker.snapshot()[slow])
+        #expect(status.failures == 0, "last: \(String(describing: status.last))")
+        #expect(late.connections.withLockedValue { $0 } == 1, "every late answer came on the one kept connection")
+
+        // Answers twice, then reads requests and says nothing.
+        let silent = try KeepAliveServer(answers: 2)
+        var check = Loop.check(.http(HTTPOptions(path: "/silent")), intervalMs: 150)
+        check.timing.timeoutNs = 100_000_000
+        let mute = ProbeTarget(address: Loop.localhost, port: silent.port, check: check)
+        checker.update([slow: true, mute: true])
+        #expect(try await Loop.wait { (checker.snapshot()[mute]?.failures ?? 0) >= 2 })
+        let muted = try #require(checker.snapshot()[mute])
+        #expect(muted.last == .failure("no answer within 100ms"), "last: \(String(describing: muted.last))")
+        #expect(muted.checks - muted.failures == 2, "the two answered checks passed")
+        // A check that timed out closes its connection: the next one opens another.
+        #expect(silent.connections.withLockedValue { $0 } >= 2)
     }
 
     @Test("a real that closes after each response is checked over a new connection each time, and stays up")
@@ -410,5 +457,50 @@ struct HTTPResponseReaderTests {
         #expect(progress == .done(reusable: true))
         (progress, reader) = Self.read("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", piece: 100)
         #expect(reader.closed() == .failed("response cut short"))
+    }
+}
+
+@Suite("Check timers")
+struct TimerWheelTests {
+    @Test("every timer comes out once, at or after its time and not a turn later, over the horizon and beyond it")
+    func wheel() {
+        var wheel = TimerWheel()
+        var generator = SystemRandomNumberGenerator()
+        let start: UInt64 = 5_000_000_000_000
+        // Times over 20 s: most within the wheel's few seconds, the rest in
+        // its heap until they come near; some pushed for times already past.
+        var pending: [UInt64: UInt64] = [:]
+        for i in 0..<20_000 {
+            let at = start - 50_000_000 + UInt64.random(in: 0..<20_000_000_000, using: &generator)
+            wheel.push(LoopTimer(at: at, slot: Int32(i), token: 0))
+            pending[UInt64(i)] = at
+        }
+        var now = start
+        var due: [LoopTimer] = []
+        var turns = 0
+        while !pending.isEmpty && turns < 10_000 {
+            turns += 1
+            wheel.popDue(now, into: &due)
+            for timer in due {
+                #expect(timer.at <= now, "a timer came out early")
+                #expect(pending.removeValue(forKey: UInt64(timer.slot)) != nil, "a timer came out twice")
+            }
+            due.removeAll()
+            // None left behind that was due.
+            #expect(!pending.values.contains { $0 <= now }, "a due timer stayed in at \(now)")
+            if let earliest = wheel.earliest, let first = pending.values.min() {
+                #expect(earliest <= first, "the wheel would sleep past its first timer")
+            }
+            // A timer pushed during the run, due at once or later.
+            if turns % 7 == 0 {
+                let at = now - 1 + UInt64.random(in: 0..<3_000_000, using: &generator)
+                let id = 100_000 + turns
+                wheel.push(LoopTimer(at: at, slot: Int32(id), token: 0))
+                pending[UInt64(id)] = at
+            }
+            now += UInt64.random(in: 1_000_000..<9_000_000, using: &generator)
+        }
+        #expect(pending.isEmpty, "\(pending.count) timers never came out")
+        #expect(wheel.earliest == nil)
     }
 }
