@@ -241,11 +241,12 @@ struct HealthBench {
             share: (used.total + w.receive) / w.wall * 100,
             method: String(
                 format:
-                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%",
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core",
                 done, stats.scheduledPerSecond, w.wall, stats.donePerSecond,
                 DurationText.format(stats.latenessNs), stats.missedTotal, failing, halfOpen, w.opens / w.wall,
                 used.user / w.wall * 100, used.system / w.wall * 100, w.receive / w.wall * 100,
-                w.serverReceive / w.wall * 100, w.nginx / w.wall * 100, w.softirq / w.wall * 100))
+                w.serverReceive / w.wall * 100, w.nginx / w.wall * 100, w.softirq / w.wall * 100,
+                w.busy / w.wall * 100))
         guard let victimServer else { return result }
         // Detection: the victims' server dies; each victim's down is timed.
         let killed = monotonic()
@@ -326,10 +327,10 @@ struct HealthBench {
                 share: (used.total + w.receive) / w.wall * 100,
                 method: String(
                     format:
-                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%",
+                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core",
                     w.opens / w.wall, w.wall, down, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
                     used.system / w.wall * 100, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
-                    w.nginx / w.wall * 100, w.softirq / w.wall * 100))
+                    w.nginx / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100))
         } cleanup: {
             await haproxy.stop()
         }
@@ -359,12 +360,12 @@ struct HealthBench {
 
     /// What one measurement window shares between the two checkers: the
     /// client namespace's connects, both veth ends' NAPI threads, nginx,
-    /// softirq. Figures in seconds.
+    /// softirq, and the whole machine's busy time. Figures in seconds.
     struct Window {
         let bench: HealthBench
         let nginx: Int32
         let start: Double, opens: Double, receive: Double, serverReceive: Double, nginxCPU: Double
-        let softirq: Double
+        let softirq: Double, busy: Double
 
         init(_ bench: HealthBench, nginx: Int32) async throws {
             self.bench = bench
@@ -374,11 +375,13 @@ struct HealthBench {
             serverReceive = try HealthBench.napiSeconds("hc1")
             nginxCPU = Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9
             softirq = HealthBench.softirq()
+            busy = HealthBench.machineBusy()
             start = bench.monotonic()
         }
 
         struct Used {
             var wall: Double, opens: Double, receive: Double, serverReceive: Double, nginx: Double, softirq: Double
+            var busy: Double
         }
 
         func end() async throws -> Used {
@@ -388,7 +391,7 @@ struct HealthBench {
                 receive: try HealthBench.napiSeconds("hc0") - receive,
                 serverReceive: try HealthBench.napiSeconds("hc1") - serverReceive,
                 nginx: Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9 - nginxCPU,
-                softirq: HealthBench.softirq() - softirq)
+                softirq: HealthBench.softirq() - softirq, busy: HealthBench.machineBusy() - busy)
         }
     }
 
@@ -429,6 +432,18 @@ struct HealthBench {
         else { return 0 }
         let fields = cpu.split(separator: " ")
         return (Double(fields[7]) ?? 0) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Seconds all CPUs were not idle (/proc/stat: everything but idle and
+    /// iowait, which the kernel measures exactly), whoever ran: what a
+    /// checker's work costs wherever the kernel did it (timers included).
+    static func machineBusy() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let cpu = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return 0 }
+        let fields = cpu.split(separator: " ").dropFirst().prefix(8).map { Double($0) ?? 0 }
+        guard fields.count == 8 else { return 0 }
+        return (fields.reduce(0, +) - fields[3] - fields[4]) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func usage() -> Usage {
