@@ -168,10 +168,13 @@ public struct ChecksReport: Codable, Sendable, Equatable {
     public var missed: UInt64
     public var missedTotal: UInt64
     public var behind: Bool
+    /// How tcp checks run: "IPv4 half-open (SYNs from port N)", or full
+    /// connects and why; nil before the first tcp check.
+    public var tcpChecks: String?
 
     public init(
         probes: Int, scheduledPerSecond: Double, donePerSecond: Double, roundSeconds: Double,
-        latenessSeconds: Double, missed: UInt64, missedTotal: UInt64, behind: Bool
+        latenessSeconds: Double, missed: UInt64, missedTotal: UInt64, behind: Bool, tcpChecks: String? = nil
     ) {
         self.probes = probes
         self.scheduledPerSecond = scheduledPerSecond
@@ -181,6 +184,7 @@ public struct ChecksReport: Codable, Sendable, Equatable {
         self.missed = missed
         self.missedTotal = missedTotal
         self.behind = behind
+        self.tcpChecks = tcpChecks
     }
 }
 

@@ -225,6 +225,6 @@ extension ChecksReport {
         self.init(
             probes: s.probes, scheduledPerSecond: s.scheduledPerSecond, donePerSecond: s.donePerSecond,
             roundSeconds: Double(s.roundNs) / 1e9, latenessSeconds: Double(s.latenessNs) / 1e9, missed: s.missed,
-            missedTotal: s.missedTotal, behind: s.behind)
+            missedTotal: s.missedTotal, behind: s.behind, tcpChecks: s.tcpPath)
     }
 }

@@ -52,6 +52,7 @@ public enum Text {
             + "\(DurationText.format(UInt64(c.latenessSeconds * 1e9))) late, \(c.missed) missed"
         if c.missedTotal > 0 { line += " (\(c.missedTotal) since start)" }
         if c.behind { line += "  BEHIND SCHEDULE" }
+        if let tcp = c.tcpChecks { line += "\ntcp checks: \(tcp)" }
         return line
     }
 

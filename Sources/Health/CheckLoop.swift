@@ -55,6 +55,8 @@ final class CheckLoop: @unchecked Sendable {
         var halfOpenTotal: UInt64 = 0
         /// The half-open checks' source port, 0 before the first.
         var halfOpenPort: UInt16 = 0
+        /// How tcp checks run (`HalfOpen.summary`); nil before the first.
+        var tcpPath: String?
     }
 
     private enum Command {
@@ -109,6 +111,8 @@ final class CheckLoop: @unchecked Sendable {
     /// tcp checks are half-open where a raw socket can be opened.
     private let halfOpenAllowed: Bool
     private var halfOpen = HalfOpen()
+    /// A tcp check has connected fully.
+    private var fullTCP = false
 
     private static let wakeID: UInt64 = 0
     private static let ioID: UInt64 = .max
@@ -349,6 +353,7 @@ final class CheckLoop: @unchecked Sendable {
             p.missedTotal = tally.missedTotal
             p.halfOpenTotal = halfOpen.sent
             p.halfOpenPort = halfOpen.port
+            p.tcpPath = halfOpenAllowed ? halfOpen.summary : (fullTCP ? "full connects (half-open checks off)" : nil)
         }
     }
 
@@ -425,6 +430,7 @@ final class CheckLoop: @unchecked Sendable {
             if halfOpenAllowed, halfOpen.socket(probe.address.family, epfd: io, logger: logger) != nil {
                 sendSYN(probe)
             } else {
+                fullTCP = true
                 connect(probe)
             }
         case .http:

@@ -28,6 +28,8 @@ struct HalfOpen {
         var fd: Int32 = -1
         /// Opening it failed: tcp checks of this family connect fully.
         var failed = false
+        /// Why it failed.
+        var why = ""
         var pending: [tandem_syn] = []
         var pendingProbes: [Probe] = []
     }
@@ -80,12 +82,14 @@ struct HalfOpen {
         var opened = Family()
         if let why = reservePort() {
             opened.failed = true
+            opened.why = "no source port: \(why)"
             logger.notice(
                 "tcp checks connect fully: no source port for half-open checks", metadata: ["error": "\(why)"])
         } else {
             let fd = tandem_syn_socket(family, port)
             if fd < 0 {
                 opened.failed = true
+                opened.why = "no raw socket: \(SystemError.text(-fd))"
                 logger.notice(
                     "tcp checks of \(family == AF_INET ? "IPv4" : "IPv6") reals connect fully: no raw socket",
                     metadata: ["error": "\(SystemError.text(-fd))"])
@@ -93,6 +97,7 @@ struct HalfOpen {
                 var event = tandem_epoll_event(EPOLLIN.rawValue, family == AF_INET ? Self.epollIDv4 : Self.epollIDv6)
                 if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) < 0 {
                     opened.failed = true
+                    opened.why = "epoll_ctl: \(SystemError.text(errno))"
                     Glibc.close(fd)
                 } else {
                     opened.fd = fd
@@ -104,6 +109,21 @@ struct HalfOpen {
         }
         if family == AF_INET { v4 = opened } else { v6 = opened }
         return opened.fd >= 0 ? opened.fd : nil
+    }
+
+    /// How tcp checks run, per address family tried so far; nil before the
+    /// first: "IPv4 half-open (SYNs from port 40321), IPv6 full connects
+    /// (no raw socket: Operation not permitted)".
+    var summary: String? {
+        var parts: [String] = []
+        for (name, family) in [("IPv4", v4), ("IPv6", v6)] {
+            if family.fd >= 0 {
+                parts.append("\(name) half-open (SYNs from port \(port))")
+            } else if family.failed {
+                parts.append("\(name) full connects (\(family.why))")
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 
     /// Binds a TCP socket (IPv6 and IPv4 alike where the host has IPv6) to

@@ -223,6 +223,7 @@ public final class HealthChecker: Sendable {
             stats.checksTotal += p.startedTotal
             stats.missedTotal += p.missedTotal
             stats.halfOpenTotal += p.halfOpenTotal
+            if stats.tcpPath == nil { stats.tcpPath = p.tcpPath }
             stats.roundNs = max(stats.roundNs, p.roundNs)
             guard p.probes > 0 else { continue }
             if now >= p.latestEnd + 2 * p.roundNs {

@@ -49,6 +49,9 @@ public struct CheckerStats: Sendable, Equatable {
     public var missedTotal: UInt64 = 0
     /// tcp checks sent as a half-open SYN since the checker started.
     public var halfOpenTotal: UInt64 = 0
+    /// How tcp checks run: half-open SYNs, or full connects and why; nil
+    /// before the first tcp check.
+    public var tcpPath: String?
 
     public init() {}
 

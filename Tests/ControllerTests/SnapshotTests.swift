@@ -131,6 +131,14 @@ struct SnapshotTests {
         var plain = Self.status
         plain.announceTable = nil
         #expect(Text.status(plain).contains("node: lb1  announce: off (no announce table configured)\nProt"))
+        var checked = Self.status
+        checked.checks = ChecksReport(
+            probes: 18, scheduledPerSecond: 18, donePerSecond: 18, roundSeconds: 1, latenessSeconds: 0.002,
+            missed: 0, missedTotal: 0, behind: false, tcpChecks: "IPv4 half-open (SYNs from port 40321)")
+        #expect(
+            Text.status(checked).contains(
+                "checks 18/s done of 18/s scheduled (18 probes), latest round (1s): 2ms late, 0 missed\n"
+                    + "tcp checks: IPv4 half-open (SYNs from port 40321)\n"), "\(Text.status(checked))")
         var counters = CountersReport()
         counters.packets = 1200
         counters.bytes = 96_000
