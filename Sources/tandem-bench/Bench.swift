@@ -45,6 +45,8 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: "Seconds the health-check CPU is measured over.")
     var checkSeconds = 10
+    @Option(help: "Rounds of the health rows; HAProxy and Tandem alternate within a round, each row shows the median.")
+    var checkRounds = 3
 
     @Option(help: "Spoofed SYNs of the flood row (in the lab).")
     var floodSyns = 3_000_000
@@ -108,8 +110,9 @@ struct Bench: AsyncParsableCommand {
         guard (2...1024).contains(applyServices), (1...64).contains(applyReals) else {
             throw ValidationError("--apply-services must be 2...1024 and --apply-reals 1...64")
         }
-        guard (100...62_500).contains(checkReals), (1...600).contains(checkSeconds) else {
-            throw ValidationError("--check-reals must be 100...62500 and --check-seconds 1...600")
+        guard (100...62_500).contains(checkReals), (1...600).contains(checkSeconds), (1...20).contains(checkRounds)
+        else {
+            throw ValidationError("--check-reals must be 100...62500, --check-seconds 1...600 and --check-rounds 1...20")
         }
         guard !checkNetns.isEmpty, checkNetns.count <= 20,
             checkNetns.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" })
@@ -156,7 +159,8 @@ struct Bench: AsyncParsableCommand {
                 services: applyServices, reals: applyReals, pinRoot: pinRoot + "-apply", into: &table)
         }
         if wants("health") {
-            try await HealthBench(count: checkReals, seconds: checkSeconds, netns: checkNetns).measure(into: &table)
+            try await HealthBench(count: checkReals, seconds: checkSeconds, rounds: checkRounds, netns: checkNetns)
+                .measure(into: &table)
         }
         if wants("sync") {
             try await SyncBench(clients: syncClients, pinRoot: pinRoot + "-sync").measure(into: &table)
