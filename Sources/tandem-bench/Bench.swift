@@ -112,7 +112,8 @@ struct Bench: AsyncParsableCommand {
         }
         guard (100...62_500).contains(checkReals), (1...600).contains(checkSeconds), (1...20).contains(checkRounds)
         else {
-            throw ValidationError("--check-reals must be 100...62500, --check-seconds 1...600 and --check-rounds 1...20")
+            throw ValidationError(
+                "--check-reals must be 100...62500, --check-seconds 1...600 and --check-rounds 1...20")
         }
         guard !checkNetns.isEmpty, checkNetns.count <= 20,
             checkNetns.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" })

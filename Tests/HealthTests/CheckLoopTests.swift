@@ -146,7 +146,9 @@ struct CheckLoopTests {
         }
     }
 
-    @Test("on a kept connection an answer that comes late still counts; none at all fails at the timeout, and the next check connects again")
+    @Test(
+        "on a kept connection an answer that comes late still counts; none at all fails at the timeout, and the next check connects again"
+    )
     func keptConnectionLateAndSilent() async throws {
         // 60 ms: well after the loop's next turn, when the answers to a
         // turn's requests are read, so the socket is watched for it.
