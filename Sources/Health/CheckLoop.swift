@@ -103,6 +103,7 @@ final class CheckLoop: @unchecked Sendable {
     /// Requests sent on kept connections, not watched by epoll: their
     /// answers are read at the next turn.
     private var awaiting: [LoopTimer] = []
+    private var awaitingScratch: [LoopTimer] = []
     private var deadlineQueue: [UInt64: Int] = [:]
     private var tally = RoundTally()
     private var scheduledPerSecond = 0.0
@@ -498,10 +499,10 @@ final class CheckLoop: @unchecked Sendable {
         let failed = events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
         switch probe.phase {
         case .idle:
-            // A kept connection the real closed (or wrote to unasked): gone.
-            // (An edge of EPOLLOUT alone, as sent data is acknowledged, is not.)
-            let closing = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
-            if events & closing != 0 { closeSocket(probe) }
+            // Not watched while idle: what the real did meanwhile (closed,
+            // wrote a 408) is found by the next check, which then connects
+            // again (`receive`).
+            break
         case .connecting:
             if failed {
                 let code = TCPSocket.pendingError(probe.fd)
@@ -561,9 +562,9 @@ final class CheckLoop: @unchecked Sendable {
     /// a socket with no whole answer yet is watched from now on.
     private func readAnswers() {
         guard !awaiting.isEmpty else { return }
-        let list = awaiting
-        awaiting.removeAll(keepingCapacity: true)
-        for entry in list {
+        swap(&awaitingScratch, &awaiting)
+        defer { awaitingScratch.removeAll(keepingCapacity: true) }
+        for entry in awaitingScratch {
             guard let probe = slots[Int(entry.slot)], probe.token == entry.token, probe.phase == .reading,
                 !probe.watched
             else { continue }
@@ -626,9 +627,16 @@ final class CheckLoop: @unchecked Sendable {
             case .more:
                 if n == 0 { return finish(probe, .failure("connection closed before the check completed")) }
             case .done(let reusable):
+                // A kept connection the real timed out while it was idle
+                // (out of epoll, nobody read its 408 then): the same check
+                // goes on over a new connection, as browsers do.
+                if probe.reused && reader.status == 408 { return reconnect(probe) }
                 let result = request.options.judge(status: reader.status, body: reader.body)
                 return finish(probe, result, keep: reusable && request.keepAlive)
             case .failed(let why):
+                // Bytes the real wrote on the idle connection, not an answer:
+                // the verdict is a new connection's.
+                if probe.reused { return reconnect(probe) }
                 return finish(probe, .failure(why))
             }
         }

@@ -23,7 +23,7 @@ final class KeepAliveServer: @unchecked Sendable {
     let requests = NIOLockedValueBox<[Request]>([])
     var port: UInt16 { UInt16(channel.localAddress!.port!) }
 
-    init(delayMs: Int64 = 0, answers: Int = .max) throws {
+    init(delayMs: Int64 = 0, answers: Int = .max, goodbyeMs: Int64? = nil) throws {
         let (connections, requests) = (connections, requests)
         channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -31,7 +31,7 @@ final class KeepAliveServer: @unchecked Sendable {
                 connections.withLockedValue { $0 += 1 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        Answerer(requests: requests, delayMs: delayMs, answers: answers))
+                        Answerer(requests: requests, delayMs: delayMs, answers: answers, goodbyeMs: goodbyeMs))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -47,11 +47,13 @@ final class KeepAliveServer: @unchecked Sendable {
         let requests: NIOLockedValueBox<[Request]>
         let delayMs: Int64
         let answers: Int
+        let goodbyeMs: Int64?
         var pending = ""
-        init(requests: NIOLockedValueBox<[Request]>, delayMs: Int64, answers: Int) {
+        init(requests: NIOLockedValueBox<[Request]>, delayMs: Int64, answers: Int, goodbyeMs: Int64? = nil) {
             self.requests = requests
             self.delayMs = delayMs
             self.answers = answers
+            self.goodbyeMs = goodbyeMs
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -70,7 +72,15 @@ final class KeepAliveServer: @unchecked Sendable {
                 }
                 guard count <= answers else { continue }
                 let reply = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                if delayMs == 0 {
+                if let goodbyeMs {
+                    // Answers, then says 408 and closes while the connection is idle.
+                    context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+                    let channel = context.channel
+                    let bye = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    context.eventLoop.scheduleTask(in: .milliseconds(goodbyeMs)) {
+                        channel.writeAndFlush(ByteBuffer(string: bye)).whenComplete { _ in channel.close(promise: nil) }
+                    }
+                } else if delayMs == 0 {
                     context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
                 } else {
                     let channel = context.channel
@@ -176,6 +186,20 @@ struct CheckLoopTests {
         #expect(muted.checks - muted.failures == 2, "the two answered checks passed")
         // A check that timed out closes its connection: the next one opens another.
         #expect(silent.connections.withLockedValue { $0 } >= 2)
+    }
+
+    @Test("a kept connection the real ends while idle with a 408 and a close is not taken for the next check's answer")
+    func keptConnectionEndedWhileIdle() async throws {
+        let server = try KeepAliveServer(goodbyeMs: 30)
+        let checker = try Loop.checker()
+        defer { checker.stop() }
+        let target = ProbeTarget(
+            address: Loop.localhost, port: server.port,
+            check: Loop.check(.http(HTTPOptions(path: "/bye")), intervalMs: 150))
+        checker.update([target: true])
+        #expect(try await Loop.wait { (checker.snapshot()[target]?.checks ?? 0) >= 4 })
+        let status = try #require(checker.snapshot()[target])
+        #expect(status.failures == 0, "last: \(String(describing: status.last))")
     }
 
     @Test("a real that closes after each response is checked over a new connection each time, and stays up")
