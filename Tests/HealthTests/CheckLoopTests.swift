@@ -115,6 +115,18 @@ enum Loop {
         try HealthChecker(group: MultiThreadedEventLoopGroup.singleton, logger: quiet)
     }
 
+    /// Checks `path` on a loopback real every 150 ms (http, keep-alive on)
+    /// until `checks` are done; the target and its status then.
+    static func checkHTTP(
+        _ checker: HealthChecker, port: UInt16, path: String, checks: UInt64
+    ) async throws -> (ProbeTarget, ProbeStatus) {
+        let target = ProbeTarget(
+            address: localhost, port: port, check: check(.http(HTTPOptions(path: path)), intervalMs: 150))
+        checker.update([target: true])
+        #expect(try await wait { (checker.snapshot()[target]?.checks ?? 0) >= checks })
+        return (target, try #require(checker.snapshot()[target]))
+    }
+
     /// Polls `condition` every 10 ms for up to `seconds`.
     static func wait(seconds: Double = 5, until condition: () -> Bool) async throws -> Bool {
         let end = Date().addingTimeInterval(seconds)
@@ -165,12 +177,7 @@ struct CheckLoopTests {
         let late = try KeepAliveServer(delayMs: 60)
         let checker = try Loop.checker()
         defer { checker.stop() }
-        let slow = ProbeTarget(
-            address: Loop.localhost, port: late.port,
-            check: Loop.check(.http(HTTPOptions(path: "/late")), intervalMs: 150))
-        checker.update([slow: true])
-        #expect(try await Loop.wait { (checker.snapshot()[slow]?.checks ?? 0) >= 5 })
-        let status = try #require(checker.snapshot()[slow])
+        let (slow, status) = try await Loop.checkHTTP(checker, port: late.port, path: "/late", checks: 5)
         #expect(status.failures == 0, "last: \(String(describing: status.last))")
         #expect(late.connections.withLockedValue { $0 } == 1, "every late answer came on the one kept connection")
 
@@ -193,12 +200,7 @@ struct CheckLoopTests {
         let server = try KeepAliveServer(goodbyeMs: 30)
         let checker = try Loop.checker()
         defer { checker.stop() }
-        let target = ProbeTarget(
-            address: Loop.localhost, port: server.port,
-            check: Loop.check(.http(HTTPOptions(path: "/bye")), intervalMs: 150))
-        checker.update([target: true])
-        #expect(try await Loop.wait { (checker.snapshot()[target]?.checks ?? 0) >= 4 })
-        let status = try #require(checker.snapshot()[target])
+        let (_, status) = try await Loop.checkHTTP(checker, port: server.port, path: "/bye", checks: 4)
         #expect(status.failures == 0, "last: \(String(describing: status.last))")
     }
 
