@@ -3,6 +3,7 @@ import Model
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 @testable import Sync
@@ -58,9 +59,11 @@ struct TransportTests {
         return t
     }
 
+    /// Two ports free for UDP and TCP now (not derived from the pid, which
+    /// another socket of the host may hold).
     static func ports() -> (Int, Int) {
-        let base = 20_000 + Int(getpid() % 20_000)
-        return (base, base + 1)
+        let ports = Ports.freeUDPAndTCP(2)
+        return (ports[0], ports[1])
     }
 
     static func eventually(_ condition: () -> Bool) async -> Bool {
