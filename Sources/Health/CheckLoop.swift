@@ -88,6 +88,10 @@ final class CheckLoop: @unchecked Sendable {
     /// The probes by slot, which timers name (no reference counting in the
     /// heap); freed slots are used again.
     private var slots: [Probe?] = []
+    /// The token of each slot's probe (0: free), beside `slots`: a timer
+    /// of a check that has ended (most timeouts) is recognised without
+    /// reaching for its probe, which is likely out of the cache by then.
+    private var tokens: [UInt32] = []
     private var freeSlots: [Int32] = []
     /// Tokens are unique in the loop: a timer of a freed slot's earlier
     /// probe never matches the probe using the slot now.
@@ -239,6 +243,7 @@ final class CheckLoop: @unchecked Sendable {
         halfOpen.closeAll()
         probes = [:]
         slots = []
+        tokens = []
         timers = TimerWheel()
         deadlines = []
         close(io)
@@ -306,8 +311,9 @@ final class CheckLoop: @unchecked Sendable {
                 } else {
                     probe.slot = Int32(slots.count)
                     slots.append(probe)
+                    tokens.append(0)
                 }
-                probe.token = newToken()
+                renewToken(probe)
                 timers.push(LoopTimer(at: probe.due, slot: probe.slot, token: probe.token))
             }
             recount(now)
@@ -358,14 +364,18 @@ final class CheckLoop: @unchecked Sendable {
         }
     }
 
-    private func newToken() -> UInt32 {
+    /// Voids the probe's earlier timers.
+    private func renewToken(_ probe: Probe) {
         lastToken &+= 1
-        return lastToken
+        if lastToken == 0 { lastToken = 1 }
+        probe.token = lastToken
+        if probe.slot >= 0 { tokens[Int(probe.slot)] = lastToken }
     }
 
     private func freeSlot(_ probe: Probe) {
         guard probe.slot >= 0 else { return }
         slots[Int(probe.slot)] = nil
+        tokens[Int(probe.slot)] = 0
         freeSlots.append(probe.slot)
         probe.slot = -1
     }
@@ -376,18 +386,44 @@ final class CheckLoop: @unchecked Sendable {
         for i in deadlines.indices {
             while let top = deadlines[i].first, top.at <= now {
                 deadlines[i].pop()
-                guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase != .idle else {
-                    continue
-                }
+                guard let probe = live(top), probe.phase != .idle else { continue }
                 finish(probe, .failure("no answer within \(DurationText.format(probe.timeoutNs))"))
             }
         }
         timers.popDue(now, into: &due)
+        prefetch(due)
         for top in due {
-            guard let probe = slots[Int(top.slot)], top.token == probe.token, probe.phase == .idle else { continue }
+            guard let probe = live(top), probe.phase == .idle else { continue }
             start(probe, now: now)
         }
         due.removeAll(keepingCapacity: true)
+    }
+
+    /// Fetches the probes of `timers` into the cache together, then what
+    /// their checks send (an http request, a SYN's address), then the
+    /// request's bytes: each round's loads run side by side, not one after
+    /// each send.
+    private func prefetch(_ timers: [LoopTimer]) {
+        for timer in timers {
+            if let probe = live(timer) { tandem_prefetch(Unmanaged.passUnretained(probe).toOpaque(), 5) }
+        }
+        for timer in timers {
+            guard let probe = live(timer) else { continue }
+            switch probe.work {
+            case .http(let request): tandem_prefetch(Unmanaged.passUnretained(request).toOpaque(), 1)
+            case .tcp: probe.target.address.bytes.withUnsafeBytes { tandem_prefetch($0.baseAddress, 1) }
+            case .external: break
+            }
+        }
+        for timer in timers {
+            guard let probe = live(timer), case .http(let request) = probe.work else { continue }
+            request.bytes.withUnsafeBytes { tandem_prefetch($0.baseAddress, 2) }
+        }
+    }
+
+    /// The probe the timer is for, if the timer is not void.
+    private func live(_ timer: LoopTimer) -> Probe? {
+        tokens[Int(timer.slot)] == timer.token ? slots[Int(timer.slot)] : nil
     }
 
     private func reportEnded() {
@@ -424,7 +460,7 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         tally.started(now: now, latenessNs: lateness, missed: missed)
-        probe.token = newToken()
+        renewToken(probe)
         deadlines[probe.deadlineQueue].push(LoopTimer(at: now + probe.timeoutNs, slot: probe.slot, token: probe.token))
         switch probe.work {
         case .tcp:
@@ -526,9 +562,7 @@ final class CheckLoop: @unchecked Sendable {
         if first {
             probe.phase = .sending
             probe.sent = 0
-            probe.reader = HTTPResponseReader(
-                headRequest: request.options.method == "HEAD",
-                keepBody: request.options.body == nil ? 0 : Prober.bodyLimit)
+            probe.reader = HTTPResponseReader(headRequest: request.head, keepBody: request.keepBody)
         }
         let bytes = request.bytes
         while probe.sent < bytes.count {
@@ -565,9 +599,10 @@ final class CheckLoop: @unchecked Sendable {
         swap(&awaitingScratch, &awaiting)
         defer { awaitingScratch.removeAll(keepingCapacity: true) }
         for entry in awaitingScratch {
-            guard let probe = slots[Int(entry.slot)], probe.token == entry.token, probe.phase == .reading,
-                !probe.watched
-            else { continue }
+            if let probe = live(entry) { tandem_prefetch(Unmanaged.passUnretained(probe).toOpaque(), 4) }
+        }
+        for entry in awaitingScratch {
+            guard let probe = live(entry), probe.phase == .reading, !probe.watched else { continue }
             receive(probe)
             if probe.phase == .reading && probe.token == entry.token && !probe.watched { watchOrFail(probe) }
         }
@@ -651,7 +686,7 @@ final class CheckLoop: @unchecked Sendable {
     }
 
     private func finish(_ probe: Probe, _ result: ProbeResult, keep: Bool = false) {
-        probe.token = newToken()
+        renewToken(probe)
         if probe.synKey != nil {
             halfOpen.forget(probe)
             // The route may have changed: the source is looked up again.
@@ -684,7 +719,9 @@ final class CheckLoop: @unchecked Sendable {
     }
 }
 
-/// One probe's schedule and connection, owned by its loop's thread.
+/// One probe's schedule and connection, owned by its loop's thread. What
+/// every check reads and writes comes first, in the object's first cache
+/// lines: 10,000 probes do not stay in the cache between their checks.
 final class Probe {
     enum Phase { case idle, connecting, sending, reading, external }
     enum Work {
@@ -693,35 +730,35 @@ final class Probe {
         case external
     }
 
-    let id: UInt64
-    let target: ProbeTarget
-    let address: SocketAddressBytes
-    let work: Work
-    let intervalNs: UInt64
-    let timeoutNs: UInt64
-    let periodic: Bool
-    let report: (@Sendable (ProbeResult) -> Void)?
-    var due: UInt64
     /// Changes at each start and finish: timers of an earlier one are void.
     var token: UInt32 = 0
     /// Its place in the loop's `slots`; -1 once removed.
     var slot: Int32 = -1
     var fd: Int32 = -1
+    var phase = Phase.idle
     /// `fd` is in the loop's epoll instance.
     var watched = false
-    var phase = Phase.idle
     /// The check runs on a connection kept from an earlier one.
     var reused = false
-    var sent = 0
-    var reader: HTTPResponseReader?
     var removed = false
-    /// A half-open check's SYN in flight: the answer it waits for.
-    var synKey: HalfOpen.Key?
+    let periodic: Bool
+    var due: UInt64
+    let intervalNs: UInt64
+    let timeoutNs: UInt64
     /// Which of the loop's deadline queues holds its checks' timeouts.
     var deadlineQueue = 0
+    var sent = 0
+    let work: Work
+    let id: UInt64
+    var reader: HTTPResponseReader?
+    let report: (@Sendable (ProbeResult) -> Void)?
+    /// A half-open check's SYN in flight: the answer it waits for.
+    var synKey: HalfOpen.Key?
     /// The source address of half-open checks (IPv4, network order), from
     /// the route; looked up again after a failed check.
     var source: UInt32?
+    let address: SocketAddressBytes
+    let target: ProbeTarget
 
     init(_ spec: CheckLoop.Spec, now: UInt64) {
         id = spec.id
@@ -740,15 +777,22 @@ final class Probe {
     }
 }
 
-/// An http check's request, made once per probe.
-struct HTTPRequest {
+/// An http check's request, made once per probe (a reference: a probe's
+/// `work` stays small, in its first cache lines).
+final class HTTPRequest {
+    let bytes: [UInt8]
     let options: HTTPOptions
     let keepAlive: Bool
-    let bytes: [UInt8]
+    /// A HEAD request: the answer has no body.
+    let head: Bool
+    /// Bytes of the body kept for the pattern.
+    let keepBody: Int
 
     init(_ target: ProbeTarget, _ options: HTTPOptions) {
         self.options = options
         keepAlive = options.keepAlive
+        head = options.method == "HEAD"
+        keepBody = options.body == nil ? 0 : Prober.bodyLimit
         let host = target.address.family == .inet ? target.address.description : "[\(target.address)]"
         let text =
             "\(options.method) \(options.path) HTTP/1.1\r\nHost: \(options.host ?? host)\r\n"

@@ -1,3 +1,4 @@
+import CHealth
 import Model
 import Logging
 import NIOConcurrencyHelpers
@@ -88,12 +89,12 @@ public final class HealthChecker: Sendable {
     private let counting: Counting
     private var state: NIOLockedValueBox<State> { counting.state }
 
-    /// One target fed by a probe.
+    /// One target fed by a probe. What each result changes comes first.
     private struct Subscriber {
-        var target: ProbeTarget
         var status: ProbeStatus
         /// Its last transition did not fit in the buffer.
         var unsent = false
+        var target: ProbeTarget
     }
 
     /// One probe and the targets it feeds. A result finds them by the
@@ -104,11 +105,10 @@ public final class HealthChecker: Sendable {
     }
 
     private struct State {
-        var shared: [UInt64: Shared] = [:]
+        var shared = GenerationTable<Shared>()
         /// Probe id by probe key (`key(of:)`), and by target.
         var ids: [ProbeTarget: UInt64] = [:]
         var targets: [ProbeTarget: UInt64] = [:]
-        var nextID: UInt64 = 0
         var phases = Phases()
         var stopped = false
     }
@@ -174,19 +174,17 @@ public final class HealthChecker: Sendable {
             let now = monotonicNs()
             for (target, up) in targets where s.targets[target] == nil && target.check.kind != .none {
                 let subscriber = Subscriber(
-                    target: target,
                     status: ProbeStatus(
-                        state: RiseFall(up: up, rise: target.check.timing.rise, fall: target.check.timing.fall)))
+                        state: RiseFall(up: up, rise: target.check.timing.rise, fall: target.check.timing.fall)),
+                    target: target)
                 let key = Self.key(of: target)
                 if let id = s.ids[key] {
                     s.targets[target] = id
                     s.shared[id]!.subscribers.append(subscriber)
                     continue
                 }
-                s.nextID += 1
-                let id = s.nextID
-                let loop = Int(id % UInt64(loops.count))
-                s.shared[id] = Shared(loop: loop, subscribers: [subscriber])
+                let loop = s.shared.nextIndex % loops.count
+                let id = s.shared.insert(Shared(loop: loop, subscribers: [subscriber]))
                 s.ids[key] = id
                 s.targets[target] = id
                 let due = Phases.firstDue(
@@ -244,7 +242,7 @@ public final class HealthChecker: Sendable {
     /// Stops every probe and ends `transitions` (after what it holds).
     public func stop() {
         state.withLockedValue {
-            $0.stopped = true; $0.shared = [:]; $0.ids = [:]; $0.targets = [:]
+            $0.stopped = true; $0.shared = GenerationTable(); $0.ids = [:]; $0.targets = [:]
         }
         for loop in loops { loop.stop() }
         continuation.finish()
@@ -268,15 +266,23 @@ public final class HealthChecker: Sendable {
         func record(_ results: [(id: UInt64, result: ProbeResult)]) {
             let counted = state.withLockedValue { s in
                 var counted: [(target: ProbeTarget, flipped: Bool, up: Bool, unsent: Bool, result: ProbeResult)] = []
+                // The probes' counts are fetched together first: each was
+                // last counted a second ago and has left the cache.
+                for (id, _) in results {
+                    s.shared.read(id) { shared in
+                        shared.subscribers.withUnsafeBufferPointer { tandem_prefetch($0.baseAddress, 2) }
+                    }
+                }
                 for (id, result) in results {
-                    // One lookup; the subscribers are counted in place.
-                    guard let at = s.shared.index(forKey: id) else { continue }
-                    for i in s.shared.values[at].subscribers.indices {
-                        let flipped = s.shared.values[at].subscribers[i].status.count(result)
-                        // Copied out only when there is something to send.
-                        guard flipped || s.shared.values[at].subscribers[i].unsent else { continue }
-                        let sub = s.shared.values[at].subscribers[i]
-                        counted.append((sub.target, flipped, sub.status.state.up, sub.unsent, result))
+                    // Counted in place; copied out only when there is
+                    // something to send.
+                    s.shared.modify(id) { shared in
+                        for i in shared.subscribers.indices {
+                            let flipped = shared.subscribers[i].status.count(result)
+                            guard flipped || shared.subscribers[i].unsent else { continue }
+                            let sub = shared.subscribers[i]
+                            counted.append((sub.target, flipped, sub.status.state.up, sub.unsent, result))
+                        }
                     }
                 }
                 return counted
@@ -321,3 +327,60 @@ public final class HealthChecker: Sendable {
         }
     }
 }
+
+/// Values by id, in an array: a lookup is an index, without hashing (the
+/// checker finds a result's probe this way). An id is the entry's index and
+/// a generation, so an id removed and its index used again never names the
+/// new value: whatever still holds the old id finds nothing.
+struct GenerationTable<Value> {
+    private var generations: [UInt32] = []
+    private var slots: [Value?] = []
+    private var free: [Int] = []
+
+    /// The index the next `insert` uses.
+    var nextIndex: Int { free.last ?? slots.count }
+
+    var values: some Sequence<Value> { slots.lazy.compactMap { $0 } }
+
+    mutating func insert(_ value: Value) -> UInt64 {
+        let index = free.popLast() ?? slots.count
+        if index == slots.count {
+            slots.append(nil)
+            generations.append(0)
+        }
+        generations[index] &+= 1
+        slots[index] = value
+        return UInt64(generations[index]) << 32 | UInt64(index)
+    }
+
+    private func index(_ id: UInt64) -> Int? {
+        let index = Int(id & 0xffff_ffff)
+        guard index < slots.count, generations[index] == UInt32(truncatingIfNeeded: id >> 32), slots[index] != nil
+        else { return nil }
+        return index
+    }
+
+    /// Setting nil removes the value and frees its index.
+    subscript(id: UInt64) -> Value? {
+        get { index(id).flatMap { slots[$0] } }
+        set {
+            guard let index = index(id) else { return }
+            slots[index] = newValue
+            if newValue == nil { free.append(index) }
+        }
+    }
+
+    /// Reads the value of `id`, if it is still there, without a copy.
+    func read(_ id: UInt64, _ body: (borrowing Value) -> Void) {
+        guard let index = index(id) else { return }
+        body(slots[index]!)
+    }
+
+    /// Changes the value of `id`, if it is still there, in place.
+    mutating func modify(_ id: UInt64, _ body: (inout Value) -> Void) {
+        guard let index = index(id) else { return }
+        body(&slots[index]!)
+    }
+}
+
+extension GenerationTable: Sendable where Value: Sendable {}

@@ -532,3 +532,29 @@ struct TimerWheelTests {
         #expect(wheel.earliest == nil)
     }
 }
+
+@Suite("Probe ids")
+struct GenerationTableTests {
+    @Test("an id removed names nothing, even once its index holds another probe; the others keep theirs")
+    func reuse() {
+        var table = GenerationTable<String>()
+        let a = table.insert("a"), b = table.insert("b")
+        #expect(table[a] == "a" && table[b] == "b")
+        table[a] = nil
+        #expect(table[a] == nil)
+        #expect(table.nextIndex == Int(a & 0xffff_ffff), "the freed index is used again")
+        let c = table.insert("c")
+        #expect(c != a)
+        // A late result for the removed probe is dropped, not counted for c.
+        var touched = false
+        table.modify(a) { _ in touched = true }
+        #expect(!touched)
+        #expect(table[a] == nil)
+        #expect(table[c] == "c" && table[b] == "b")
+        table.modify(c) { $0 += "!" }
+        #expect(table[c] == "c!")
+        #expect(Set(table.values) == ["b", "c!"])
+        table[a] = "ghost"
+        #expect(Set(table.values) == ["b", "c!"], "setting a removed id adds nothing")
+    }
+}
