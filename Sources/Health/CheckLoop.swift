@@ -410,14 +410,14 @@ final class CheckLoop: @unchecked Sendable {
         for timer in timers {
             guard let probe = live(timer) else { continue }
             switch probe.work {
-            case .http(let request): tandem_prefetch(Unmanaged.passUnretained(request).toOpaque(), 1)
+            case .http: if let request = probe.request { tandem_prefetch(request.toOpaque(), 1) }
             case .tcp: probe.target.address.bytes.withUnsafeBytes { tandem_prefetch($0.baseAddress, 1) }
             case .external: break
             }
         }
         for timer in timers {
-            guard let probe = live(timer), case .http(let request) = probe.work else { continue }
-            request.bytes.withUnsafeBytes { tandem_prefetch($0.baseAddress, 2) }
+            guard let request = live(timer)?.request else { continue }
+            request._withUnsafeGuaranteedRef { tandem_prefetch($0.bytes.baseAddress, 2) }
         }
     }
 
@@ -558,17 +558,17 @@ final class CheckLoop: @unchecked Sendable {
 
     /// Writes the request (from the start when `first`).
     private func send(_ probe: Probe, first: Bool) {
-        guard case .http(let request) = probe.work else { return }
+        guard let request = probe.request else { return }
         if first {
             probe.phase = .sending
             probe.sent = 0
-            probe.reader = HTTPResponseReader(headRequest: request.head, keepBody: request.keepBody)
-        }
-        let bytes = request.bytes
-        while probe.sent < bytes.count {
-            let n = bytes.withUnsafeBytes { all in
-                Glibc.send(probe.fd, all.baseAddress! + probe.sent, all.count - probe.sent, Int32(MSG_NOSIGNAL))
+            probe.reader = request._withUnsafeGuaranteedRef {
+                HTTPResponseReader(headRequest: $0.head, keepBody: $0.keepBody)
             }
+        }
+        let bytes = request._withUnsafeGuaranteedRef { $0.bytes }
+        while probe.sent < bytes.count {
+            let n = Glibc.send(probe.fd, bytes.baseAddress! + probe.sent, bytes.count - probe.sent, Int32(MSG_NOSIGNAL))
             if n > 0 {
                 probe.sent += n
             } else if errno == EINTR {
@@ -636,7 +636,7 @@ final class CheckLoop: @unchecked Sendable {
     }
 
     private func receive(_ probe: Probe) {
-        guard case .http(let request) = probe.work, var reader = probe.reader else { return }
+        guard let request = probe.request, var reader = probe.reader else { return }
         // Out of the probe while it is fed: its buffer is not copied.
         probe.reader = nil
         defer { if probe.phase == .reading { probe.reader = reader } }
@@ -666,8 +666,10 @@ final class CheckLoop: @unchecked Sendable {
                 // (out of epoll, nobody read its 408 then): the same check
                 // goes on over a new connection, as browsers do.
                 if probe.reused && reader.status == 408 { return reconnect(probe) }
-                let result = request.options.judge(status: reader.status, body: reader.body)
-                return finish(probe, result, keep: reusable && request.keepAlive)
+                let (result, keepAlive) = request._withUnsafeGuaranteedRef {
+                    ($0.options.judge(status: reader.status, body: reader.body), $0.keepAlive)
+                }
+                return finish(probe, result, keep: reusable && keepAlive)
             case .failed(let why):
                 // Bytes the real wrote on the idle connection, not an answer:
                 // the verdict is a new connection's.
@@ -749,6 +751,9 @@ final class Probe {
     var deadlineQueue = 0
     var sent = 0
     let work: Work
+    /// `work`'s request, held by `work`: read without reference counting,
+    /// which would write to the request's memory before it is fetched.
+    let request: Unmanaged<HTTPRequest>?
     let id: UInt64
     var reader: HTTPResponseReader?
     let report: (@Sendable (ProbeResult) -> Void)?
@@ -769,6 +774,7 @@ final class Probe {
         case .http(let options): work = .http(HTTPRequest(spec.target, options))
         case .https, .tls: work = .external
         }
+        request = if case .http(let request) = work { Unmanaged.passUnretained(request) } else { nil }
         intervalNs = max(1_000_000, spec.target.check.timing.intervalNs)
         timeoutNs = max(1_000_000, spec.target.check.timing.timeoutNs)
         periodic = spec.firstDue != nil
@@ -780,7 +786,8 @@ final class Probe {
 /// An http check's request, made once per probe (a reference: a probe's
 /// `work` stays small, in its first cache lines).
 final class HTTPRequest {
-    let bytes: [UInt8]
+    /// The request as sent, in memory of its own.
+    let bytes: UnsafeMutableRawBufferPointer
     let options: HTTPOptions
     let keepAlive: Bool
     /// A HEAD request: the answer has no body.
@@ -797,8 +804,12 @@ final class HTTPRequest {
         let text =
             "\(options.method) \(options.path) HTTP/1.1\r\nHost: \(options.host ?? host)\r\n"
             + "User-Agent: tandem-health-check\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
-        bytes = Array(text.utf8)
+        let utf8 = Array(text.utf8)
+        bytes = .allocate(byteCount: utf8.count, alignment: 1)
+        bytes.copyBytes(from: utf8)
     }
+
+    deinit { bytes.deallocate() }
 }
 
 struct LoopTimer {
