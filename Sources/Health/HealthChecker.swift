@@ -161,14 +161,15 @@ public final class HealthChecker: Sendable {
             var added = [[CheckLoop.Spec]](repeating: [], count: loops.count)
             for (gone, id) in s.targets where targets[gone] == nil {
                 s.targets[gone] = nil
-                guard var shared = s.shared[id] else { continue }
-                shared.subscribers.removeAll { $0.target == gone }
-                if shared.subscribers.isEmpty {
-                    removed[shared.loop].append(id)
+                var emptied: Int?
+                s.shared.modify(id) { shared in
+                    shared.subscribers.removeAll { $0.target == gone }
+                    if shared.subscribers.isEmpty { emptied = shared.loop }
+                }
+                if let loop = emptied {
+                    removed[loop].append(id)
                     s.shared[id] = nil
                     s.ids[Self.key(of: gone)] = nil
-                } else {
-                    s.shared[id] = shared
                 }
             }
             let now = monotonicNs()
@@ -180,7 +181,7 @@ public final class HealthChecker: Sendable {
                 let key = Self.key(of: target)
                 if let id = s.ids[key] {
                     s.targets[target] = id
-                    s.shared[id]!.subscribers.append(subscriber)
+                    s.shared.modify(id) { $0.subscribers.append(subscriber) }
                     continue
                 }
                 let loop = s.shared.nextIndex % loops.count
@@ -314,10 +315,11 @@ public final class HealthChecker: Sendable {
             @unknown default: sent = false
             }
             state.withLockedValue { s in
-                guard let id = s.targets[target],
-                    let i = s.shared[id]?.subscribers.firstIndex(where: { $0.target == target })
-                else { return }
-                s.shared[id]!.subscribers[i].unsent = !sent
+                guard let id = s.targets[target] else { return }
+                s.shared.modify(id) { shared in
+                    guard let i = shared.subscribers.firstIndex(where: { $0.target == target }) else { return }
+                    shared.subscribers[i].unsent = !sent
+                }
             }
             if !sent && !unsent {
                 logger.error(
