@@ -583,12 +583,6 @@ final class CheckLoop: @unchecked Sendable {
             }
         }
         probe.phase = .reading
-        // The answer is acknowledged by the kernel's delayed-ACK timer, with
-        // the other answers of the same few milliseconds, not one by one
-        // as it arrives (after a second idle the kernel would acknowledge at
-        // once). The real's kernel keeps the answer a few milliseconds
-        // longer; nothing waits on that ACK.
-        TCPSocket.delayACK(probe.fd)
         if !probe.watched { awaiting.append(LoopTimer(at: 0, slot: probe.slot, token: probe.token)) }
     }
 

@@ -84,7 +84,8 @@ struct HealthBench {
                     var t = [[Result]](repeating: [], count: variants.count)
                     var detection: (value: String, method: String)?
                     for round in 0..<rounds {
-                        h.append(try await haproxy(kind, nginx: nginx.pid))
+                        let floor = try await idleFloor(servers: [nginx.pid, spare.pid])
+                        h.append(try await haproxy(kind, servers: [nginx.pid, spare.pid], floor: floor))
                         for (i, keepAlive) in variants.enumerated() {
                             var k = kind
                             if case .http(var o) = kind {
@@ -93,7 +94,8 @@ struct HealthBench {
                             }
                             // Failure detection: once, in the first round.
                             let detect = keepAlive && round == 0
-                            let r = try await tandem(k, nginx: nginx.pid, victimServer: detect ? spare : nil)
+                            let r = try await tandem(
+                                k, servers: [nginx.pid, spare.pid], floor: floor, victimServer: detect ? spare : nil)
                             if detect { spare = try await startVictims() }
                             if let d = r.detection { detection = d }
                             t[i].append(r)
@@ -189,8 +191,9 @@ struct HealthBench {
         """
     }
 
-    /// The victims' server on :81: answers every connection, closes after
-    /// one response.
+    /// The victims' server on :81: answers every request and keeps the
+    /// connection unless the request asks to close it, as nginx does, so the
+    /// detection row sees kept connections die.
     func startVictims() async throws -> BackgroundProcess {
         let process = try await BackgroundProcess.start(
             "/usr/sbin/ip",
@@ -200,9 +203,13 @@ struct HealthBench {
                 import asyncio
                 async def answer(r, w):
                     try:
-                        if (await r.read(1024)).startswith(b"GET"):
-                            w.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n")
+                        while (head := await r.readuntil(b"\\r\\n\\r\\n")).startswith(b"GET"):
+                            close = b"connection: close" in head.lower()
+                            w.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n"
+                                + (b"Connection: close\\r\\n\\r\\nok\\n" if close else b"\\r\\nok\\n"))
                             await w.drain()
+                            if close:
+                                break
                     except Exception:
                         pass
                     w.close()
@@ -220,12 +227,18 @@ struct HealthBench {
     // MARK: Tandem
 
     struct Result {
+        /// The process and its receive thread, % of a core.
         var share: Double
+        /// The whole machine beyond the server side, less `floor`: what
+        /// checking costs wherever the kernel did it, % of a core.
+        var whole: Double
         var method: String
         var detection: (value: String, method: String)?
     }
 
-    func tandem(_ kind: HealthCheck.Kind, nginx: Int32, victimServer: BackgroundProcess?) async throws -> Result {
+    func tandem(
+        _ kind: HealthCheck.Kind, servers: [Int32], floor: Double, victimServer: BackgroundProcess?
+    ) async throws -> Result {
         var check = HealthCheck(kind)
         check.timing.intervalNs = Self.intervalNs
         check.timing.timeoutNs = Self.timeoutNs
@@ -249,23 +262,24 @@ struct HealthBench {
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         try await Task.sleep(for: .seconds(2))  // the first round
         let before = Self.usage(), stats0 = checker.stats()
-        let window = try await Window(self, nginx: nginx)
+        let window = try await Window(self, servers: servers)
         try await Task.sleep(for: .seconds(seconds))
         let used = Self.usage() - before, stats = checker.stats()
         let w = try await window.end()
         let failing = checker.snapshot().values.filter { $0.last != .success }.count
         let done = Double(stats.checksTotal - stats0.checksTotal) / w.wall
         let halfOpen = Double(stats.halfOpenTotal - stats0.halfOpenTotal) / w.wall
+        let whole = w.beyondServers / w.wall * 100 - floor
         var result = Result(
-            share: (used.total + w.receive) / w.wall * 100,
+            share: (used.total + w.receive) / w.wall * 100, whole: whole,
             method: String(
                 format:
-                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core",
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
                 done, stats.scheduledPerSecond, w.wall, stats.donePerSecond,
                 DurationText.format(stats.latenessNs), stats.missedTotal, failing, halfOpen, w.opens / w.wall,
                 used.user / w.wall * 100, used.system / w.wall * 100, w.receive / w.wall * 100,
-                w.serverReceive / w.wall * 100, w.nginx / w.wall * 100, w.softirq / w.wall * 100,
-                w.busy / w.wall * 100))
+                w.serverReceive / w.wall * 100, w.servers / w.wall * 100, w.softirq / w.wall * 100,
+                w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor, whole))
         guard let victimServer else { return result }
         // Detection: the victims' server dies; each victim's down is timed.
         let killed = monotonic()
@@ -287,16 +301,31 @@ struct HealthBench {
         return result
     }
 
+    /// The machine's busy time beyond the server side with nothing
+    /// checking, % of a core: this process waiting, the servers idle, the
+    /// rest of the system. Measured before each round's checkers.
+    func idleFloor(servers: [Int32]) async throws -> Double {
+        try await Task.sleep(for: .seconds(1))  // the last checker's sockets closed
+        let window = try await Window(self, servers: servers)
+        try await Task.sleep(for: .seconds(seconds))
+        let w = try await window.end()
+        return w.beyondServers / w.wall * 100
+    }
+
     /// The round with the median share.
     static func median(_ results: [Result]) -> Result {
         results.sorted { $0.share < $1.share }[results.count / 2]
     }
 
-    /// "median of 3 rounds (9.8, 10.1, 10.6 %); that round: ..."
+    /// "median of 3 rounds (9.8, 10.1, 10.6 %; beyond the server side:
+    /// median 11.0 % (10.9, 11.0, 11.8 %)); that round: ..."
     static func rounds(_ results: [Result], median: Result) -> String {
-        guard results.count > 1 else { return median.method }
-        let all = results.map { String(format: "%.1f", $0.share) }.joined(separator: ", ")
-        return "median of \(results.count) rounds (\(all) %, in order); that round: " + median.method
+        let whole = results.map(\.whole).sorted()[results.count / 2]
+        let list = { (values: [Double]) in values.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
+        return String(
+            format:
+                "median of %d rounds (%@ %%, in order; whole machine beyond the server side: median %.1f %% (%@ %%)); that round: ",
+            results.count, list(results.map(\.share)), whole, list(results.map(\.whole))) + median.method
     }
 
     final class Downs: @unchecked Sendable {
@@ -337,7 +366,7 @@ struct HealthBench {
         return text
     }
 
-    func haproxy(_ kind: HealthCheck.Kind, nginx: Int32) async throws -> Result {
+    func haproxy(_ kind: HealthCheck.Kind, servers: [Int32], floor: Double) async throws -> Result {
         try haproxyConfig(kind).write(toFile: work + "/haproxy.cfg", atomically: true, encoding: .utf8)
         let haproxy = try await BackgroundProcess.start(
             "/usr/sbin/ip", ["netns", "exec", client, "/usr/sbin/haproxy", "-db", "-f", work + "/haproxy.cfg"],
@@ -349,19 +378,21 @@ struct HealthBench {
                 throw DataplaneError(description: "haproxy did not start: \(log.suffix(500))")
             }
             let before = try Self.usage(pid: haproxy.pid)
-            let window = try await Window(self, nginx: nginx)
+            let window = try await Window(self, servers: servers)
             try await Task.sleep(for: .seconds(seconds))
             let used = try Self.usage(pid: haproxy.pid) - before
             let w = try await window.end()
             let down = try await haproxyDown()
+            let whole = w.beyondServers / w.wall * 100 - floor
             return Result(
-                share: (used.total + w.receive) / w.wall * 100,
+                share: (used.total + w.receive) / w.wall * 100, whole: whole,
                 method: String(
                     format:
-                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core",
+                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
                     w.opens / w.wall, w.wall, down, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
                     used.system / w.wall * 100, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
-                    w.nginx / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100))
+                    w.servers / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100,
+                    w.beyondServers / w.wall * 100, floor, whole))
         } cleanup: {
             await haproxy.stop()
         }
@@ -390,40 +421,54 @@ struct HealthBench {
     // MARK: Measures
 
     /// What one measurement window shares between the two checkers: the
-    /// client namespace's connects, both veth ends' NAPI threads, nginx,
-    /// softirq, and the whole machine's busy time. Figures in seconds.
+    /// client namespace's connects, both veth ends' NAPI threads, the
+    /// servers (nginx and the :81 server), softirq, and the whole machine's
+    /// busy time. Figures in seconds.
     struct Window {
         let bench: HealthBench
-        let nginx: Int32
-        let start: Double, opens: Double, receive: Double, serverReceive: Double, nginxCPU: Double
-        let softirq: Double, busy: Double
+        let servers: [Int32]
+        let start: Double, opens: Double, receive: Double, serverReceive: Double, serverCPU: Double
+        let softirq: Double, idle: Double
 
-        init(_ bench: HealthBench, nginx: Int32) async throws {
+        init(_ bench: HealthBench, servers: [Int32]) async throws {
             self.bench = bench
-            self.nginx = nginx
+            self.servers = servers
             opens = try await bench.activeOpens()
             receive = try HealthBench.napiSeconds("hc0")
             serverReceive = try HealthBench.napiSeconds("hc1")
-            nginxCPU = Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9
+            serverCPU = try HealthBench.cpuSeconds(servers)
             softirq = HealthBench.softirq()
-            busy = HealthBench.machineBusy()
+            idle = HealthBench.machineIdle()
             start = bench.monotonic()
         }
 
         struct Used {
-            var wall: Double, opens: Double, receive: Double, serverReceive: Double, nginx: Double, softirq: Double
+            var wall: Double, opens: Double, receive: Double, serverReceive: Double, servers: Double, softirq: Double
             var busy: Double
+
+            /// The machine's busy time less the server side (the reals'
+            /// receive thread and their processes), in seconds: the
+            /// checker's whole cost plus what runs with no checker at all
+            /// (`idleFloor`).
+            var beyondServers: Double { busy - serverReceive - servers }
         }
 
         func end() async throws -> Used {
+            let idle = HealthBench.machineIdle() - self.idle
             let wall = bench.monotonic() - start
             return Used(
                 wall: wall, opens: try await bench.activeOpens() - opens,
                 receive: try HealthBench.napiSeconds("hc0") - receive,
                 serverReceive: try HealthBench.napiSeconds("hc1") - serverReceive,
-                nginx: Double(try ConnectionBench.cpuNs(pid: nginx)) / 1e9 - nginxCPU,
-                softirq: HealthBench.softirq() - softirq, busy: HealthBench.machineBusy() - busy)
+                servers: try HealthBench.cpuSeconds(servers) - serverCPU,
+                softirq: HealthBench.softirq() - softirq,
+                busy: wall * Double(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - idle)
         }
+    }
+
+    /// CPU seconds (user + system) of the processes `pids`, all threads.
+    static func cpuSeconds(_ pids: [Int32]) throws -> Double {
+        try pids.reduce(0) { $0 + Double(try ConnectionBench.cpuNs(pid: $1)) / 1e9 }
     }
 
     /// CPU seconds (user + system) of the NAPI thread of `device`: its
@@ -465,16 +510,20 @@ struct HealthBench {
         return (Double(fields[7]) ?? 0) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    /// Seconds all CPUs were not idle (/proc/stat: everything but idle and
-    /// iowait, which the kernel measures exactly), whoever ran: what a
-    /// checker's work costs wherever the kernel did it (timers included).
-    static func machineBusy() -> Double {
+    /// Seconds all CPUs were idle (/proc/stat: idle and iowait). The kernel
+    /// measures these two exactly (from idle entry to exit), where the other
+    /// columns are tick samples that miss work between ticks: a timer's
+    /// softirq on a CPU woken from idle for it (delayed ACKs, retransmit
+    /// timers) is idle time in none and busy time in no column. The
+    /// machine's busy time is therefore the wall time of every CPU less
+    /// this, whoever ran.
+    static func machineIdle() -> Double {
         guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
             let cpu = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
         else { return 0 }
-        let fields = cpu.split(separator: " ").dropFirst().prefix(8).map { Double($0) ?? 0 }
-        guard fields.count == 8 else { return 0 }
-        return (fields.reduce(0, +) - fields[3] - fields[4]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let fields = cpu.split(separator: " ").dropFirst().prefix(5).map { Double($0) ?? 0 }
+        guard fields.count == 5 else { return 0 }
+        return (fields[3] + fields[4]) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func usage() -> Usage {
