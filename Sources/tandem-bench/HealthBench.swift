@@ -192,8 +192,9 @@ struct HealthBench {
     }
 
     /// The victims' server on :81: answers every request and keeps the
-    /// connection unless the request asks to close it, as nginx does, so the
-    /// detection row sees kept connections die.
+    /// connection unless the request asks to close it (HTTP/1.0 without
+    /// keep-alive, or `Connection: close`), as nginx does, so the detection
+    /// row sees kept connections die.
     func startVictims() async throws -> BackgroundProcess {
         let process = try await BackgroundProcess.start(
             "/usr/sbin/ip",
@@ -204,7 +205,9 @@ struct HealthBench {
                 async def answer(r, w):
                     try:
                         while (head := await r.readuntil(b"\\r\\n\\r\\n")).startswith(b"GET"):
-                            close = b"connection: close" in head.lower()
+                            h = head.lower()
+                            close = b"connection: close" in h or (
+                                h.split(b"\\r\\n", 1)[0].endswith(b"http/1.0") and b"connection: keep-alive" not in h)
                             w.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n"
                                 + (b"Connection: close\\r\\n\\r\\nok\\n" if close else b"\\r\\nok\\n"))
                             await w.drain()
@@ -320,6 +323,9 @@ struct HealthBench {
     /// "median of 3 rounds (9.8, 10.1, 10.6 %; beyond the server side:
     /// median 11.0 % (10.9, 11.0, 11.8 %)); that round: ..."
     static func rounds(_ results: [Result], median: Result) -> String {
+        guard results.count > 1 else {
+            return String(format: "whole machine beyond the server side %.1f %%; ", median.whole) + median.method
+        }
         let whole = results.map(\.whole).sorted()[results.count / 2]
         let list = { (values: [Double]) in values.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
         return String(
