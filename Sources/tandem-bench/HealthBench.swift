@@ -85,7 +85,7 @@ struct HealthBench {
                     var detection: (value: String, method: String)?
                     for round in 0..<rounds {
                         let floor = try await idleFloor(servers: [nginx.pid, spare.pid])
-                        h.append(try await haproxy(kind, servers: [nginx.pid, spare.pid], floor: floor))
+                        h.append(try await haproxy(kind, servers: [nginx.pid, spare.pid], floor: floor.machine))
                         for (i, keepAlive) in variants.enumerated() {
                             var k = kind
                             if case .http(var o) = kind {
@@ -240,7 +240,7 @@ struct HealthBench {
     }
 
     func tandem(
-        _ kind: HealthCheck.Kind, servers: [Int32], floor: Double, victimServer: BackgroundProcess?
+        _ kind: HealthCheck.Kind, servers: [Int32], floor: Floor, victimServer: BackgroundProcess?
     ) async throws -> Result {
         var check = HealthCheck(kind)
         check.timing.intervalNs = Self.intervalNs
@@ -272,17 +272,17 @@ struct HealthBench {
         let failing = checker.snapshot().values.filter { $0.last != .success }.count
         let done = Double(stats.checksTotal - stats0.checksTotal) / w.wall
         let halfOpen = Double(stats.halfOpenTotal - stats0.halfOpenTotal) / w.wall
-        let whole = w.beyondServers / w.wall * 100 - floor
+        let whole = w.beyondServers / w.wall * 100 - floor.machine
         var result = Result(
             share: (used.total + w.receive) / w.wall * 100, whole: whole,
             method: String(
                 format:
-                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %% (with nothing checking: %.2f %%); its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
                 done, stats.scheduledPerSecond, w.wall, stats.donePerSecond,
                 DurationText.format(stats.latenessNs), stats.missedTotal, failing, halfOpen, w.opens / w.wall,
-                used.user / w.wall * 100, used.system / w.wall * 100, w.receive / w.wall * 100,
+                used.user / w.wall * 100, used.system / w.wall * 100, floor.bench, w.receive / w.wall * 100,
                 w.serverReceive / w.wall * 100, w.servers / w.wall * 100, w.softirq / w.wall * 100,
-                w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor, whole))
+                w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor.machine, whole))
         guard let victimServer else { return result }
         // Detection: the victims' server dies; each victim's down is timed.
         let killed = monotonic()
@@ -304,15 +304,25 @@ struct HealthBench {
         return result
     }
 
-    /// The machine's busy time beyond the server side with nothing
-    /// checking, % of a core: this process waiting, the servers idle, the
-    /// rest of the system. Measured before each round's checkers.
-    func idleFloor(servers: [Int32]) async throws -> Double {
+    /// What runs with nothing checking, % of a core, measured before each
+    /// round's checkers.
+    struct Floor {
+        /// The machine's busy time beyond the server side: this process
+        /// waiting, the servers idle, the rest of the system.
+        var machine: Double
+        /// This process alone (getrusage): what Tandem's figure, which is
+        /// this process's, holds beyond its checker.
+        var bench: Double
+    }
+
+    func idleFloor(servers: [Int32]) async throws -> Floor {
         try await Task.sleep(for: .seconds(1))  // the last checker's sockets closed
+        let before = Self.usage()
         let window = try await Window(self, servers: servers)
         try await Task.sleep(for: .seconds(seconds))
+        let used = Self.usage() - before
         let w = try await window.end()
-        return w.beyondServers / w.wall * 100
+        return Floor(machine: w.beyondServers / w.wall * 100, bench: used.total / w.wall * 100)
     }
 
     /// The round with the median share.

@@ -1,3 +1,4 @@
+import CTestSupport
 import Foundation
 import Glibc
 import Subprocess
@@ -139,15 +140,64 @@ public final class BackgroundProcess: Sendable {
                 return SIGTERM  // the handle went away
             }
             group.addTask {
-                while isRunning(pid) {
-                    // Cancelled (a stop came first): sleep throws at once; done.
-                    do { try await Task.sleep(nanoseconds: 50_000_000) } catch { break }
-                }
+                await exit(of: pid)
                 return nil
             }
             let first = await group.next() ?? nil
             group.cancelAll()
             return first
+        }
+    }
+
+    /// Returns once `pid` has exited (a zombie counts) or the task is
+    /// cancelled. Woken by the process's pidfd, not polled: a benchmark's
+    /// process that runs a server in the background measures its own CPU
+    /// time, and polling would add to it.
+    private static func exit(of pid: Int32) async {
+        let fd = tandem_test_pidfd_open(pid)
+        if fd < 0 {
+            if fd == -ESRCH { return }  // gone already
+            // No pidfd here: polled.
+            while isRunning(pid) {
+                do { try await Task.sleep(nanoseconds: 50_000_000) } catch { return }
+            }
+            return
+        }
+        let wait = ExitWait()
+        // The pidfd reads as ready once the process has exited.
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: .global())
+        source.setEventHandler { wait.finish() }
+        source.setCancelHandler { close(fd) }
+        source.resume()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { wait.wait($0) }
+        } onCancel: {
+            wait.finish()
+        }
+        source.cancel()
+    }
+
+    /// One waiter, resumed once, by whichever comes first.
+    private final class ExitWait: @unchecked Sendable {
+        private let lock = NSLock()
+        private var continuation: CheckedContinuation<Void, Never>?
+        private var done = false
+
+        func wait(_ continuation: CheckedContinuation<Void, Never>) {
+            let now = lock.withLock {
+                if !done { self.continuation = continuation }
+                return done
+            }
+            if now { continuation.resume() }
+        }
+
+        func finish() {
+            let waiting = lock.withLock {
+                done = true
+                defer { continuation = nil }
+                return continuation
+            }
+            waiting?.resume()
         }
     }
 

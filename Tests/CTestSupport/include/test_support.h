@@ -16,6 +16,12 @@ int tandem_test_set_affinity(int tid, int cpu);
  * returns 0 or -errno. */
 int tandem_test_enter_netns(int fd);
 
+/* process.c */
+
+/* A pidfd for process `pid` (pidfd_open(2)), which reads as ready once the
+ * process has exited; returns the descriptor or -errno. */
+int tandem_test_pidfd_open(int pid);
+
 /* flood.c */
 
 /* Sends `count` TCP SYNs to vip:dport (host order) out of `ifname` as raw
