@@ -132,7 +132,7 @@ public final class BackgroundProcess: Sendable {
     }
 
     /// The signal `stop` asked for, or nil once the process has exited on
-    /// its own (polled: the closure sees no exit event of its own).
+    /// its own (`awaitExit`: the closure sees no exit event of its own).
     private static func firstStopOrExit(_ pid: Int32, _ stops: AsyncStream<Int32>) async -> Int32? {
         await withTaskGroup(of: Int32?.self) { group in
             group.addTask {
@@ -140,7 +140,7 @@ public final class BackgroundProcess: Sendable {
                 return SIGTERM  // the handle went away
             }
             group.addTask {
-                await exit(of: pid)
+                await awaitExit(of: pid)
                 return nil
             }
             let first = await group.next() ?? nil
@@ -153,7 +153,7 @@ public final class BackgroundProcess: Sendable {
     /// cancelled. Woken by the process's pidfd, not polled: a benchmark's
     /// process that runs a server in the background measures its own CPU
     /// time, and polling would add to it.
-    private static func exit(of pid: Int32) async {
+    private static func awaitExit(of pid: Int32) async {
         let fd = tandem_test_pidfd_open(pid)
         if fd < 0 {
             if fd == -ESRCH { return }  // gone already
@@ -166,7 +166,11 @@ public final class BackgroundProcess: Sendable {
         let wait = ExitWait()
         // The pidfd reads as ready once the process has exited.
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: .global())
-        source.setEventHandler { wait.finish() }
+        // Once: the pidfd stays ready, and the source would fire again.
+        source.setEventHandler {
+            wait.finish()
+            source.cancel()
+        }
         source.setCancelHandler { close(fd) }
         source.resume()
         await withTaskCancellationHandler {
