@@ -152,6 +152,15 @@ struct HealthBench {
             try await ip(["netns", "exec", ns, "/usr/sbin/ethtool", "-K", dev, "gro", "on", "tso", "off"])
             try await ip(["-n", ns, "link", "set", dev, "up"])
             try await ip(["netns", "exec", ns, "sh", "-c", "echo 1 > /sys/class/net/\(dev)/threaded"])
+            // A queue in front of the veth: when the peer's receive ring
+            // (256 packets) is full, the sender waits in it instead of the
+            // packet being dropped, as a NIC's queue does. Without it a
+            // burst that meets a late NAPI thread loses SYNs and requests,
+            // and the checks fail on the wire, not at the reals.
+            try await Command.output(
+                "/usr/sbin/ip",
+                ["netns", "exec", ns, "/usr/sbin/tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "10000"]
+            )
         }
         try await ip(["-n", client, "route", "add", "198.18.0.0/16", "via", "198.19.254.2"])
         // Every address of the /16 is the server's, without 10,000 `ip addr`s.
@@ -265,11 +274,18 @@ struct HealthBench {
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         try await Task.sleep(for: .seconds(2))  // the first round
         let before = Self.usage(), stats0 = checker.stats()
+        let failures0 = checker.snapshot().values.reduce(0) { $0 + $1.failures }
         let window = try await Window(self, servers: servers)
         try await Task.sleep(for: .seconds(seconds))
         let used = Self.usage() - before, stats = checker.stats()
         let w = try await window.end()
-        let failing = checker.snapshot().values.filter { $0.last != .success }.count
+        let end = checker.snapshot()
+        let failedChecks = end.values.reduce(0) { $0 + $1.failures } - failures0
+        let failed = end.compactMap { target, status -> (ProbeTarget, String)? in
+            if case .failure(let why) = status.last { return (target, why) }
+            return nil
+        }
+        let failing = failed.count
         let done = Double(stats.checksTotal - stats0.checksTotal) / w.wall
         let halfOpen = Double(stats.halfOpenTotal - stats0.halfOpenTotal) / w.wall
         let whole = w.beyondServers / w.wall * 100 - floor.machine
@@ -277,12 +293,23 @@ struct HealthBench {
             share: (used.total + w.receive) / w.wall * 100, whole: whole,
             method: String(
                 format:
-                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %d failing, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %% (user + system with nothing checking: %.2f %%); its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
+                    "%.0f checks/s done of %.0f scheduled over %.0f s (latest round: %.0f/s, latest check %@ late, %llu missed in all), %llu checks failed, %d reals failing at the end, %.0f packets dropped by the veth pair, %.0f half-open (SYN) checks/s, %.0f connects/s; the process (getrusage, one epoll loop): user %.1f %%, system %.1f %% (user + system with nothing checking: %.2f %%); its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
                 done, stats.scheduledPerSecond, w.wall, stats.donePerSecond,
-                DurationText.format(stats.latenessNs), stats.missedTotal, failing, halfOpen, w.opens / w.wall,
+                DurationText.format(stats.latenessNs), stats.missedTotal, failedChecks, failing, w.drops, halfOpen,
+                w.opens / w.wall,
                 used.user / w.wall * 100, used.system / w.wall * 100, floor.bench, w.receive / w.wall * 100,
                 w.serverReceive / w.wall * 100, w.servers / w.wall * 100, w.softirq / w.wall * 100,
                 w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor.machine, whole))
+        if !failed.isEmpty {
+            // Why, the commonest reason first: a failing real in a bench is a
+            // fault of the lab or of the checker, not to be passed over.
+            let reasons = Dictionary(grouping: failed, by: \.1).sorted { $0.value.count > $1.value.count }
+            let told = reasons.prefix(3).map { why, reals in
+                let first = reals.map { "\($0.0.address):\($0.0.port)" }.sorted().first ?? ""
+                return "\(reals.count) \"\(why)\" (e.g. \(first))"
+            }
+            result.method += "; failing at the end: " + told.joined(separator: ", ")
+        }
         guard let victimServer else { return result }
         // Detection: the victims' server dies; each victim's down is timed.
         let killed = monotonic()
@@ -404,8 +431,8 @@ struct HealthBench {
                 share: (used.total + w.receive) / w.wall * 100, whole: whole,
                 method: String(
                     format:
-                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
-                    w.opens / w.wall, w.wall, down, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
+                        "check inter 1s, same targets; %.0f checks/s done (connects) over %.0f s, %d down, %.0f packets dropped by the veth pair; the process (/proc/PID/stat, %d threads): user %.1f %%, system %.1f %%; its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
+                    w.opens / w.wall, w.wall, down, w.drops, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
                     used.system / w.wall * 100, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
                     w.servers / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100,
                     w.beyondServers / w.wall * 100, floor, whole))
@@ -444,7 +471,7 @@ struct HealthBench {
         let bench: HealthBench
         let servers: [Int32]
         let start: Double, opens: Double, receive: Double, serverReceive: Double, serverCPU: Double
-        let softirq: Double, idle: Double
+        let softirq: Double, idle: Double, drops: Double
 
         init(_ bench: HealthBench, servers: [Int32]) async throws {
             self.bench = bench
@@ -455,12 +482,13 @@ struct HealthBench {
             serverCPU = try HealthBench.cpuSeconds(servers)
             softirq = HealthBench.softirq()
             idle = HealthBench.machineIdle()
+            drops = try await bench.wireDrops()
             start = bench.monotonic()
         }
 
         struct Used {
             var wall: Double, opens: Double, receive: Double, serverReceive: Double, servers: Double, softirq: Double
-            var busy: Double
+            var busy: Double, drops: Double
 
             /// The machine's busy time less the server side (the reals'
             /// receive thread and their processes), in seconds: the
@@ -478,7 +506,8 @@ struct HealthBench {
                 serverReceive: try HealthBench.napiSeconds("hc1") - serverReceive,
                 servers: try HealthBench.cpuSeconds(servers) - serverCPU,
                 softirq: HealthBench.softirq() - softirq,
-                busy: wall * Double(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - idle)
+                busy: wall * Double(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - idle,
+                drops: try await bench.wireDrops() - drops)
         }
     }
 
@@ -503,6 +532,23 @@ struct HealthBench {
             throw DataplaneError(description: "expected one receive thread \(prefix)*, found \(found.count)")
         }
         return try usage(pid: found[0]).total
+    }
+
+    /// Packets lost on the wire between the namespaces, both ways: dropped
+    /// by either veth end on sending or by the queue in front of it. A
+    /// lossless wire shows 0.
+    func wireDrops() async throws -> Double {
+        var total = 0.0
+        for (ns, dev) in [(client, "hc0"), (server, "hc1")] {
+            let device = try await Command.output(
+                "/usr/sbin/ip", ["netns", "exec", ns, "cat", "/sys/class/net/\(dev)/statistics/tx_dropped"])
+            total += Double(device.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            let queues = try await Command.output(
+                "/usr/sbin/ip", ["netns", "exec", ns, "/usr/sbin/tc", "-s", "-j", "qdisc", "show", "dev", dev])
+            let list = try JSONSerialization.jsonObject(with: Data(queues.utf8)) as? [[String: Any]] ?? []
+            total += list.reduce(0) { $0 + (($1["drops"] as? NSNumber)?.doubleValue ?? 0) }
+        }
+        return total
     }
 
     /// Connections the checker's namespace opened (Tcp ActiveOpens: every
