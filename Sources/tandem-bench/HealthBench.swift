@@ -246,6 +246,10 @@ struct HealthBench {
         var whole: Double
         var method: String
         var detection: (value: String, method: String)?
+        /// Checks that failed in the window (Tandem's count; HAProxy's rows
+        /// have none) and packets the wire dropped in it.
+        var failedChecks: UInt64? = nil
+        var drops: Double = 0
     }
 
     func tandem(
@@ -273,17 +277,22 @@ struct HealthBench {
         defer { consumer.cancel() }
         checker.update(Dictionary(uniqueKeysWithValues: targets.map { ($0, true) }))
         try await Task.sleep(for: .seconds(2))  // the first round
-        let before = Self.usage(), stats0 = checker.stats()
+        // The bench's own reading (the snapshot, the window's commands) is
+        // done before its process's time starts counting.
         let failures0 = checker.snapshot().values.reduce(0) { $0 + $1.failures }
         let window = try await Window(self, servers: servers)
+        let before = Self.usage(), stats0 = checker.stats()
         try await Task.sleep(for: .seconds(seconds))
         let used = Self.usage() - before, stats = checker.stats()
         let w = try await window.end()
         let end = checker.snapshot()
         let failedChecks = end.values.reduce(0) { $0 + $1.failures } - failures0
         let failed = end.compactMap { target, status -> (ProbeTarget, String)? in
-            if case .failure(let why) = status.last { return (target, why) }
-            return nil
+            switch status.last {
+            case .success: return nil
+            case .failure(let why): return (target, why)
+            case nil: return (target, "not checked yet")
+            }
         }
         let failing = failed.count
         let done = Double(stats.checksTotal - stats0.checksTotal) / w.wall
@@ -299,11 +308,14 @@ struct HealthBench {
                 w.opens / w.wall,
                 used.user / w.wall * 100, used.system / w.wall * 100, floor.bench, w.receive / w.wall * 100,
                 w.serverReceive / w.wall * 100, w.servers / w.wall * 100, w.softirq / w.wall * 100,
-                w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor.machine, whole))
+                w.busy / w.wall * 100, w.beyondServers / w.wall * 100, floor.machine, whole),
+            failedChecks: failedChecks, drops: w.drops)
         if !failed.isEmpty {
             // Why, the commonest reason first: a failing real in a bench is a
             // fault of the lab or of the checker, not to be passed over.
-            let reasons = Dictionary(grouping: failed, by: \.1).sorted { $0.value.count > $1.value.count }
+            let reasons = Dictionary(grouping: failed, by: \.1).sorted {
+                ($0.value.count, $1.key) > ($1.value.count, $0.key)
+            }
             let told = reasons.prefix(3).map { why, reals in
                 let first = reals.map { "\($0.0.address):\($0.0.port)" }.sorted().first ?? ""
                 return "\(reals.count) \"\(why)\" (e.g. \(first))"
@@ -344,8 +356,8 @@ struct HealthBench {
 
     func idleFloor(servers: [Int32]) async throws -> Floor {
         try await Task.sleep(for: .seconds(1))  // the last checker's sockets closed
-        let before = Self.usage()
         let window = try await Window(self, servers: servers)
+        let before = Self.usage()
         try await Task.sleep(for: .seconds(seconds))
         let used = Self.usage() - before
         let w = try await window.end()
@@ -365,10 +377,18 @@ struct HealthBench {
         }
         let whole = results.map(\.whole).sorted()[results.count / 2]
         let list = { (values: [Double]) in values.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
+        // What every round lost, not only the median one.
+        var lost =
+            "packets dropped by the veth pair "
+            + results.map { String(format: "%.0f", $0.drops) }.joined(separator: ", ")
+        let failed = results.compactMap(\.failedChecks)
+        if failed.count == results.count {
+            lost = "checks failed " + failed.map(String.init).joined(separator: ", ") + "; " + lost
+        }
         return String(
             format:
-                "median of %d rounds (%@ %%, in order; whole machine beyond the server side: median %.1f %% (%@ %%)); that round: ",
-            results.count, list(results.map(\.share)), whole, list(results.map(\.whole))) + median.method
+                "median of %d rounds (%@ %%, in order; whole machine beyond the server side: median %.1f %% (%@ %%); in order, %@); that round: ",
+            results.count, list(results.map(\.share)), whole, list(results.map(\.whole)), lost) + median.method
     }
 
     final class Downs: @unchecked Sendable {
@@ -435,7 +455,8 @@ struct HealthBench {
                     w.opens / w.wall, w.wall, down, w.drops, Self.threads(pid: haproxy.pid), used.user / w.wall * 100,
                     used.system / w.wall * 100, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
                     w.servers / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100,
-                    w.beyondServers / w.wall * 100, floor, whole))
+                    w.beyondServers / w.wall * 100, floor, whole),
+                drops: w.drops)
         } cleanup: {
             await haproxy.stop()
         }
@@ -476,13 +497,15 @@ struct HealthBench {
         init(_ bench: HealthBench, servers: [Int32]) async throws {
             self.bench = bench
             self.servers = servers
+            // Commands first: the idle time and the start are read last,
+            // together.
+            drops = try await bench.wireDrops()
             opens = try await bench.activeOpens()
             receive = try HealthBench.napiSeconds("hc0")
             serverReceive = try HealthBench.napiSeconds("hc1")
             serverCPU = try HealthBench.cpuSeconds(servers)
             softirq = HealthBench.softirq()
             idle = HealthBench.machineIdle()
-            drops = try await bench.wireDrops()
             start = bench.monotonic()
         }
 
@@ -540,13 +563,21 @@ struct HealthBench {
     func wireDrops() async throws -> Double {
         var total = 0.0
         for (ns, dev) in [(client, "hc0"), (server, "hc1")] {
+            // A reading that fails stops the bench: a wire shown lossless
+            // must have been read.
             let device = try await Command.output(
                 "/usr/sbin/ip", ["netns", "exec", ns, "cat", "/sys/class/net/\(dev)/statistics/tx_dropped"])
-            total += Double(device.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            guard let dropped = Double(device.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw DataplaneError(description: "\(dev)'s tx_dropped unreadable: \(device.prefix(200))")
+            }
             let queues = try await Command.output(
                 "/usr/sbin/ip", ["netns", "exec", ns, "/usr/sbin/tc", "-s", "-j", "qdisc", "show", "dev", dev])
-            let list = try JSONSerialization.jsonObject(with: Data(queues.utf8)) as? [[String: Any]] ?? []
-            total += list.reduce(0) { $0 + (($1["drops"] as? NSNumber)?.doubleValue ?? 0) }
+            let list = (try? JSONSerialization.jsonObject(with: Data(queues.utf8))) as? [[String: Any]] ?? []
+            let queued = list.compactMap { ($0["drops"] as? NSNumber)?.doubleValue }
+            guard !list.isEmpty, queued.count == list.count else {
+                throw DataplaneError(description: "\(dev)'s queue drops unreadable: \(queues.prefix(200))")
+            }
+            total += dropped + queued.reduce(0, +)
         }
         return total
     }
