@@ -83,6 +83,9 @@ struct HealthBench {
                     var h: [Result] = []
                     var t = [[Result]](repeating: [], count: variants.count)
                     var detection: (value: String, method: String)?
+                    // http on kept connections: the bare loop's rounds, the
+                    // kernel's share alone (`BareLoop`).
+                    var bare: [Result] = []
                     for round in 0..<rounds {
                         let floor = try await idleFloor(servers: [nginx.pid, spare.pid])
                         h.append(try await haproxy(kind, servers: [nginx.pid, spare.pid], floor: floor.machine))
@@ -99,6 +102,9 @@ struct HealthBench {
                             if detect { spare = try await startVictims() }
                             if let d = r.detection { detection = d }
                             t[i].append(r)
+                            if keepAlive && kind != .tcp {
+                                bare.append(try await bareLoop(servers: [nginx.pid, spare.pid], floor: floor))
+                            }
                         }
                     }
                     let baseline = Self.median(h)
@@ -111,6 +117,20 @@ struct HealthBench {
                         table.add(
                             count: "\(name): \(label)", value: m.share, unit: "% of a core",
                             baseline: baseline.share, method: Self.rounds(t[i], median: m) + "; baseline HAProxy")
+                        if keepAlive && !bare.isEmpty {
+                            // The same checks with nothing but their system
+                            // calls: Tandem's keep-alive row over the kernel's
+                            // share of it.
+                            let b = Self.median(bare)
+                            table.add(
+                                count: "\(name): bare loop, keep-alive on (one send and one recv a check)",
+                                value: b.share, unit: "% of a core", baseline: nil,
+                                method: Self.rounds(bare, median: b))
+                            table.add(
+                                count: "\(name): Tandem, keep-alive on, beside the bare loop", value: m.share,
+                                unit: "% of a core", baseline: b.share,
+                                method: "the two rows above, medians of the same rounds; baseline the bare loop")
+                        }
                     }
                     if let detection {
                         table.add(
@@ -341,6 +361,36 @@ struct HealthBench {
                 times.count == victims && worst <= bound ? "met" : "MISSED")
         )
         return result
+    }
+
+    /// The kernel's share of an http check on a kept connection
+    /// (`BareLoop`), measured as Tandem's checker is: this process's
+    /// user + system time and the client end's receive thread.
+    func bareLoop(servers: [Int32], floor: Floor) async throws -> Result {
+        let loop = try NetworkNamespace.inside(client) {
+            BareLoop(targets: (0..<count).map(target), intervalNs: Self.intervalNs)
+        }
+        defer { loop.stop() }
+        try await loop.waitConnected()
+        try await Task.sleep(for: .seconds(2))  // the first round
+        let failed0 = loop.failed.load(ordering: .relaxed)
+        let window = try await Window(self, servers: servers)
+        let before = Self.usage(), answered0 = loop.answered.load(ordering: .relaxed)
+        try await Task.sleep(for: .seconds(seconds))
+        let used = Self.usage() - before, answered = loop.answered.load(ordering: .relaxed) - answered0
+        let w = try await window.end()
+        let failedChecks = loop.failed.load(ordering: .relaxed) - failed0
+        let whole = w.beyondServers / w.wall * 100 - floor.machine
+        return Result(
+            share: (used.total + w.receive) / w.wall * 100, whole: whole,
+            method: String(
+                format:
+                    "the same %d targets, requests and interval as Tandem's, kept connections, 4 ms turns, one send and one recv a check and nothing else; %.0f answers/s (200) over %.0f s, %llu failed, %.0f packets dropped by the veth pair; the process (getrusage): user %.1f %%, system %.1f %% (user + system with nothing checking: %.2f %%); its receive path (client veth's NAPI thread): %.1f %%; server side, not counted: kernel receive (server veth's NAPI thread) %.1f %%, nginx and the :81 server %.1f %%; softirq on all CPUs %.1f %%; the whole machine busy %.1f %% of a core, beyond the server side %.1f %% less %.1f %% with nothing checking: %.1f %%",
+                count, Double(answered) / w.wall, w.wall, failedChecks, w.drops, used.user / w.wall * 100,
+                used.system / w.wall * 100, floor.bench, w.receive / w.wall * 100, w.serverReceive / w.wall * 100,
+                w.servers / w.wall * 100, w.softirq / w.wall * 100, w.busy / w.wall * 100,
+                w.beyondServers / w.wall * 100, floor.machine, whole),
+            failedChecks: failedChecks, drops: w.drops)
     }
 
     /// What runs with nothing checking, % of a core, measured before each

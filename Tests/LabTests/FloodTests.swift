@@ -49,10 +49,15 @@ extension LabSuites {
                 }
                 #expect(sent == Self.floodSYNs)
                 let after = lb.dataplane.tableCounters()
-                // The XDP program saw the flood (the veth drops a share of
-                // it when the sender outruns it) and gave it no state.
+                // The XDP program saw the flood and gave it no state. The
+                // veth drops a share of it when the sender outruns the
+                // receiving CPU (over half of it, seen here, on a busy
+                // machine), so the bound is the tables': what arrived is
+                // still 16 times the record table.
                 let seen = after.synStateless - before.synStateless
-                #expect(seen >= UInt64(Self.floodSYNs) / 2, "\(seen) of \(sent) SYNs reached the load balancer")
+                #expect(
+                    seen >= UInt64(Self.tables.records) * 16,
+                    "\(seen) of \(sent) SYNs reached the load balancer, \(Self.tables.records) records")
                 #expect(after.recordsWritten == before.recordsWritten && after.recordsWrittenFull == 0)
 
                 for i in 1...40 {
