@@ -128,8 +128,15 @@ struct LoaderTests {
             func sunk() -> UInt64 { received.lookupPerCPU(0)?.reduce(0, +) ?? 0 }
             let before = try swap.runStats(), sunkBefore = sunk()
             let frame = [UInt8](repeating: 0, count: 12) + [0x08, 0x00] + [UInt8](repeating: 0, count: 46)
-            _ = try live.program("live_gen").liveFrames(
-                packet: frame, ifindex: try Interface.index("tdm0"), count: 1000)
+            do {
+                _ = try live.program("live_gen").liveFrames(
+                    packet: frame, ifindex: try Interface.index("tdm0"), count: 1000)
+            } catch  where FrameSender.liveFramesRefused(error) {
+                // This kernel refuses live frames: the same frames from an
+                // AF_PACKET socket, the live rows' generator here too.
+                print("live frames refused (\(error)): the frames come from an AF_PACKET socket")
+                #expect(try FrameSender.send(interface: "tdm0", frame: frame, count: 1000) == 1000)
+            }
             usleep(50_000)
             let after = try swap.runStats()
             #expect(after.runs - before.runs == 1000, "the program on the far end ran once per frame")

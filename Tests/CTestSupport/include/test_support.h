@@ -32,4 +32,14 @@ long tandem_test_flood_syn(const char *ifname, const unsigned char *dst_mac,
 			   const unsigned char *src_mac, unsigned int vip, unsigned short dport,
 			   unsigned int src_base, unsigned int src_count, unsigned long count);
 
+/* frames.c */
+
+/* Sends `count` copies of the Ethernet frame `frame` (`len` bytes, to the
+ * MAC in its first 6) out of `ifname` from an AF_PACKET socket, bypassing
+ * the qdisc, with sendmmsg in batches. With `new_connections` each copy gets
+ * the source address and port bpf/live.bpf.c's live_gen would write into
+ * frame number `first` + k. Returns the frames sent or -errno. */
+long tandem_test_send_frames(const char *ifname, const unsigned char *frame, unsigned int len,
+			     unsigned long count, unsigned long first, int new_connections);
+
 #endif
