@@ -228,11 +228,14 @@ extension Dataplane {
 
         // Backends next: a persistence hit checks them.
         var indices = backendIndex ?? adoptBackendIndices()
+        // The indices in use, made once per apply: made per new pair, it
+        // made a first apply of 64,000 pairs quadratic.
+        var taken = Set(indices.values)
         var backendWrites: [(tandem_backend_key, tandem_backend)] = []
         for service in model.services where oldServices[service.id]?.backends != service.backends {
             for b in service.backends {
                 let key = tandem_backend_key(service: service.id, real: b.real)
-                let index = try indices[key] ?? allocateBackendIndex(&indices)
+                let index = try indices[key] ?? allocateBackendIndex(&taken)
                 indices[key] = index
                 backendWrites.append(
                     (key, tandem_backend(state: b.state.rawValue, weight: b.weight, index: index, pad: 0)))
@@ -269,15 +272,16 @@ extension Dataplane {
         Dictionary(backends.entries().map { ($0.0, $0.1.index) }, uniquingKeysWith: { a, _ in a })
     }
 
-    /// A free backend_stats index, its counters zeroed (an earlier pair's
-    /// counts must not show up under the new one).
-    private func allocateBackendIndex(_ used: inout [tandem_backend_key: UInt32]) throws -> UInt32 {
-        let taken = Set(used.values)
+    /// A free backend_stats index (not in `taken`, which it joins), its
+    /// counters zeroed (an earlier pair's counts must not show up under the
+    /// new one).
+    private func allocateBackendIndex(_ taken: inout Set<UInt32>) throws -> UInt32 {
         let limit = UInt32(TANDEM_MAX_BACKENDS)
         for step in 0..<limit {
             let candidate = (nextBackendIndex &+ step) % limit
             guard !taken.contains(candidate) else { continue }
             nextBackendIndex = (candidate + 1) % limit
+            taken.insert(candidate)
             let cpus = BPFMap<UInt32, tandem_counters>.possibleCPUs
             try backendStats.updatePerCPU(candidate, Array(repeating: tandem_counters(), count: cpus))
             return candidate
