@@ -3,10 +3,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <sys/socket.h>
+#include "packet_out.h"
 #include "test_support.h"
 
 #define FRAME_LEN 60 /* Ethernet minimum: 14 + 20 + 20 + padding */
@@ -59,24 +59,13 @@ long tandem_test_flood_syn(const char *ifname, const unsigned char *dst_mac,
 			   const unsigned char *src_mac, unsigned int vip, unsigned short dport,
 			   unsigned int src_base, unsigned int src_count, unsigned long count)
 {
-	int ifindex = if_nametoindex(ifname);
-
-	if (!ifindex || !src_count)
+	if (!src_count)
 		return -EINVAL;
-	int fd = socket(AF_PACKET, SOCK_RAW, 0);
+	struct sockaddr_ll to;
+	int fd = tandem_packet_out_open(ifname, dst_mac, &to);
 
 	if (fd < 0)
-		return -errno;
-	int one = 1;
-	/* Straight to the driver: no qdisc between us and the veth. */
-	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
-	struct sockaddr_ll to = {
-		.sll_family = AF_PACKET,
-		.sll_ifindex = ifindex,
-		.sll_halen = 6,
-	};
-	memcpy(to.sll_addr, dst_mac, 6);
-
+		return fd;
 	static unsigned char frames[BATCH][FRAME_LEN];
 	struct iovec iov[BATCH];
 	struct mmsghdr msgs[BATCH];
@@ -94,22 +83,12 @@ long tandem_test_flood_syn(const char *ifname, const unsigned char *dst_mac,
 
 			build(frames[i], dst_mac, src_mac, src, vip, sport, dport);
 			iov[i] = (struct iovec){ .iov_base = frames[i], .iov_len = FRAME_LEN };
-			msgs[i] = (struct mmsghdr){ .msg_hdr = {
-							    .msg_name = &to,
-							    .msg_namelen = sizeof(to),
-							    .msg_iov = &iov[i],
-							    .msg_iovlen = 1,
-						    } };
 		}
-		int r = sendmmsg(fd, msgs, n, 0);
+		int r = tandem_packet_out_send(fd, &to, iov, msgs, n);
 
 		if (r < 0) {
-			if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN)
-				continue;
-			int err = errno;
-
 			close(fd);
-			return -err;
+			return r;
 		}
 		sent += r;
 	}

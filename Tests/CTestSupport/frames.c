@@ -3,10 +3,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <sys/socket.h>
+#include "packet_out.h"
 #include "test_support.h"
 
 #define BATCH 256
@@ -15,26 +15,16 @@
 long tandem_test_send_frames(const char *ifname, const unsigned char *frame, unsigned int len,
 			     unsigned long count, unsigned long first, int new_connections)
 {
-	int ifindex = if_nametoindex(ifname);
-
-	if (!ifindex || len < 14 || len > MAX_FRAME)
+	if (len < 14 || len > MAX_FRAME)
 		return -EINVAL;
 	/* A new connection per frame needs an IPv4 TCP frame to rewrite. */
 	if (new_connections && (len < 14 + 20 + 20 || frame[12] != 0x08 || frame[13] != 0x00))
 		return -EINVAL;
-	int fd = socket(AF_PACKET, SOCK_RAW, 0);
+	struct sockaddr_ll to;
+	int fd = tandem_packet_out_open(ifname, frame, &to);
 
 	if (fd < 0)
-		return -errno;
-	int one = 1;
-	/* Straight to the driver, as live frames go: no qdisc. */
-	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
-	struct sockaddr_ll to = {
-		.sll_family = AF_PACKET,
-		.sll_ifindex = ifindex,
-		.sll_halen = 6,
-	};
-	memcpy(to.sll_addr, frame, 6);
+		return fd;
 
 	static unsigned char frames[BATCH][MAX_FRAME];
 	struct iovec iov[BATCH];
@@ -64,22 +54,12 @@ long tandem_test_send_frames(const char *ifname, const unsigned char *frame, uns
 				memcpy(frames[i] + 14 + 12, &saddr, 4);
 				memcpy(frames[i] + 14 + 20, &sport, 2);
 			}
-			msgs[i] = (struct mmsghdr){ .msg_hdr = {
-							    .msg_name = &to,
-							    .msg_namelen = sizeof(to),
-							    .msg_iov = &iov[i],
-							    .msg_iovlen = 1,
-						    } };
 		}
-		int r = sendmmsg(fd, msgs, n, 0);
+		int r = tandem_packet_out_send(fd, &to, iov, msgs, n);
 
 		if (r < 0) {
-			if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN)
-				continue;
-			int err = errno;
-
 			close(fd);
-			return -err;
+			return r;
 		}
 		sent += r;
 	}
