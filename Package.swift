@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "HealthTests",
             dependencies: [
-                "Health", "CHealth", "Model", "TestSupport",
+                "Health", "CHealth", "Model", "TestSupport", "TestTraits",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -157,13 +157,17 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
+        // What only test targets share: the `.privileged` trait (it needs the
+        // Testing module, which the benchmarks do not link).
+        .target(name: "TestTraits", dependencies: ["TestSupport"], path: "Tests/TestTraits"),
         // TestSupport's C half: setns and sched_setaffinity need _GNU_SOURCE.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "BPFTestObjects", path: "Tests/BPFTestObjects", plugins: ["BPFCompile"]),
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport", "Sync", "Frames",
+                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport", "TestTraits", "Sync",
+                "Frames",
                 "BPF",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -173,13 +177,17 @@ let package = Package(
         .testTarget(
             name: "LabTests",
             dependencies: [
-                "Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport", "TandemABI"
+                "Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport", "TestTraits",
+                "TandemABI"
             ]),
-        .testTarget(name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport"]),
+        .testTarget(
+            name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport", "TestTraits"]
+        ),
         .testTarget(
             name: "DataplaneTests",
             dependencies: [
-                "Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport"
+                "Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport",
+                "TestTraits"
             ])
     ]
 )

@@ -35,14 +35,8 @@ struct FloodBench {
     static let yaml = """
         interface: eth0
         services:
-          - { name: shop-http, vip: \(vip), port: 80, follow: [shop-https], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(80))] }
-          - { name: shop-https, vip: \(vip), port: 443, follow: [shop-http], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(443))] }
+        \(Configs.followPair(vip: vip, reals: (21...23).map { "198.18.0.\($0)" }))
         """
-    static func reals(_ port: Int) -> String {
-        (21...23).map { "{ address: 198.18.0.\($0), port: \(port) }" }.joined(separator: ", ")
-    }
 
     /// Which real answered `url` for `source` (nil: none).
     static func ask(_ url: String, from source: String) async -> String? {

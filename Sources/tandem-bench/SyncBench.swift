@@ -33,14 +33,8 @@ struct SyncBench {
     static let yaml = """
         interface: lo
         services:
-          - { name: shop-http, vip: 198.18.0.100, port: 80, follow: [shop-https], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(80))] }
-          - { name: shop-https, vip: 198.18.0.100, port: 443, follow: [shop-http], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(443))] }
+        \(Configs.followPair(reals: (21...23).map { "198.18.0.\($0)" }))
         """
-    static func reals(_ port: Int) -> String {
-        (21...23).map { "{ address: 198.18.0.\($0), port: \(port) }" }.joined(separator: ", ")
-    }
 
     /// A node's dataplane, programmed as the controller does.
     static func node(_ pins: String) throws -> (Dataplane, DataplaneModel) {

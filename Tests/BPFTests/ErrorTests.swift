@@ -2,6 +2,7 @@ import BPF
 import Dataplane
 import Glibc
 import TestSupport
+import TestTraits
 import Testing
 
 /// Failures carry the errno of the call that failed, not a stale or made-up one.
@@ -16,7 +17,7 @@ struct ErrorTests {
 
     @Test(
         "an unknown namespace is ENOENT, from open",
-        .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+        .privileged)
     func unknownNamespace() throws {
         let error = try #require(throws: BPFError.self) { try NetworkNamespace.enter("tandem-no-such-ns") }
         #expect(error.errno == ENOENT)
@@ -25,7 +26,7 @@ struct ErrorTests {
 
     @Test(
         "map errors come from libbpf's return value",
-        .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+        .privileged)
     func mapErrors() throws {
         let missing = "/sys/fs/bpf/tandem-test-\(getpid())-no-such-map"
         let noPin = try #require(throws: BPFError.self) { try BPFMap<UInt32, UInt32>.pinned(at: missing) }

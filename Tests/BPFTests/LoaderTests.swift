@@ -1,10 +1,11 @@
 import BPF
-import Model
 import BPFTestObjects
 import Dataplane
 import Foundation
 import Glibc
+import Model
 import TestSupport
+import TestTraits
 import Testing
 
 /// Runs ip(8) with `arguments`; its output.
@@ -13,7 +14,7 @@ func ip(_ arguments: String...) async throws -> String {
     try await Command.output("ip", arguments)
 }
 
-@Suite("Loader and XDP attach", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)), .serialized)
+@Suite("Loader and XDP attach", .privileged, .serialized)
 struct LoaderTests {
     @Test("a verifier rejection names the object and saves the verifier log")
     func verifierLog() throws {
@@ -78,8 +79,7 @@ struct LoaderTests {
             try link.pin(at: "\(down)/link")
         }
         #expect(try await xdpMode("tdm0") == "native")
-        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/tandem").path
+        let binary = Built.tandem
         // In the namespace, where the link's interface has its name.
         let inNamespace = ["--net=/run/netns/\(ns)", binary, "down", "--pin-directory", down]
         let said = try await Command.output("nsenter", inNamespace)

@@ -9,7 +9,8 @@ import Testing
 /// (PID 1 here is not systemd, so the unit cannot be started).
 @Suite("Debian package and systemd unit")
 struct PackageTests {
-    static let root = SnapshotTests.root
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 
     @Test("the package holds the binary, the unit, the config, completions and the man page; the unit verifies")
     func package() async throws {

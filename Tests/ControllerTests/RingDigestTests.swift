@@ -7,34 +7,20 @@ import Glibc
 import Logging
 import Model
 import Prometheus
+import TestSupport
+import TestTraits
 import Testing
 
 /// The ring digest as operators read it: `tandem status --json` and
 /// `/metrics`, rendered from a private dataplane.
 @Suite(
     "Ring digests in status and /metrics",
-    .enabled(
-        if: geteuid() == 0 || ProcessInfo.processInfo.environment["TANDEM_REQUIRE_PRIVILEGED"] == "1",
-        "needs root for BPF; run as root (TANDEM_REQUIRE_PRIVILEGED=1 turns this skip into a failure)"))
+    .privileged)
 struct RingDigestTests {
     static let yaml = """
         interface: tdm-test0
         services:
-          - name: shop-http
-            vip: 198.18.0.100
-            port: 80
-            persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
-            follow: [shop-https]
-            check: { type: none }
-            reals: [{ address: 198.18.0.21, port: 80 }, { address: 198.18.0.22, port: 80 }]
-          - name: shop-https
-            vip: 198.18.0.100
-            port: 443
-            persistence: { mode: source-ip, timeout: 30m, netmask: 32 }
-            follow: [shop-http]
-            check: { type: none }
-            reals: [{ address: 198.18.0.21, port: 443 }, { address: 198.18.0.22, port: 443 }]
-          - name: api
+        \(Configs.followPair(reals: ["198.18.0.21", "198.18.0.22"]))  - name: api
             vip: 198.18.0.101
             port: 80
             check: { type: none }

@@ -6,12 +6,13 @@ import Glibc
 import Logging
 import Model
 import TestSupport
+import TestTraits
 import Testing
 
 /// The announce table written over rtnetlink, checked with `ip -j route`
 /// in a network namespace of the test's own.
 @Suite(
-    "Announce routes over rtnetlink", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+    "Announce routes over rtnetlink", .privileged,
     .serialized)
 struct RouteTests {
     static let vip4 = IPAddress("198.18.0.100")!

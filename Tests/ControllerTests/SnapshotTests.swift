@@ -8,14 +8,21 @@ import Testing
 @Suite("Snapshots of help and output")
 struct SnapshotTests {
     static let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    static let root = here.deletingLastPathComponent().deletingLastPathComponent().path
-    static let tandem = root + "/.build/debug/tandem"
+    static let tandem = Built.tandem
 
-    /// Snapshots are read from the test bundle's resources; an update
-    /// writes the sources (rebuild to see them in the bundle).
+    /// Snapshots are read from the test bundle's resources. With
+    /// TANDEM_UPDATE_SNAPSHOTS=1 a snapshot that differs is rewritten in the
+    /// sources and the test still fails, naming it, so an update is never a
+    /// silent pass: review `git diff`, rebuild, and run again without it.
     static func compare(_ actual: String, _ name: String) throws {
         if ProcessInfo.processInfo.environment["TANDEM_UPDATE_SNAPSHOTS"] == "1" {
-            try actual.write(toFile: here.path + "/Snapshots/" + name, atomically: true, encoding: .utf8)
+            let source = here.path + "/Snapshots/" + name
+            let before = try? String(contentsOfFile: source, encoding: .utf8)
+            guard actual != before else { return }
+            try actual.write(toFile: source, atomically: true, encoding: .utf8)
+            Issue.record(
+                "snapshot \(name) \(before == nil ? "written" : "updated"): review it, then run without TANDEM_UPDATE_SNAPSHOTS"
+            )
             return
         }
         let url = try #require(
@@ -27,7 +34,11 @@ struct SnapshotTests {
 
     /// `tandem` with `args` (split at spaces) in a 100-column terminal.
     static func run(_ args: String) async throws -> CommandResult {
-        try await Command.run(tandem, args.split(separator: " ").map(String.init), environment: ["COLUMNS": "100"])
+        try #require(
+            FileManager.default.isExecutableFile(atPath: tandem),
+            "no tandem at \(tandem): build it with the tests (swift build --build-tests)")
+        return try await Command.run(
+            tandem, args.split(separator: " ").map(String.init), environment: ["COLUMNS": "100"])
     }
 
     @Test(

@@ -1,14 +1,15 @@
-import Model
 import Configuration
-import Frames
 @testable import Dataplane
+import Frames
+import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 /// Multi-packet behaviour of SPEC §2: flows, persistence, port following,
 /// failure and its O(1) invalidation, drain, schedulers.
-@Suite("Dataplane behaviour", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("Dataplane behaviour", .privileged)
 struct BehaviourTests {
     static let vip = "198.18.0.100"
     static let client = "198.18.10.7"

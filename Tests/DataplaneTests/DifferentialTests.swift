@@ -1,11 +1,12 @@
-import Model
 import Configuration
-import Frames
 @testable import Dataplane
 import Foundation
+import Frames
 import Glibc
+import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 /// SplitMix64: a seeded generator, so a failing run can be replayed.
@@ -73,7 +74,7 @@ struct FrameGenerator {
     }
 }
 
-@Suite("Differential: XDP program vs Swift model", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("Differential: XDP program vs Swift model", .privileged)
 struct DifferentialTests {
     static let packets = 120_000
 

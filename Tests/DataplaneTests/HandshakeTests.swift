@@ -1,17 +1,18 @@
 import BPF
 import Configuration
-import Frames
-import Model
 @testable import Dataplane
 import Foundation
+import Frames
+import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 /// When state is written (SPEC §2, §8 "Floods"): a SYN writes nothing, the
 /// first packet after it writes the record and the flow, so spoofed SYNs
 /// that are never answered cannot push out the state of real clients.
-@Suite("SYN and ACK state rules", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("SYN and ACK state rules", .privileged)
 struct HandshakeTests {
     static let vip = "198.18.0.100"
 

@@ -1,7 +1,8 @@
-import Model
-import Frames
 @testable import Dataplane
+import Frames
+import Model
 import TestSupport
+import TestTraits
 import Testing
 
 /// One frame in, one verdict and counter out: the packet rules of
@@ -130,7 +131,7 @@ struct Fixture: Sendable, CustomTestStringConvertible {
     ]
 }
 
-@Suite("Packet rules", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("Packet rules", .privileged)
 struct PacketRuleTests {
     @Test(arguments: Fixture.all)
     func fixture(_ f: Fixture) throws {

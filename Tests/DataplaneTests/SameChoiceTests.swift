@@ -1,20 +1,21 @@
 import BPF
 import Configuration
 import Control
-import Frames
-import Model
 @testable import Dataplane
 import Foundation
+import Frames
 import Glibc
+import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 /// SPEC §9 "Same choice everywhere": two nodes behind ECMP, given the same
 /// config after different reload histories (so their group and real ids
 /// differ), send every client to the same real address, and say so with
 /// equal ring digests.
-@Suite("Same choice on every node", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("Same choice on every node", .privileged)
 struct SameChoiceTests {
     static let clients = 100_000
 

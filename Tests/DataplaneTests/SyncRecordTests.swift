@@ -1,14 +1,15 @@
-import Model
 import Configuration
-import Frames
 @testable import Dataplane
+import Frames
+import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 /// The record fields record sync relies on: who wrote a record and when
 /// the choice was made, and records installed from a peer.
-@Suite("Synced records in the dataplane", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
+@Suite("Synced records in the dataplane", .privileged)
 struct SyncRecordTests {
     static let client = "198.18.10.7"
 

@@ -1,6 +1,7 @@
 import Controller
 import Foundation
 import TestSupport
+import TestTraits
 import Testing
 
 extension LabSuites {
@@ -8,7 +9,7 @@ extension LabSuites {
     /// routes in the load balancer's table 100, as `ip route` shows them,
     /// following checks, drain, restarts and `tandem down`.
     @Suite(
-        "Lab end to end: announcing VIPs", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Lab end to end: announcing VIPs", .privileged,
         .serialized)
     struct AnnounceTests {
         static let table = 100

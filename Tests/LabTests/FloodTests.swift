@@ -3,13 +3,14 @@ import Foundation
 import Model
 import TandemABI
 import TestSupport
+import TestTraits
 import Testing
 
 extension LabSuites {
     /// SPEC §8 "Floods": spoofed SYNs, never answered, from the project's
     /// own raw-frame sender, against small tables they overflow many times.
     @Suite(
-        "Lab SYN flood", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Lab SYN flood", .privileged,
         .serialized)
     struct FloodTests {
         static let floodSYNs = 3_000_000

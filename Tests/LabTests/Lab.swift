@@ -119,10 +119,7 @@ final class LabBalancer {
               check: { type: none }, persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 443))] }
           - { name: alt, vip: \(Lab.vip4), port: 8080, check: { type: none },
               persistence: { mode: source-ip, timeout: 30m, netmask: 32 }, reals: [\(reals(4, port: 8080))] }
-          - { name: shop6-http, vip: "\(Lab.vip6)", port: 80, follow: [shop6-https], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 128 }, reals: [\(reals(6, port: 80))] }
-          - { name: shop6-https, vip: "\(Lab.vip6)", port: 443, follow: [shop6-http], check: { type: none },
-              persistence: { mode: source-ip, timeout: 30m, netmask: 128 }, reals: [\(reals(6, port: 443))] }
+        \(Configs.followPair(names: ("shop6-http", "shop6-https"), vip: Lab.vip6, reals: (1...3).map { "2001:db8::2\($0)" }, netmask: 128))
         """
 
     static func reals(_ family: Int, port: Int) -> String {

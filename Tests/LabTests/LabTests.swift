@@ -1,6 +1,7 @@
 import Dataplane
 import Foundation
 import TestSupport
+import TestTraits
 import Testing
 
 /// Every suite that uses the lab: one lab per machine, so one test at a time.
@@ -10,7 +11,7 @@ extension LabSuites {
     /// End to end: real TCP, TLS and UDP clients and servers in the lab, the
     /// XDP program attached natively to the load balancer's veth.
     @Suite(
-        "Lab end to end", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Lab end to end", .privileged,
         .serialized)
     struct LabTests {
         static let clients = 1...30

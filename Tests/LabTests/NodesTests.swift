@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import TestTraits
 import Testing
 
 extension LabSuites {
@@ -8,7 +9,7 @@ extension LabSuites {
     /// with BFD; one client's :80 and :443 often land on different nodes,
     /// and port following must hold across them.
     @Suite(
-        "Several nodes behind ECMP", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Several nodes behind ECMP", .privileged,
         .serialized)
     struct NodesTests {
         /// Starts tandem serve on every node and waits until the router

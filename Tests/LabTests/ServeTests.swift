@@ -3,13 +3,14 @@ import Dataplane
 import Foundation
 import Model
 import TestSupport
+import TestTraits
 import Testing
 
 extension LabSuites {
     /// End to end through `tandem serve`: real clients and servers in the lab,
     /// health checks deciding, the CLI driving, as an operator would.
     @Suite(
-        "Lab end to end: tandem serve", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Lab end to end: tandem serve", .privileged,
         .serialized)
     struct ServeTests {
         static let clients = 1...24

@@ -7,7 +7,7 @@ import TestSupport
 /// `tandem serve` running in the lab's load-balancer namespace, with its
 /// own pins, socket and config file, driven through the real CLI.
 final class Served {
-    static let tandem = Lab.root + "/.build/debug/tandem"
+    static let tandem = Built.tandem
     let dir: String
     let configPath: String
     let pins: String

@@ -1,6 +1,7 @@
 import Controller
 import Foundation
 import TestSupport
+import TestTraits
 import Testing
 
 extension LabSuites {
@@ -10,9 +11,9 @@ extension LabSuites {
     /// and recovery, a drain, a cold restart — keeps each client's :80 and
     /// :443 on one real, the real it had.
     @Suite(
-        "Record sync across nodes", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)),
+        "Record sync across nodes", .privileged,
         .serialized)
-    struct SyncTests {
+    struct ClusterSyncTests {
         static let clients = NodesLab.clients.count
         static let r3 = ["198.18.0.23", "2001:db8::23"]
 
