@@ -6,7 +6,7 @@ import TandemABI
 import TestSupport
 import Testing
 
-/// Multi-packet behaviour of SPEC §2: flows, persistence, port following,
+/// Multi-packet behaviour (docs/design/packet-path.md): flows, persistence, port following,
 /// failure and its O(1) invalidation, drain, schedulers.
 @Suite("Dataplane behaviour", .enabled(if: Privilege.enabled, Comment(rawValue: Privilege.reason)))
 struct BehaviourTests {
