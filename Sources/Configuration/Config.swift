@@ -1,7 +1,7 @@
 import Glibc
 import Model
 
-/// Tandem's configuration, as the YAML file states it (SPEC §5), with
+/// Tandem's configuration, as the YAML file states it (docs/manual/config.md), with
 /// defaults applied. `ConfigParser` reads it; `ConfigValidator` checks the
 /// rules that span services (port following, duplicates).
 public struct Config: Equatable, Sendable {
@@ -16,9 +16,9 @@ public struct Config: Equatable, Sendable {
     public var metrics: String?
     /// This node's name in status, logs and metrics; nil: the hostname.
     public var node: String?
-    /// Where announced VIPs go (SPEC §9); nil: Tandem announces nothing.
+    /// Where announced VIPs go (docs/design/several-nodes.md); nil: Tandem announces nothing.
     public var announce: Announce?
-    /// Record sync with other nodes (SPEC §9); nil: none.
+    /// Record sync with other nodes (docs/design/record-sync.md); nil: none.
     public var sync: Sync?
     /// Entries of the flow and record tables (memory: `TableMemory`).
     public var tables = TableSizes.default

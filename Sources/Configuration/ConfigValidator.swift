@@ -1,6 +1,6 @@
 import Model
 
-/// Rules that span services (SPEC §3): unique names and VIP:port/protocol,
+/// Rules that span services (docs/design/port-following.md): unique names and VIP:port/protocol,
 /// mutual follow links, and what linked services must share. Every
 /// violation is reported, each naming the services, the rule and the values.
 public enum ConfigValidator {

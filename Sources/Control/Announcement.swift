@@ -1,6 +1,6 @@
 import Model
 
-/// Whether each VIP is announced (SPEC §9): a route in the node's announce
+/// Whether each VIP is announced (docs/design/several-nodes.md): a route in the node's announce
 /// table that the routing daemon carries to the router. Decided here from
 /// plain facts, so the rules read, and are tested, in one place; the
 /// controller's announcer writes the outcome.

@@ -11,7 +11,7 @@ import Synchronization
 import Control
 
 /// Record sync in `tandem serve`: the transport, and what the controller
-/// does with records (SPEC §9). Records arrive through the controller's
+/// does with records (docs/design/record-sync.md). Records arrive through the controller's
 /// actor, so an install never races a health change's generation bump.
 package final class NodeSync: Sendable {
     let transport: SyncTransport

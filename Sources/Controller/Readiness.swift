@@ -34,7 +34,7 @@ struct Readiness: Service {
             try? await Task.sleep(for: .milliseconds(20))
         }
         guard !Task.isShuttingDownGracefully else { return }
-        // Only now may the VIPs be announced (SPEC §9).
+        // Only now may the VIPs be announced (docs/design/several-nodes.md, "Announcing VIPs").
         await controller.firstRoundDone()
         Systemd.ready(status: "serving \(summary["services"].map { "\($0)" } ?? "?") services")
         await withGracefulShutdownHandler {

@@ -6,7 +6,7 @@ import Synchronization
 import Sync
 
 /// The records this node's dataplane writes, sent to the peers as they are
-/// written (SPEC §9): one thread waits on the program's `record_events`
+/// written (docs/design/record-sync.md): one thread waits on the program's `record_events`
 /// ring buffer and, woken by the first event, names each batch it reads
 /// with the rules of the applied model and publishes it from that same
 /// thread (no hop to a task or an event loop: at a few records at a time

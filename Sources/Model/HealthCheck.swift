@@ -7,7 +7,7 @@ public struct CheckTiming: Hashable, Sendable {
     public init() {}
 }
 
-/// How a service checks its reals (SPEC §4): the kind of check with its
+/// How a service checks its reals (docs/design/health-checks.md): the kind of check with its
 /// own options, plus what every kind shares.
 ///
 /// A new kind of check is a case of `Kind`, its entry in `Kind.all` (name,

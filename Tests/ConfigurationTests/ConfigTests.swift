@@ -3,7 +3,7 @@ import TestSupport
 @testable import Configuration
 import Model
 
-/// Variations of the SPEC example with one thing wrong each.
+/// Variations of the shop example (examples/shop.yaml) with one thing wrong each.
 extension Configs {
     static func errors(_ yaml: String) -> [ConfigError] {
         do {
@@ -19,7 +19,7 @@ extension Configs {
 
 @Suite("Config")
 struct ConfigTests {
-    @Test("the SPEC example parses, with defaults, into one follow group")
+    @Test("the shop example parses, with defaults, into one follow group")
     func specExample() throws {
         let config = try ConfigParser.parse(Configs.spec, file: "t.yaml")
         #expect(config.interface == "eth0" && config.xdpMode == .native)

@@ -4,7 +4,7 @@ import Model
 import TestSupport
 import Testing
 
-/// When a VIP is announced (SPEC §9), from the facts alone.
+/// When a VIP is announced (docs/design/several-nodes.md, "Announcing VIPs"), from the facts alone.
 @Suite("Announcement rules")
 struct AnnouncementTests {
     static let vip4 = IPAddress("198.18.0.100")!

@@ -14,7 +14,7 @@ struct ControlStateTests {
     static let r1 = IPAddress("198.18.0.21")!
     static let r2 = IPAddress("198.18.0.22")!
 
-    /// The SPEC example plus an unlinked :8080 on the same reals.
+    /// The shop example (examples/shop.yaml) plus an unlinked :8080 on the same reals.
     static func config(_ extra: String = "", failover: String = "group", drop: Bool = false) throws -> ValidatedConfig {
         let yaml =
             Configs.spec.replacingOccurrences(

@@ -7,7 +7,7 @@ import TestSupport
 import TestTraits
 import Testing
 
-/// Multi-packet behaviour of SPEC §2: flows, persistence, port following,
+/// Multi-packet behaviour (docs/design/packet-path.md): flows, persistence, port following,
 /// failure and its O(1) invalidation, drain, schedulers.
 @Suite("Dataplane behaviour", .privileged)
 struct BehaviourTests {

@@ -9,7 +9,7 @@ import TestSupport
 import TestTraits
 import Testing
 
-/// When state is written (SPEC §2, §8 "Floods"): a SYN writes nothing, the
+/// When state is written (docs/design/floods.md, "When state is written"): a SYN writes nothing, the
 /// first packet after it writes the record and the flow, so spoofed SYNs
 /// that are never answered cannot push out the state of real clients.
 @Suite("SYN and ACK state rules", .privileged)

@@ -3,7 +3,7 @@ import Frames
 import Dataplane
 import TandemABI
 
-/// SPEC §2 written plainly in Swift, over the same desired state the maps
+/// docs/design/packet-path.md written plainly in Swift, over the same desired state the maps
 /// are programmed from. The differential test holds the XDP program to it.
 struct ReferenceModel {
     struct FlowKey: Hashable { var src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8 }
@@ -135,7 +135,7 @@ struct ReferenceModel {
         return .success(p)
     }
 
-    /// SPEC §2 with state written by the first packet after a SYN: a SYN
+    /// The packet path with state written by the first packet after a SYN (docs/design/floods.md): a SYN
     /// ignores the flow table and writes nothing but, for wrr or a ring
     /// changed less than 5 s ago, its choice.
     mutating func serve(_ f: [UInt8], _ p: Parsed, now: UInt64) -> (Verdict, [UInt8]) {

@@ -11,7 +11,7 @@ import TestSupport
 import TestTraits
 import Testing
 
-/// SPEC §9 "Same choice everywhere": two nodes behind ECMP, given the same
+/// Same choice on every node (docs/design/several-nodes.md): two nodes behind ECMP, given the same
 /// config after different reload histories (so their group and real ids
 /// differ), send every client to the same real address, and say so with
 /// equal ring digests.

@@ -5,7 +5,7 @@ import TestTraits
 import Testing
 
 extension LabSuites {
-    /// Announcing the VIPs (SPEC §9) through `tandem serve` in the lab: the
+    /// Announcing the VIPs (docs/design/several-nodes.md) through `tandem serve` in the lab: the
     /// routes in the load balancer's table 100, as `ip route` shows them,
     /// following checks, drain, restarts and `tandem down`.
     @Suite(

@@ -7,7 +7,7 @@ import TestTraits
 import Testing
 
 extension LabSuites {
-    /// SPEC §8 "Floods": spoofed SYNs, never answered, from the project's
+    /// Floods (docs/design/floods.md): spoofed SYNs, never answered, from the project's
     /// own raw-frame sender, against small tables they overflow many times.
     @Suite(
         "Lab SYN flood", .privileged,

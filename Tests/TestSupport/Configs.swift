@@ -1,4 +1,4 @@
-/// The SPEC §5 example, and variations with one thing wrong each.
+/// The shop example (examples/shop.yaml), and variations with one thing wrong each.
 public enum Configs {
     public static let spec = """
         interface: eth0             # NIC whose XDP hook runs the dataplane

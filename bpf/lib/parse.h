@@ -1,6 +1,6 @@
 /* parse.h - header cursor from Ethernet to the L4 ports.
  *
- * The rules for odd packets (README, "Packet rules"):
+ * The rules for odd packets (docs/design/packet-path.md, "Packet rules"):
  *   not IPv4/IPv6 ......................... pass  (PASS_NOT_IP)
  *   802.1Q / 802.1ad tag .................. pass  (PASS_VLAN)
  *   truncated or invalid L2/L3 header ..... pass  (PASS_MALFORMED); the
