@@ -1,4 +1,5 @@
 import Model
+import ReferenceDataplane
 import Configuration
 import Frames
 @testable import Dataplane
