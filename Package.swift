@@ -79,12 +79,52 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log")
             ]
         ),
-        // `tandem serve`: dataplane, health checks and control socket wired
-        // together as lifecycle services; also the control protocol the CLI speaks.
+        // The control protocol between the CLI and `tandem serve`: requests,
+        // replies and their reports, the client, the text the CLI prints,
+        // the socket's trust checks and the pin lock. The CLI's client
+        // commands need only this, not the daemon.
+        .target(
+            name: "ControlAPI",
+            dependencies: [
+                "Model", "Control",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]
+        ),
+        // Announcing VIPs to the node's router: the announce table over
+        // rtnetlink, the facts the announce rules read, and each real's
+        // MAC from the kernel's neighbour table (also rtnetlink, CDaemon).
+        .target(
+            name: "Announce",
+            dependencies: [
+                "Model", "Control", "CDaemon",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log")
+            ]
+        ),
+        // Record sync in `tandem serve`: the glue between the Sync module's
+        // format and transport (which know nothing of a dataplane) and this
+        // node's record table, the feed of the records it writes, and the
+        // receive rules applied to it. Apart from Sync so that Sync stays
+        // testable and benchable without BPF.
+        .target(
+            name: "NodeSync",
+            dependencies: [
+                "Model", "Configuration", "Control", "Dataplane", "Sync",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+            ]
+        ),
+        // `tandem serve`: the controller's actor (state, commit, health,
+        // reload), the dataplane's start, the control socket and /metrics,
+        // wired together as lifecycle services.
         .target(
             name: "Controller",
             dependencies: [
-                "Model", "Configuration", "Control", "Dataplane", "BPF", "Health", "Sync", "CDaemon",
+                "Model", "Configuration", "Control", "ControlAPI", "Dataplane", "BPF", "Health", "Sync",
+                "NodeSync", "Announce", "CDaemon",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -97,11 +137,11 @@ let package = Package(
         ),
         // Frame builder shared by tests, benchmarks and the traffic generator.
         .target(name: "Frames", dependencies: ["Model"]),
-        // The command: check, serve, down, ...
+        // The command: check, serve, down, ... Only `serve` needs Controller.
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "Model", "Configuration", "Control", "Dataplane", "BPF", "Controller",
+                "Model", "Configuration", "Control", "ControlAPI", "Announce", "Dataplane", "BPF", "Controller",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -113,7 +153,7 @@ let package = Package(
             name: "tandem-bench",
             dependencies: [
                 "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport", "TandemABI",
-                "Controller", "Sync",
+                "NodeSync", "Sync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -166,28 +206,49 @@ let package = Package(
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Control", "Configuration", "Dataplane", "Model", "TestSupport", "TestTraits", "Sync",
-                "Frames",
-                "BPF",
+                "Controller", "ControlAPI", "Control", "Configuration", "Dataplane", "Model", "TestSupport",
+                "TestTraits", "Sync",
+                "Frames", "BPF", "Announce", "NodeSync", "Health", "ReferenceDataplane",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus")
             ],
             resources: [.copy("Snapshots")]),
         .testTarget(
+            name: "AnnounceTests",
+            dependencies: [
+                "Announce", "Control", "Model", "BPF", "TestSupport", "TestTraits",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]),
+        .testTarget(
+            name: "NodeSyncTests",
+            dependencies: [
+                "NodeSync", "Sync", "Control", "Configuration", "Dataplane", "Model", "Frames", "BPF", "TestSupport",
+                "TestTraits",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio")
+            ]),
+        .testTarget(
             name: "LabTests",
             dependencies: [
-                "Dataplane", "BPF", "Model", "Configuration", "Control", "Controller", "TestSupport", "TestTraits",
+                "Dataplane", "BPF", "Model", "Configuration", "Control", "ControlAPI", "TestSupport", "TestTraits",
                 "TandemABI"
             ]),
         .testTarget(
             name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport", "TestTraits"]
         ),
+        // The reference model of the maps (what the XDP program must do,
+        // in plain Swift) and a dataplane in memory built on it, for
+        // running the controller in tests without root.
+        .target(
+            name: "ReferenceDataplane", dependencies: ["Dataplane", "Model", "Frames", "TandemABI"],
+            path: "Tests/ReferenceDataplane"),
         .testTarget(
             name: "DataplaneTests",
             dependencies: [
                 "Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport",
-                "TestTraits"
+                "TestTraits", "ReferenceDataplane"
             ])
     ]
 )

@@ -1,81 +1,23 @@
 /* route.c - host routes over rtnetlink, without spawning ip(8): add,
- * delete (of one protocol only) and list the routes of one table. Each
- * call opens its own NETLINK_ROUTE socket in the caller's network
- * namespace, so the functions are safe from any thread. */
+ * delete (of one protocol only) and list the routes of one table; and the
+ * route the kernel picks for one address. Each call opens its own
+ * NETLINK_ROUTE socket in the caller's network namespace, so the
+ * functions are safe from any thread. */
 #include "cdaemon.h"
+#include "netlink.h"
 
 #include <errno.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
-
-#ifndef NETLINK_GET_STRICT_CHK
-#define NETLINK_GET_STRICT_CHK 12
-#endif
 
 struct route_request {
 	struct nlmsghdr nh;
 	struct rtmsg rt;
 	char attrs[64];
 };
-
-static void add_attr(struct nlmsghdr *nh, unsigned short type, const void *data, size_t len)
-{
-	struct rtattr *a = (struct rtattr *)((char *)nh + NLMSG_ALIGN(nh->nlmsg_len));
-
-	a->rta_type = type;
-	a->rta_len = RTA_LENGTH(len);
-	memcpy(RTA_DATA(a), data, len);
-	nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(a->rta_len);
-}
-
-/* A socket whose replies cannot hang the caller: 2 s at most per read. */
-static int open_route_socket(void)
-{
-	struct sockaddr_nl local = { .nl_family = AF_NETLINK };
-	struct timeval timeout = { .tv_sec = 2 };
-	int one = 1;
-	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) ||
-	    bind(fd, (struct sockaddr *)&local, sizeof(local))) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	/* Lets the kernel filter a dump by table; older kernels ignore it. */
-	setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
-	return fd;
-}
-
-static int send_request(int fd, struct nlmsghdr *nh)
-{
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-	ssize_t sent;
-
-	do {
-		sent = sendto(fd, nh, nh->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
-	} while (sent < 0 && errno == EINTR);
-	return sent < 0 ? -errno : 0;
-}
-
-static ssize_t receive(int fd, void *buffer, size_t size)
-{
-	ssize_t got;
-
-	do {
-		got = recv(fd, buffer, size, 0);
-	} while (got < 0 && errno == EINTR);
-	if (got < 0)
-		return errno == EAGAIN ? -ETIMEDOUT : -errno;
-	return got;
-}
 
 /* Sends a route change and waits for the kernel's acknowledgement. */
 static int change(const struct tandem_route *r, int type, int flags)
@@ -102,17 +44,17 @@ static int change(const struct tandem_route *r, int type, int flags)
 	} else {
 		req.rt.rtm_scope = RT_SCOPE_NOWHERE; /* delete: any scope */
 	}
-	add_attr(&req.nh, RTA_TABLE, &r->table, sizeof(r->table));
-	add_attr(&req.nh, RTA_DST, r->dst, len);
+	tandem_nl_add_attr(&req.nh, RTA_TABLE, &r->table, sizeof(r->table));
+	tandem_nl_add_attr(&req.nh, RTA_DST, r->dst, len);
 	if (type == RTM_NEWROUTE)
-		add_attr(&req.nh, RTA_OIF, &r->ifindex, sizeof(r->ifindex));
+		tandem_nl_add_attr(&req.nh, RTA_OIF, &r->ifindex, sizeof(r->ifindex));
 
-	fd = open_route_socket();
+	fd = tandem_nl_open();
 	if (fd < 0)
 		return fd;
-	err = send_request(fd, &req.nh);
+	err = tandem_nl_send(fd, &req.nh);
 	while (!err) {
-		ssize_t got = receive(fd, reply, sizeof(reply));
+		ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
 		struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
 		if (got < 0) {
@@ -175,7 +117,7 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 	char reply[32768];
 	int fd, count = 0;
 
-	fd = open_route_socket();
+	fd = tandem_nl_open();
 	if (fd < 0)
 		return fd;
 	for (unsigned i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
@@ -188,10 +130,10 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 		req.nh.nlmsg_seq = 2 + i;
 		req.rt.rtm_family = families[i];
 		req.rt.rtm_table = table < 256 ? table : RT_TABLE_UNSPEC;
-		add_attr(&req.nh, RTA_TABLE, &table, sizeof(table));
-		err = send_request(fd, &req.nh);
+		tandem_nl_add_attr(&req.nh, RTA_TABLE, &table, sizeof(table));
+		err = tandem_nl_send(fd, &req.nh);
 		while (!err && !done) {
-			ssize_t got = receive(fd, reply, sizeof(reply));
+			ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
 			struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
 			if (got < 0) {
@@ -229,4 +171,83 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 	}
 	close(fd);
 	return count;
+}
+
+/* Reads the reply to a route lookup into `out`. */
+static void parse_hop(struct nlmsghdr *nh, struct tandem_route_hop *out)
+{
+	struct rtmsg *rt = NLMSG_DATA(nh);
+	int len = (int)RTM_PAYLOAD(nh);
+	struct rtattr *a;
+
+	memset(out, 0, sizeof(*out));
+	out->type = rt->rtm_type;
+	for (a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		size_t size = RTA_PAYLOAD(a);
+
+		if (a->rta_type == RTA_OIF && size == 4) {
+			memcpy(&out->ifindex, RTA_DATA(a), 4);
+		} else if (a->rta_type == RTA_GATEWAY && size <= sizeof(out->gateway)) {
+			out->has_gateway = 1;
+			out->gateway_family = size == 4 ? AF_INET : AF_INET6;
+			memcpy(out->gateway, RTA_DATA(a), size);
+		} else if (a->rta_type == RTA_VIA && size >= sizeof(struct rtvia)) {
+			/* An IPv4 route through an IPv6 next hop. */
+			struct rtvia *via = RTA_DATA(a);
+			size_t bytes = size - sizeof(struct rtvia);
+
+			out->has_gateway = 1;
+			out->gateway_family = (uint8_t)via->rtvia_family;
+			memcpy(out->gateway, via->rtvia_addr,
+			       bytes < sizeof(out->gateway) ? bytes : sizeof(out->gateway));
+		}
+	}
+}
+
+int tandem_route_get(uint8_t family, const uint8_t *dst, struct tandem_route_hop *out)
+{
+	struct route_request req = { 0 };
+	char reply[4096];
+	size_t len = family == AF_INET ? 4 : 16;
+	int fd, err;
+
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+	req.nh.nlmsg_type = RTM_GETROUTE;
+	req.nh.nlmsg_flags = NLM_F_REQUEST;
+	req.nh.nlmsg_seq = 1;
+	req.rt.rtm_family = family;
+	req.rt.rtm_dst_len = (unsigned char)(len * 8);
+	tandem_nl_add_attr(&req.nh, RTA_DST, dst, len);
+
+	fd = tandem_nl_open();
+	if (fd < 0)
+		return fd;
+	err = tandem_nl_send(fd, &req.nh);
+	while (!err) {
+		ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
+		struct nlmsghdr *nh = (struct nlmsghdr *)reply;
+
+		if (got < 0) {
+			err = (int)got;
+			break;
+		}
+		for (; NLMSG_OK(nh, (size_t)got); nh = NLMSG_NEXT(nh, got)) {
+			if (nh->nlmsg_seq != 1)
+				continue;
+			if (nh->nlmsg_type == NLMSG_ERROR) {
+				err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+				close(fd);
+				return err ? err : -ENOENT;
+			}
+			if (nh->nlmsg_type == RTM_NEWROUTE) {
+				parse_hop(nh, out);
+				close(fd);
+				return 0;
+			}
+		}
+	}
+	close(fd);
+	return err;
 }

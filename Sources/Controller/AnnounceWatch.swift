@@ -1,3 +1,4 @@
+import Announce
 import ServiceLifecycle
 
 /// Checks the announce table every 5 seconds besides the changes that
@@ -9,11 +10,11 @@ struct AnnounceWatch: Service {
     let controller: Controller
 
     func run() async {
-        await controller.announce()
+        controller.announcer.reconcile()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
             guard !Task.isShuttingDownGracefully else { return }
-            await controller.announce()
+            controller.announcer.reconcile()
         }
     }
 }

@@ -1,25 +1,26 @@
-import BPF
+import Announce
 import Configuration
 import Control
-import Model
+import ControlAPI
 import Dataplane
 import Foundation
-import Glibc
 import Health
 import Logging
 import Metrics
-import NIOCore
+import Model
+import NodeSync
 import Prometheus
 import Sync
 
-/// The running balancer: the dataplane, the control state, health
-/// verdicts and operator commands, serialized by the actor. Every change
-/// goes through `commit`, which writes only what differs to the maps.
+/// The running balancer: the control state, health verdicts and operator
+/// commands, serialized by the actor. Every change goes through `commit`,
+/// which writes only what differs to the dataplane and, once the write
+/// worked, tells the commit observers (the announcer, record sync): what
+/// follows a change is theirs, not written after each change here.
 public actor Controller {
     public let configPath: String
-    let dataplane: Dataplane
-    let link: XDPLink
-    let neighbours: Neighbours
+    let dataplane: any DataplaneProtocol
+    let neighbours: any NeighbourResolver
     let logger: Logger
     let started = ContinuousClock.now
     private(set) var state: ControlState
@@ -31,139 +32,76 @@ public actor Controller {
     /// The latest count of the tables, by RecordCensus.
     private(set) var census: (counts: Dataplane.Census, at: ContinuousClock.Instant)?
     let metrics: ControllerMetrics
-    public private(set) var events = Events()
     /// This node's name (`node:`, default the hostname).
     public let node: String
     /// Keeps the announce table in step with the VIPs' verdicts.
-    private(set) var announcer: Announcer
+    let announcer: NodeAnnouncer
     /// Drained flag and announce table, kept in the pinned `node` map.
     private(set) var nodeState: NodeState
-    /// XDP was adopted from pins: forwarding went on since a previous run.
-    let adopted: Bool
-    /// Every health check ran once (Readiness says so).
-    private(set) var firstChecksDone = false
     /// Record sync with the peers (`sync:`), nil without.
     private(set) var sync: NodeSync?
-    /// Node names by the id synced records carry in `origin`.
-    var syncNames: [UInt32: String] = [:]
-    /// `syncView()`'s, with the `appliedVersion` it was built for.
-    var syncViewCache: (version: UInt64, view: SyncView)?
-    /// The peers' tables were pulled (or the pull gave up); true without sync.
-    var pullDone = true
+    /// Told of every model the dataplane took, in order.
+    private var observers: [any CommitObserver]
+    private var socketBound = false
 
-    /// Counts a user would graph: how often things changed.
-    public struct Events: Sendable {
-        public var transitions: [String: UInt64] = [:]
-        public var reloads = 0
-        public var failedReloads = 0
-    }
-
-    /// Loads (or adopts) the dataplane under the config's pin directory,
-    /// writes the config into it and makes sure XDP runs on the interface.
-    /// Nothing on the NIC changes unless every step before attaching worked.
-    public init(
-        _ validated: ValidatedConfig, configPath: String, logger: Logger,
-        group: any EventLoopGroup, registry: PrometheusCollectorRegistry = .init()
-    ) async throws {
+    /// A controller over a dataplane that already runs `state`'s model
+    /// with `macs` (`Startup` loads the real one; tests pass a model of
+    /// it). The announcer is the first commit observer.
+    init(
+        state: ControlState, macs: [IPAddress: MACAddress], dataplane: any DataplaneProtocol,
+        neighbours: any NeighbourResolver, announcer: NodeAnnouncer, configPath: String, logger: Logger,
+        registry: PrometheusCollectorRegistry = .init()
+    ) {
         self.configPath = configPath
         self.metrics = ControllerMetrics(registry: registry)
         self.logger = logger
-        let config = validated.config
-        self.node = config.nodeName
-        _ = try Interface.index(config.interface)
-        try BPFFS.prepare(directory: config.pinDirectory)
-        let dataplane = try Dataplane(
-            pinRoot: config.pinDirectory, tables: config.tables,
-            verifierLogPath: "/tmp/tandem-verifier.log")
-        let pinned = dataplane.pinnedState()
-        var state = try ControlState(validated, adopting: pinned)
-        let neighbours = Neighbours(interface: config.interface, group: group)
-        // A real that does not answer ARP/NDP does not stop the start: it
-        // keeps the MAC the pinned maps have for it (a restart during its
-        // outage), or is out of service until NeighbourWatch finds it.
-        var macs: [IPAddress: MACAddress] = [:]
-        for real in pinned.reals where real.active { if let mac = real.mac { macs[real.address] = mac } }
-        macs.merge(try await neighbours.resolve(state.realAddresses)) { _, resolved in resolved }
-        for address in state.realAddresses where macs[address] == nil {
-            state.setReachable(address, false)
-            logger.warning(
-                "real unreachable",
-                metadata: [
-                    "real": "\(address)",
-                    "reason": "no answer to ARP/NDP on \(config.interface); out of service until it answers"
-                ])
-        }
-        let model = state.model(macs: macs)
-        try dataplane.apply(model)
-
-        let linkPath = config.pinDirectory + "/link"
-        let ifindex = try Interface.index(config.interface)
-        var adopted: XDPLink?
-        if FileManager.default.fileExists(atPath: linkPath) {
-            let pinnedLink = try XDPLink.pinned(at: linkPath, interface: config.interface)
-            if pinnedLink.attachedIndex == ifindex {
-                adopted = pinnedLink
-            } else {
-                // Its interface is gone or is another one: that link forwards nothing here.
-                logger.warning(
-                    "pinned XDP link is not on the configured interface; attaching anew",
-                    metadata: ["link": "\(linkPath)", "interface": "\(config.interface)"])
-                try? pinnedLink.detach()
-                unlink(linkPath)
-            }
-        }
-        let link: XDPLink
-        if let adopted {
-            // A previous `tandem serve` left forwarding running: take it over.
-            try adopted.update(to: dataplane.program)
-            link = adopted
-            let fill = dataplane.tableFill()
-            logger.info(
-                "adopted pinned dataplane",
-                metadata: [
-                    "pins": "\(config.pinDirectory)", "services": "\(pinned.services.count)",
-                    "records": "\(fill.records)", "flows": "\(fill.flows)"
-                ])
-        } else {
-            link = try XDPLink.attach(
-                dataplane.program, interface: config.interface,
-                mode: config.xdpMode)
-            try link.pin(at: linkPath)
-            logger.info(
-                "attached XDP",
-                metadata: [
-                    "interface": "\(config.interface)",
-                    "mode": "\(config.xdpMode.rawValue)"
-                ])
-        }
+        self.node = state.config.nodeName
         self.dataplane = dataplane
-        self.link = link
         self.neighbours = neighbours
         self.state = state
         self.macs = macs
-        self.adopted = adopted != nil
-        // Routes a previous run put in a table the config no longer names go.
-        var nodeState = dataplane.nodeState
-        let table = config.announce?.table
-        if let old = nodeState.announceTable, old != table {
-            var previous = Announcer(table: old, interface: config.interface, logger: logger)
-            previous.withdrawAll(
-                reason: table.map { "the announce table is now \($0)" } ?? "announce is no longer configured")
+        self.announcer = announcer
+        self.nodeState = dataplane.nodeState
+        self.observers = [announcer]
+        self.subscribers = Self.subscribers(of: state)
+        if let model = dataplane.applied {
+            announcer.committed(Committed(model: model, version: dataplane.appliedVersion))
         }
-        nodeState.announceTable = table
-        try dataplane.setNodeState(nodeState)
-        self.nodeState = nodeState
-        self.announcer = Announcer(table: table, interface: config.interface, logger: logger)
-        if nodeState.drained {
-            logger.notice("node drained: no VIP is announced until 'tandem node resume'", metadata: ["node": "\(node)"])
+    }
+
+    /// Adds an observer of commits; it is told of the model running now
+    /// at once.
+    func observe(_ observer: any CommitObserver) {
+        observers.append(observer)
+        if let model = dataplane.applied {
+            observer.committed(Committed(model: model, version: dataplane.appliedVersion))
         }
+    }
+
+    /// Builds the model from `next` (with `nextMACs`, else the current
+    /// MACs), writes it, and keeps `next` only if the write worked; then
+    /// the observers hear of it.
+    private func commit(_ next: ControlState, macs nextMACs: [IPAddress: MACAddress]? = nil) throws {
+        let macs = nextMACs ?? self.macs
+        try dataplane.apply(next.model(macs: macs))
+        state = next
+        self.macs = macs
+        guard let model = dataplane.applied else { return }
+        let commit = Committed(model: model, version: dataplane.appliedVersion)
+        for observer in observers { observer.committed(commit) }
     }
 
     /// Starts record sync: VIPs wait for the pull of the peers' tables.
     func attachSync(_ sync: NodeSync) {
         self.sync = sync
-        pullDone = false
-        announce()
+        announcer.setPullDone(false)
+        observe(sync)
+    }
+
+    /// Installs what the rules allow of records a peer wrote: on the actor,
+    /// so an install never comes between a state change and its apply.
+    func installSynced(_ records: [SyncRecord], from node: String) -> (installed: Int, rejected: [Rejection: Int]) {
+        sync?.install(records, from: node, logger: logger) ?? (0, [:])
     }
 
     func updateCensus(_ counts: Dataplane.Census, at time: ContinuousClock.Instant) {
@@ -194,13 +132,8 @@ public actor Controller {
             nextMACs[address] = mac
         }
         guard !changed.isEmpty else { return }
-        let model = next.model(macs: nextMACs)
         do {
-            try dataplane.apply(model)
-            state = next
-            macs = nextMACs
-            syncModelApplied()
-            announce()
+            try commit(next, macs: nextMACs)
             for (address, what) in changed {
                 logger.notice("real reachable", metadata: ["real": "\(address)", "reason": "\(what)"])
             }
@@ -210,8 +143,6 @@ public actor Controller {
     }
 
     // MARK: Readiness
-
-    private var socketBound = false
 
     /// The control socket accepts connections.
     func controlSocketBound() { socketBound = true }
@@ -229,6 +160,9 @@ public actor Controller {
         let worst = state.config.services.map { $0.check.timing.intervalNs + $0.check.timing.timeoutNs }.max() ?? 0
         return .nanoseconds(Int64(clamping: 2 * worst)) + .seconds(1)
     }
+
+    /// The first round of checks is done: the VIPs may be announced.
+    func firstRoundDone() { announcer.firstChecksDone() }
 
     // MARK: Health
 
@@ -252,7 +186,9 @@ public actor Controller {
         checker = nil
     }
 
-    private func updateProbes() {
+    /// The probes `state`'s config asks for, each with the (service, real)
+    /// verdicts it decides.
+    private static func subscribers(of state: ControlState) -> [ProbeTarget: [(service: String, address: IPAddress)]] {
         var subscribers: [ProbeTarget: [(service: String, address: IPAddress)]] = [:]
         for s in state.config.services where s.check.kind != .none {
             for r in s.reals {
@@ -260,13 +196,20 @@ public actor Controller {
                     .append((s.name, r.address))
             }
         }
-        self.subscribers = subscribers
+        return subscribers
+    }
+
+    /// Gives the checker the probes of the config now, each starting from
+    /// the verdict the state holds.
+    private func updateProbes() {
+        subscribers = Self.subscribers(of: state)
         let targets = subscribers.mapValues { subs in
             subs.allSatisfy { state.isHealthy(service: $0.service, address: $0.address) }
         }
         checker?.update(targets)
     }
 
+    /// A probe's verdict changed: every (service, real) it decides follows.
     func healthChanged(_ transition: HealthChecker.Transition) {
         let (target, up) = (transition.target, transition.up)
         guard let subs = subscribers[target] else { return }
@@ -274,7 +217,6 @@ public actor Controller {
         var changed: [String] = []
         for sub in subs where next.setHealth(service: sub.service, address: sub.address, up: up) {
             changed.append(sub.service)
-            events.transitions[up ? "up" : "down", default: 0] += 1
             Metrics.Counter(label: "tandem_health_transitions_total", dimensions: [("to", up ? "up" : "down")])
                 .increment()
         }
@@ -291,86 +233,6 @@ public actor Controller {
             }
         } catch {
             logger.error("cannot apply a health change", metadata: ["real": "\(target.address)", "error": "\(error)"])
-        }
-    }
-
-    /// Builds the model from `next`, writes it, and keeps `next` only if
-    /// the write worked; the announcements follow.
-    private func commit(_ next: ControlState) throws {
-        let model = next.model(macs: macs)
-        try dataplane.apply(model)
-        state = next
-        syncModelApplied()
-        announce()
-    }
-
-    // MARK: Announcing
-
-    /// Brings the announce table in line with the rules (`Announcement`),
-    /// from what the dataplane was last given. Run after every change and
-    /// periodically (AnnounceWatch), which also restores a route someone
-    /// deleted and sees XDP detached behind Tandem's back.
-    func announce() {
-        let facts = Announcement.Facts(
-            table: announcer.table != nil, attached: link.attachedIndex != nil, firstChecksDone: firstChecksDone,
-            drained: nodeState.drained, adopted: adopted,
-            usable: Announcement.usable(dataplane.applied ?? state.model(macs: macs)), pullDone: pullDone)
-        announcer.reconcile(Announcement.decide(facts))
-    }
-
-    /// A reload changed `announce`: the routes leave the old table and go
-    /// into the new one (none when `announce` was removed).
-    private func moveAnnouncements(to table: UInt32?) {
-        var next = nodeState
-        next.announceTable = table
-        do {
-            try dataplane.setNodeState(next)
-            nodeState = next
-        } catch {
-            // Only `tandem down` without a config reads it; the routes move anyway.
-            logger.error("cannot record the announce table in the pins", metadata: ["error": "\(error)"])
-        }
-        announcer.withdrawAll(
-            reason: table.map { "the announce table is now \($0)" } ?? "announce is no longer configured")
-        announcer = Announcer(table: table, interface: state.config.interface, logger: logger)
-        announce()
-    }
-
-    /// The first round of checks is done: the VIPs may be announced.
-    func firstRoundDone() {
-        guard !firstChecksDone else { return }
-        firstChecksDone = true
-        announce()
-    }
-
-    /// `tandem node drain` and `resume`: the flag is pinned, so a drained
-    /// node stays drained through restarts until resumed.
-    private func setNode(_ command: NodeCommand) throws -> String {
-        var next = nodeState
-        next.drained = command.action == .drain
-        guard next != nodeState else {
-            return "node \(node): already \(command.action == .drain ? "draining" : "announcing (not drained)")"
-        }
-        try dataplane.setNodeState(next)
-        nodeState = next
-        let before = announcer.announced
-        announce()
-        logger.notice("node \(command.action.rawValue)", metadata: ["node": "\(node)"])
-        let vips = announcer.verdicts.keys.sorted()
-        switch command.action {
-        case .drain:
-            let gone = before.subtracting(announcer.announced).sorted().map(\.description)
-            return "node \(node): draining; "
-                + (gone.isEmpty ? "no VIP was announced" : "withdrew \(gone.joined(separator: ", "))")
-        case .resume:
-            let back = announcer.announced.subtracting(before).sorted().map(\.description)
-            var message =
-                "node \(node): resumed; "
-                + (back.isEmpty ? "no VIP announced" : "announced \(back.joined(separator: ", "))")
-            let withheld = vips.filter { !announcer.announced.contains($0) }
-                .map { "\($0) (\(announcer.report($0).reason ?? "-"))" }
-            if !withheld.isEmpty { message += "; not announced: \(withheld.joined(separator: ", "))" }
-            return message
         }
     }
 
@@ -397,6 +259,51 @@ public actor Controller {
         }
     }
 
+    /// `tandem node drain` and `resume`: the flag is pinned, so a drained
+    /// node stays drained through restarts until resumed.
+    private func setNode(_ command: NodeCommand) throws -> String {
+        var next = nodeState
+        next.drained = command.action == .drain
+        guard next != nodeState else {
+            return "node \(node): already \(command.action == .drain ? "draining" : "announcing (not drained)")"
+        }
+        try dataplane.setNodeState(next)
+        nodeState = next
+        let before = announcer.setDrained(next.drained)
+        let after = announcer.announced
+        logger.notice("node \(command.action.rawValue)", metadata: ["node": "\(node)"])
+        switch command.action {
+        case .drain:
+            let gone = before.subtracting(after).sorted().map(\.description)
+            return "node \(node): draining; "
+                + (gone.isEmpty ? "no VIP was announced" : "withdrew \(gone.joined(separator: ", "))")
+        case .resume:
+            let back = after.subtracting(before).sorted().map(\.description)
+            var message =
+                "node \(node): resumed; "
+                + (back.isEmpty ? "no VIP announced" : "announced \(back.joined(separator: ", "))")
+            let withheld = announcer.vips.filter { !after.contains($0) }
+                .map { "\($0) (\(announcer.report($0).reason ?? "-"))" }
+            if !withheld.isEmpty { message += "; not announced: \(withheld.joined(separator: ", "))" }
+            return message
+        }
+    }
+
+    /// A reload changed `announce`: the table is recorded in the pins (for
+    /// `tandem down`) and the routes move to it.
+    private func moveAnnouncements(to table: UInt32?) {
+        var next = nodeState
+        next.announceTable = table
+        do {
+            try dataplane.setNodeState(next)
+            nodeState = next
+        } catch {
+            // Only `tandem down` without a config reads it; the routes move anyway.
+            logger.error("cannot record the announce table in the pins", metadata: ["error": "\(error)"])
+        }
+        announcer.move(to: table)
+    }
+
     /// Re-reads the config file and applies the difference. A config that
     /// fails validation, or a real whose MAC cannot be found, changes nothing.
     public func reload() async throws -> String {
@@ -404,15 +311,7 @@ public actor Controller {
             let validated = try ConfigParser.loadValidated(path: configPath)
             let config = validated.config
             let current = state.config
-            var fixed: [String] = []
-            if config.interface != current.interface { fixed.append("interface") }
-            if config.xdpMode != current.xdpMode { fixed.append("xdp-mode") }
-            if config.pinDirectory != current.pinDirectory { fixed.append("pin-directory") }
-            if config.socket != current.socket { fixed.append("socket") }
-            if config.metrics != current.metrics { fixed.append("metrics") }
-            if config.node != current.node { fixed.append("node") }
-            if config.sync?.listen != current.sync?.listen { fixed.append("sync.listen") }
-            if config.sync?.peers != current.sync?.peers { fixed.append("sync.peers") }
+            let fixed = current.restartOnlyChanges(to: config)
             // The secret is read again: a new one takes effect now.
             let secret = try config.sync.map { s in
                 do { return try s.readSecret() } catch {
@@ -432,12 +331,10 @@ public actor Controller {
             for address in newAddresses where resolved[address] == nil { next.setReachable(address, false) }
             let before = Set(state.config.services.map(\.name))
             let after = Set(config.services.map(\.name))
-            macs.merge(resolved) { _, new in new }
-            try commit(next)
-            if let secret { sync?.engine.rekey(secret) }
+            try commit(next, macs: macs.merging(resolved) { _, new in new })
+            if let secret { sync?.rekey(secret) }
             if config.announce != current.announce { moveAnnouncements(to: config.announce?.table) }
             updateProbes()
-            events.reloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "applied")]).increment()
             // Reals that joined or left services that stay, by service.
             let oldReals = Dictionary(
@@ -462,7 +359,6 @@ public actor Controller {
                 ])
             return summary
         } catch let errors as ConfigErrors {
-            events.failedReloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
             logger.error(
                 "reload refused",
@@ -475,7 +371,6 @@ public actor Controller {
                     + "\n\(configPath): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s"), nothing applied"
             )
         } catch {
-            events.failedReloads += 1
             Metrics.Counter(label: "tandem_reloads_total", dimensions: [("result", "refused")]).increment()
             logger.error("reload refused", metadata: ["config": "\(configPath)", "error": "\(error)"])
             throw error
@@ -507,35 +402,29 @@ public actor Controller {
             }
         return "\(address): \(done) in \(services.joined(separator: ", "))"
     }
-}
 
-/// Per-service rates from counter samples at least a second apart.
-final class RateTracker: @unchecked Sendable {
-    private var last: [String: (at: ContinuousClock.Instant, counters: CountersReport)] = [:]
-    private var rates: [String: RatesReport] = [:]
-    private let lock = NSLock()
+    // MARK: Reads
 
-    /// Reads run concurrently (ReadView): one update at a time.
-    func rate(_ name: String, _ counters: CountersReport) -> RatesReport {
-        lock.withLock { update(name, counters) }
+    /// A copy of what reads need; cheap, taken on the actor.
+    func readView() -> ReadView {
+        ReadView(
+            dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
+            probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
+            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
+            node: node, announceTable: announcer.table, drained: nodeState.drained, vips: vipReports(),
+            syncPeers: sync?.peers().map(PeerStatus.init),
+            syncUnsent: sync.map { _ in dataplane.recordEventsLostCount() },
+            originNames: sync?.originNames() ?? [:])
     }
 
-    private func update(_ name: String, _ counters: CountersReport) -> RatesReport {
-        let now = ContinuousClock.now
-        guard let previous = last[name] else {
-            last[name] = (now, counters)
-            return RatesReport()
+    /// Each VIP of the config, in address order, with its services.
+    func vipReports() -> [VIPReport] {
+        let byVIP = Dictionary(grouping: state.config.services, by: \.vip)
+        return byVIP.keys.sorted().map { vip in
+            let (announced, reason) = announcer.report(vip)
+            return VIPReport(
+                vip: vip.description, announced: announced, reason: reason,
+                services: byVIP[vip]!.map(\.name))
         }
-        let elapsed = previous.at.duration(to: now)
-        let seconds = elapsed.inSeconds
-        if seconds >= 1 {
-            var r = RatesReport()
-            r.packetsPerSecond = Double(counters.packets &- previous.counters.packets) / seconds
-            r.bytesPerSecond = Double(counters.bytes &- previous.counters.bytes) / seconds
-            r.newFlowsPerSecond = Double(counters.newFlows &- previous.counters.newFlows) / seconds
-            rates[name] = r
-            last[name] = (now, counters)
-        }
-        return rates[name] ?? RatesReport()
     }
 }

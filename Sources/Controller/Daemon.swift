@@ -1,7 +1,9 @@
 import BPF
 import Configuration
 import Control
+import ControlAPI
 import Health
+import NodeSync
 import Model
 import Foundation
 import Logging
@@ -39,9 +41,8 @@ public enum Daemon {
         let fresh = !FileManager.default.fileExists(atPath: config.pinDirectory)
         let controller: Controller
         do {
-            controller = try await Controller(
-                validated, configPath: configPath,
-                logger: logger, group: group, registry: registry)
+            controller = try await Startup.controller(
+                validated, configPath: configPath, logger: logger, group: group, registry: registry)
         } catch {
             // Pins this start created (maps of a dataplane that never ran) go.
             if fresh { BPFFS.removeTree(config.pinDirectory) }
@@ -58,9 +59,12 @@ public enum Daemon {
         ]
         if let settings = config.sync {
             let sync = try NodeSync(
-                settings, node: config.nodeName, controller: controller, group: group, logger: logger)
+                settings, node: config.nodeName, dataplane: controller.dataplane,
+                install: { records, peer in await controller.installSynced(records, from: peer) },
+                group: group, logger: logger)
             await controller.attachSync(sync)
-            services.append(SyncService(sync: sync, controller: controller, logger: logger))
+            let announcer = controller.announcer
+            services.append(SyncService(sync: sync, logger: logger) { announcer.setPullDone(true) })
         }
         if let address = config.metrics {
             services.append(try MetricsServer(address: address, controller: controller, group: group, logger: logger))

@@ -1,5 +1,6 @@
 import Configuration
 import Control
+import ControlAPI
 import Model
 import Foundation
 import Logging
@@ -56,6 +57,14 @@ public struct MetricsServer: Service {
         }
     }
 
+    /// Brings the registry up to date with the maps, then renders it; the
+    /// maps are read off the actor (see ReadView).
+    private func metricsText() async throws -> String {
+        let view = await controller.readView()
+        let metrics = controller.metrics
+        return try await offload { view.metricsText(metrics) }
+    }
+
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
         try await connection.executeThenClose { inbound, outbound in
             var uri = ""
@@ -65,7 +74,7 @@ public struct MetricsServer: Service {
                 case .body: continue
                 case .end:
                     let found = uri == "/metrics" || uri.hasPrefix("/metrics?")
-                    let body = found ? try await controller.metricsText() : "only /metrics is here\n"
+                    let body = found ? try await metricsText() : "only /metrics is here\n"
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
                     headers.add(name: "Content-Length", value: "\(body.utf8.count)")
@@ -81,16 +90,6 @@ public struct MetricsServer: Service {
                 }
             }
         }
-    }
-}
-
-extension Controller {
-    /// Brings the registry up to date with the maps, then renders it; the
-    /// maps are read off the actor (see ReadView).
-    func metricsText() async throws -> String {
-        let view = readView()
-        let metrics = self.metrics
-        return try await offload { view.metricsText(metrics) }
     }
 }
 

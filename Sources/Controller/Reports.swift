@@ -1,18 +1,19 @@
 import Configuration
 import Control
-import Model
+import ControlAPI
 import Dataplane
 import Foundation
-import Glibc
 import Health
 import Logging
+import Model
+import Sync
 
 /// What the read commands need, copied from the controller's actor in
 /// O(config): the scans of a full record table behind `status`,
 /// `persistence list|flush` and `/metrics` then run without holding the
 /// actor, so a health transition is applied while a slow read goes on.
 struct ReadView: Sendable {
-    let dataplane: Dataplane
+    let dataplane: any DataplaneProtocol
     let state: ControlState
     /// The latest count of the tables (RecordCensus), nil before the first.
     let census: Dataplane.Census?
@@ -35,29 +36,6 @@ struct ReadView: Sendable {
     var syncPeers: [PeerStatus]? = nil
     var syncUnsent: UInt64? = nil
     var originNames: [UInt32: String] = [:]
-}
-
-extension Controller {
-    /// A copy of what reads need; cheap, taken on the actor.
-    func readView() -> ReadView {
-        ReadView(
-            dataplane: dataplane, state: state, census: census?.counts, censusAt: census?.at,
-            probes: checker?.snapshot() ?? [:], checkStats: checker?.stats(), configPath: configPath,
-            started: started, rates: rates, logger: logger, ringDigests: dataplane.ringDigests,
-            node: node, announceTable: announcer.table?.id, drained: nodeState.drained, vips: vipReports(),
-            syncPeers: syncPeers(), syncUnsent: syncUnsent(), originNames: syncNames)
-    }
-
-    /// Each VIP of the config, in address order, with its services.
-    func vipReports() -> [VIPReport] {
-        let byVIP = Dictionary(grouping: state.config.services, by: \.vip)
-        return byVIP.keys.sorted().map { vip in
-            let (announced, reason) = announcer.report(vip)
-            return VIPReport(
-                vip: vip.description, announced: announced, reason: reason,
-                services: byVIP[vip]!.map(\.name))
-        }
-    }
 }
 
 /// What `status`, `stats` and `persistence` read: the maps, named with the
@@ -133,7 +111,7 @@ extension ReadView {
         send: ([RecordReport]) throws -> Void
     ) throws {
         let match = try matcher(filter)
-        let now = ReadView.monotonicNs()
+        let now = KernelClock.monotonicNs()
         let names = serviceNamesByID()
         let groupNames = Dictionary(grouping: state.config.services, by: { state.groupID($0.name) ?? 0 })
             .mapValues { $0.map(\.name) }
@@ -211,13 +189,6 @@ extension ReadView {
         return names
     }
 
-    /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
-    static func monotonicNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
 }
 
 extension ChecksReport {
@@ -226,5 +197,45 @@ extension ChecksReport {
             probes: s.probes, scheduledPerSecond: s.scheduledPerSecond, donePerSecond: s.donePerSecond,
             roundSeconds: Double(s.roundNs) / 1e9, latenessSeconds: Double(s.latenessNs) / 1e9, missed: s.missed,
             missedTotal: s.missedTotal, behind: s.behind, tcpChecks: s.tcpPath)
+    }
+}
+
+extension PeerStatus {
+    init(_ r: PeerReport) {
+        self.init(
+            endpoint: r.endpoint, node: r.node, up: r.up, recordsSent: r.recordsSent,
+            recordsReceived: r.recordsReceived, recordsInstalled: r.recordsInstalled, sendErrors: r.sendErrors,
+            rejected: r.rejected, lagMs: r.lagMs, lastHeardSeconds: r.lastHeardSeconds)
+    }
+}
+
+/// Per-service rates from counter samples at least a second apart.
+final class RateTracker: @unchecked Sendable {
+    private var last: [String: (at: ContinuousClock.Instant, counters: CountersReport)] = [:]
+    private var rates: [String: RatesReport] = [:]
+    private let lock = NSLock()
+
+    /// Reads run concurrently (ReadView): one update at a time.
+    func rate(_ name: String, _ counters: CountersReport) -> RatesReport {
+        lock.withLock { update(name, counters) }
+    }
+
+    private func update(_ name: String, _ counters: CountersReport) -> RatesReport {
+        let now = ContinuousClock.now
+        guard let previous = last[name] else {
+            last[name] = (now, counters)
+            return RatesReport()
+        }
+        let elapsed = previous.at.duration(to: now)
+        let seconds = elapsed.inSeconds
+        if seconds >= 1 {
+            var r = RatesReport()
+            r.packetsPerSecond = Double(counters.packets &- previous.counters.packets) / seconds
+            r.bytesPerSecond = Double(counters.bytes &- previous.counters.bytes) / seconds
+            r.newFlowsPerSecond = Double(counters.newFlows &- previous.counters.newFlows) / seconds
+            rates[name] = r
+            last[name] = (now, counters)
+        }
+        return rates[name] ?? RatesReport()
     }
 }

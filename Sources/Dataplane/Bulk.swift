@@ -8,9 +8,7 @@ extension Dataplane {
     /// benchmarks: returns how many records the map holds afterwards.
     public func fillRecords(count: Int, group: UInt32, real: UInt32, firstClient: UInt32) throws -> Int {
         guard let gen = reals.lookup(real)?.rec_gen else { return 0 }
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nowNs = KernelClock.monotonicNs()
         let base = firstClient
         var chunk: [(tandem_persist_key, tandem_persist)] = []
         chunk.reserveCapacity(65536)

@@ -324,7 +324,7 @@ extension Dataplane {
         if live?.reals != ring {
             if let live {
                 ringID = live.id == service.id * 2 ? service.id * 2 + 1 : service.id * 2
-                before = (live.id, UInt32(live.reals.count), Self.monotonicNs())
+                before = (live.id, UInt32(live.reals.count), KernelClock.monotonicNs())
             }
             try rings.update(ringID, tandem_ring(ring))
         }
@@ -400,13 +400,6 @@ extension Dataplane {
             real.flags = 0
             try reals.update(id, real)
         }
-    }
-
-    /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
-    static func monotonicNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     static func validate(_ model: DataplaneModel) throws {
@@ -505,6 +498,20 @@ extension Dataplane {
         public var origin: UInt32 = 0
         /// When the choice was made (CLOCK_MONOTONIC ns).
         public var writtenNs: UInt64 = 0
+
+        public init(
+            group: UInt32, client: IPAddress, real: UInt32, service: UInt32, lastSeenNs: UInt64, valid: Bool,
+            origin: UInt32 = 0, writtenNs: UInt64 = 0
+        ) {
+            self.group = group
+            self.client = client
+            self.real = real
+            self.service = service
+            self.lastSeenNs = lastSeenNs
+            self.valid = valid
+            self.origin = origin
+            self.writtenNs = writtenNs
+        }
     }
 
     public func records() -> [Record] {

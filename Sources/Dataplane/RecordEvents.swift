@@ -14,11 +14,19 @@ extension Dataplane {
         public var service: UInt32
         /// When it was written (CLOCK_MONOTONIC ns).
         public var writtenNs: UInt64
+
+        public init(group: UInt32, client: IPAddress, real: UInt32, service: UInt32, writtenNs: UInt64) {
+            self.group = group
+            self.client = client
+            self.real = real
+            self.service = service
+            self.writtenNs = writtenNs
+        }
     }
 
     /// The reader of the program's record writes (the `record_events` ring
     /// buffer). One reader at a time, on one thread.
-    public func recordEvents() throws -> RecordEvents {
+    public func recordEvents() throws -> any RecordEventSource {
         RecordEvents(ring: try BPFRingBuffer(object: object, map: "record_events"))
     }
 
@@ -27,7 +35,7 @@ extension Dataplane {
         (recordEventsLost.lookupPerCPU(0) ?? []).reduce(0, +)
     }
 
-    public final class RecordEvents: @unchecked Sendable {
+    public final class RecordEvents: RecordEventSource, @unchecked Sendable {
         let ring: BPFRingBuffer
 
         init(ring: BPFRingBuffer) { self.ring = ring }

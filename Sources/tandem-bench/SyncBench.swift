@@ -1,7 +1,7 @@
 import BPF
 import Configuration
 import Control
-import Controller
+import NodeSync
 import Dataplane
 import Foundation
 import Frames

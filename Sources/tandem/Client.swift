@@ -2,7 +2,7 @@ import ArgumentParser
 import Configuration
 import Control
 import Model
-import Controller
+import ControlAPI
 import Foundation
 
 /// Options shared by the commands that talk to `tandem serve`.
@@ -224,7 +224,7 @@ struct Reload: AsyncParsableCommand {
             its flows there at once (their next packets are scheduled afresh, so open TCP connections to it \
             are reset by the new real) and its records; a removed service stops forwarding: its established \
             flows are passed to the host. A changed `announce` table moves the VIP routes to it. Changes to \
-            interface, xdp-mode, pin-directory, socket, metrics or node need a restart and are refused. A \
+            interface, xdp-mode, pin-directory, socket, metrics, node or tables need a restart and are refused. A \
             config that fails validation changes nothing.
             """)
     @OptionGroup var options: SocketOptions

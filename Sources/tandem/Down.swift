@@ -1,7 +1,8 @@
 import ArgumentParser
 import BPF
 import Configuration
-import Controller
+import Announce
+import ControlAPI
 import Dataplane
 import Foundation
 import Glibc

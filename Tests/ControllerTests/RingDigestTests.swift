@@ -1,5 +1,6 @@
 import Configuration
 import Control
+import ControlAPI
 @testable import Controller
 import Dataplane
 import Foundation

@@ -1,3 +1,4 @@
+import ControlAPI
 @testable import Controller
 import Foundation
 import TestSupport

@@ -1,3 +1,4 @@
+import ReferenceDataplane
 import Configuration
 @testable import Dataplane
 import Foundation

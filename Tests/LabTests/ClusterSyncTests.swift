@@ -1,4 +1,4 @@
-import Controller
+import ControlAPI
 import Foundation
 import TestSupport
 import TestTraits

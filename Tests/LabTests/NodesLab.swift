@@ -1,4 +1,4 @@
-import Controller
+import ControlAPI
 import Foundation
 import Glibc
 import TestSupport

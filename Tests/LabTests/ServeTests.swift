@@ -1,4 +1,4 @@
-import Controller
+import ControlAPI
 import Dataplane
 import Foundation
 import Model

@@ -1,5 +1,5 @@
 import BPF
-import Controller
+import ControlAPI
 import Foundation
 import Glibc
 import TestSupport

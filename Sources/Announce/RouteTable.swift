@@ -2,11 +2,54 @@ import CDaemon
 import Glibc
 import Model
 
+/// A routing table the announcer writes VIP routes into: the kernel's
+/// (`RouteTable`), or a test's.
+public protocol AnnounceTable: Sendable {
+    var id: UInt32 { get }
+    /// Every route of the table, both families.
+    func routes() throws -> [RouteTable.Route]
+    /// Adds `vip`/32 (or /128) through `interfaceIndex`, Tandem's protocol;
+    /// a route to the same prefix already there is an error, not replaced.
+    func add(_ vip: IPAddress, interfaceIndex: UInt32) throws
+    /// Deletes Tandem's route to `vip`; false when there was none.
+    @discardableResult func delete(_ vip: IPAddress) throws -> Bool
+}
+
+extension AnnounceTable {
+    /// Deletes every route of Tandem's in the table; the VIPs they were for.
+    public func deleteAll() throws -> [IPAddress] {
+        var deleted: [IPAddress] = []
+        for route in try routes() where route.isTandems {
+            if try delete(route.destination) { deleted.append(route.destination) }
+        }
+        return deleted
+    }
+}
+
+/// Where the announcer finds its table and the interface the VIP routes
+/// go through: the kernel's, or a test's stand-in.
+public protocol Routing: Sendable {
+    func table(_ id: UInt32) -> any AnnounceTable
+    /// The index of interface `name`, nil when there is none.
+    func interfaceIndex(_ name: String) -> UInt32?
+}
+
+/// The kernel's routing tables, over rtnetlink, in the calling thread's
+/// network namespace.
+public struct KernelRouting: Routing {
+    public init() {}
+    public func table(_ id: UInt32) -> any AnnounceTable { RouteTable(id: id) }
+    public func interfaceIndex(_ name: String) -> UInt32? {
+        let index = if_nametoindex(name)
+        return index == 0 ? nil : index
+    }
+}
+
 /// One kernel routing table, read and written over rtnetlink (route.c):
 /// how Tandem announces a VIP to the routing daemon on the node. Tandem's
 /// routes carry protocol 250 (`proto 250` in `ip route`); it deletes only
 /// routes of that protocol, never another's.
-public struct RouteTable: Sendable, Equatable {
+public struct RouteTable: AnnounceTable, Equatable {
     /// rtm_protocol of Tandem's routes (RTPROT_* values above 200 are free
     /// for daemons; BIRD's `learn` imports them as alien routes).
     public static let tandemProtocol: UInt8 = 250
@@ -17,6 +60,13 @@ public struct RouteTable: Sendable, Equatable {
 
     /// A route of the table, as the kernel lists it.
     public struct Route: Equatable, Sendable {
+        public init(destination: IPAddress, prefixLength: Int, interfaceIndex: UInt32, proto: UInt8) {
+            self.destination = destination
+            self.prefixLength = prefixLength
+            self.interfaceIndex = interfaceIndex
+            self.proto = proto
+        }
+
         public var destination: IPAddress
         public var prefixLength: Int
         /// The output interface; 0 when none (a multipath or blackhole route).
@@ -74,15 +124,6 @@ public struct RouteTable: Sendable, Equatable {
         return true
     }
 
-    /// Deletes every route of Tandem's in the table; the VIPs they were for.
-    public func deleteAll() throws -> [IPAddress] {
-        var deleted: [IPAddress] = []
-        for route in try routes() where route.isTandems {
-            if try delete(route.destination) { deleted.append(route.destination) }
-        }
-        return deleted
-    }
-
     static func route(_ vip: IPAddress, table: UInt32, interfaceIndex: UInt32) -> tandem_route {
         var route = tandem_route()
         route.table = table
@@ -99,7 +140,7 @@ public struct RouteTable: Sendable, Equatable {
 public struct RouteError: Error, CustomStringConvertible, Equatable {
     public let description: String
 
-    init(_ what: String, errno: Int32, hint: String? = nil) {
+    package init(_ what: String, errno: Int32, hint: String? = nil) {
         description =
             "cannot \(what): \(String(cString: strerror(errno)))" + (hint.map { " (\($0))" } ?? "")
     }

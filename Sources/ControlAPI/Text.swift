@@ -1,7 +1,5 @@
-import Configuration
-import Control
-import Model
 import Foundation
+import Model
 
 /// Human output of the read commands, in the manner of `ipvsadm -Ln`.
 public enum Text {

@@ -5,10 +5,10 @@ import Glibc
 /// The control socket lives in a directory only root can write: anyone
 /// who could write there could replace the socket and answer root's
 /// `tandem status` with a story of their own.
-enum SocketPath {
+package enum SocketPath {
     /// Creates `directory` (0700) if needed, and refuses one that is not
     /// a directory owned by root and closed to other writers.
-    static func prepareDirectory(_ directory: String) throws {
+    package static func prepareDirectory(_ directory: String) throws {
         do {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true,
@@ -24,7 +24,7 @@ enum SocketPath {
     }
 
     /// Why the daemon at `path` cannot be trusted or reached, if it cannot.
-    static func clientProblem(_ path: String) -> String? {
+    package static func clientProblem(_ path: String) -> String? {
         var st = stat()
         if stat(path, &st) != 0 {
             let err = errno
@@ -42,7 +42,7 @@ enum SocketPath {
     }
 
     /// "is writable by others (mode 1777)" and the like, or nil when fine.
-    static func unsafe(_ path: String, isDirectory: Bool) -> String? {
+    package static func unsafe(_ path: String, isDirectory: Bool) -> String? {
         var st = stat()
         guard lstat(path, &st) == 0 else { return "cannot be examined (\(String(cString: strerror(errno))))" }
         let type = st.st_mode & S_IFMT
@@ -56,7 +56,7 @@ enum SocketPath {
     }
 
     /// The system's words for a Foundation file error, not its domain and code.
-    static func reason(_ error: any Error) -> String {
+    package static func reason(_ error: any Error) -> String {
         let ns = error as NSError
         if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
             return String(cString: strerror(Int32(underlying.code)))

@@ -1,6 +1,6 @@
 import BPF
 import Control
-@testable import Controller
+@testable import Announce
 import Foundation
 import Glibc
 import Logging

@@ -1,6 +1,4 @@
-import Configuration
 import Control
-import Dataplane
 import Model
 
 /// The control socket speaks one JSON object per line: a request from the
@@ -133,6 +131,34 @@ public struct StatusReport: Codable, Sendable {
     public var syncUnsent: UInt64? = nil
     /// How the health checks keep up; nil when none run.
     public var checks: ChecksReport? = nil
+
+    public init(
+        interface: String, xdpMode: String, pinDirectory: String, configPath: String, uptimeSeconds: Double, flows: Int,
+        flowCapacity: Int, records: Int, recordCapacity: Int, countedSecondsAgo: Double? = nil,
+        pressure: TablePressure = TablePressure(), services: [ServiceReport], node: String = "",
+        announceTable: UInt32? = nil, drained: Bool = false, vips: [VIPReport] = [], sync: [PeerStatus]? = nil,
+        syncUnsent: UInt64? = nil, checks: ChecksReport? = nil
+    ) {
+        self.interface = interface
+        self.xdpMode = xdpMode
+        self.pinDirectory = pinDirectory
+        self.configPath = configPath
+        self.uptimeSeconds = uptimeSeconds
+        self.flows = flows
+        self.flowCapacity = flowCapacity
+        self.records = records
+        self.recordCapacity = recordCapacity
+        self.countedSecondsAgo = countedSecondsAgo
+        self.pressure = pressure
+        self.services = services
+        self.node = node
+        self.announceTable = announceTable
+        self.drained = drained
+        self.vips = vips
+        self.sync = sync
+        self.syncUnsent = syncUnsent
+        self.checks = checks
+    }
 }
 
 public struct VIPReport: Codable, Sendable, Equatable {
@@ -208,6 +234,29 @@ public struct ServiceReport: Codable, Sendable {
     /// Digest of the live ring in real addresses, scheduler and hash seed
     /// (`RingDigest`): equal on two nodes = the same real for every client.
     public var ringDigest: String? = nil
+
+    public init(
+        name: String, vip: String, port: Int, proto: String, scheduler: String, group: Int, follows: [String],
+        persistence: String? = nil, check: String, failover: String, dropOnFailure: Bool, sorry: String? = nil,
+        counters: CountersReport, rates: RatesReport, reals: [RealReport], ringDigest: String? = nil
+    ) {
+        self.name = name
+        self.vip = vip
+        self.port = port
+        self.proto = proto
+        self.scheduler = scheduler
+        self.group = group
+        self.follows = follows
+        self.persistence = persistence
+        self.check = check
+        self.failover = failover
+        self.dropOnFailure = dropOnFailure
+        self.sorry = sorry
+        self.counters = counters
+        self.rates = rates
+        self.reals = reals
+        self.ringDigest = ringDigest
+    }
 }
 
 public struct RealReport: Codable, Sendable {
@@ -223,6 +272,20 @@ public struct RealReport: Codable, Sendable {
     /// Valid persistence records pointing at this real (its whole group).
     public var records: Int
     public var counters: CountersReport
+
+    public init(
+        address: String, port: Int, weight: Int, state: String, health: String, lastCheck: String? = nil, records: Int,
+        counters: CountersReport
+    ) {
+        self.address = address
+        self.port = port
+        self.weight = weight
+        self.state = state
+        self.health = health
+        self.lastCheck = lastCheck
+        self.records = records
+        self.counters = counters
+    }
 }
 
 public struct StatsReport: Codable, Sendable {
@@ -234,12 +297,33 @@ public struct StatsReport: Codable, Sendable {
     public var records: Int
     public var recordCapacity: Int
     public var pressure = TablePressure()
+
+    public init(
+        services: [ServiceStats], packets: [String: UInt64], flows: Int, flowCapacity: Int, records: Int,
+        recordCapacity: Int, pressure: TablePressure = TablePressure()
+    ) {
+        self.services = services
+        self.packets = packets
+        self.flows = flows
+        self.flowCapacity = flowCapacity
+        self.records = records
+        self.recordCapacity = recordCapacity
+        self.pressure = pressure
+    }
 }
 
 public struct ServiceStats: Codable, Sendable {
     public var name: String
     public var counters: CountersReport
     public var rates: RatesReport
+
+    public init(
+        name: String, counters: CountersReport, rates: RatesReport
+    ) {
+        self.name = name
+        self.counters = counters
+        self.rates = rates
+    }
 }
 
 public struct RecordReport: Codable, Sendable, Equatable {
@@ -252,6 +336,19 @@ public struct RecordReport: Codable, Sendable, Equatable {
     public var ageSeconds: Double
     /// The node that wrote it: this one, or the peer it was synced from.
     public var node: String? = nil
+
+    public init(
+        group: Int, services: [String], client: String, real: String, service: String, ageSeconds: Double,
+        node: String? = nil
+    ) {
+        self.group = group
+        self.services = services
+        self.client = client
+        self.real = real
+        self.service = service
+        self.ageSeconds = ageSeconds
+        self.node = node
+    }
 }
 
 /// A record sync peer in `status`.
@@ -269,4 +366,21 @@ public struct PeerStatus: Codable, Sendable, Equatable {
     /// Receive time minus send time of its last message (ms).
     public var lagMs: Double?
     public var lastHeardSeconds: Double?
+
+    public init(
+        endpoint: String, node: String? = nil, up: Bool, recordsSent: UInt64, recordsReceived: UInt64,
+        recordsInstalled: UInt64, sendErrors: UInt64, rejected: [String: UInt64], lagMs: Double? = nil,
+        lastHeardSeconds: Double? = nil
+    ) {
+        self.endpoint = endpoint
+        self.node = node
+        self.up = up
+        self.recordsSent = recordsSent
+        self.recordsReceived = recordsReceived
+        self.recordsInstalled = recordsInstalled
+        self.sendErrors = sendErrors
+        self.rejected = rejected
+        self.lagMs = lagMs
+        self.lastHeardSeconds = lastHeardSeconds
+    }
 }

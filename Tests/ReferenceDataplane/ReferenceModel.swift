@@ -4,33 +4,62 @@ import Dataplane
 import TandemABI
 
 /// docs/design/packet-path.md written plainly in Swift, over the same desired state the maps
-/// are programmed from. The differential test holds the XDP program to it.
-struct ReferenceModel {
-    struct FlowKey: Hashable { var src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8 }
-    struct PersistKey: Hashable { var group: UInt32, client: [UInt8] }
-    struct Record: Equatable { var real: UInt32, recGen: UInt32, service: UInt32, lastSeen: UInt64 }
-    struct RealSlot { var active: Bool, mac: [UInt8], recGen: UInt32, flowGen: UInt32 }
+/// are programmed from. The differential test holds the XDP program to it;
+/// `ModelDataplane` stands it in for the maps under the controller.
+package struct ReferenceModel {
+    package struct FlowKey: Hashable {
+        package var src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8
+        package init(src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8) {
+            (self.src, self.dst, self.sport, self.dport, self.proto) = (src, dst, sport, dport, proto)
+        }
+    }
+    package struct PersistKey: Hashable {
+        package var group: UInt32, client: [UInt8]
+        package init(group: UInt32, client: [UInt8]) { (self.group, self.client) = (group, client) }
+    }
+    package struct Record: Equatable {
+        package var real: UInt32, recGen: UInt32, service: UInt32, lastSeen: UInt64
+        /// 0: written here; else the peer's node id (record sync).
+        package var origin: UInt32 = 0
+        package var written: UInt64 = 0
+        package init(
+            real: UInt32, recGen: UInt32, service: UInt32, lastSeen: UInt64, origin: UInt32 = 0, written: UInt64 = 0
+        ) {
+            (self.real, self.recGen, self.service, self.lastSeen) = (real, recGen, service, lastSeen)
+            (self.origin, self.written) = (origin, written)
+        }
+    }
+    package struct RealSlot { package var active: Bool, mac: [UInt8], recGen: UInt32, flowGen: UInt32 }
 
-    private(set) var model = DataplaneModel()
+    package init() {}
+
+    package private(set) var model = DataplaneModel()
     private var rings: [UInt32: [UInt32]] = [:]
-    private var realSlots: [UInt32: RealSlot] = [:]
-    struct Flow { var real: UInt32, flowGen: UInt32, service: UInt32, svcGen: UInt32 }
-    var flows: [FlowKey: Flow] = [:]
+    package private(set) var realSlots: [UInt32: RealSlot] = [:]
+    package struct Flow { package var real: UInt32, flowGen: UInt32, service: UInt32, svcGen: UInt32 }
+    package var flows: [FlowKey: Flow] = [:]
     /// Bumped when a service id goes away or takes another VIP:port.
     var svcGens: [UInt32: UInt32] = [:]
-    var records: [PersistKey: Record] = [:]
+    package var records: [PersistKey: Record] = [:]
     var wrrCursor: [UInt32: UInt32] = [:]
     /// Choices of SYNs that the first ACK could not derive again.
-    var synChoices: [FlowKey: UInt32] = [:]
+    package var synChoices: [FlowKey: UInt32] = [:]
     /// The ring live before each service's last change, and when it changed.
     private var previousRings: [UInt32: (ring: [UInt32], changedAt: UInt64)] = [:]
     static let graceNs: UInt64 = 5_000_000_000
-    var serviceCounters: [UInt32: Counters] = [:]
-    var reasons: [PacketReason: UInt64] = [:]
+    package var serviceCounters: [UInt32: Counters] = [:]
+    package var reasons: [PacketReason: UInt64] = [:]
+
+    /// Whether a record may be honoured: its real is active and of the
+    /// generation the record was written under (not invalidated since).
+    package func isValid(_ record: Record) -> Bool {
+        guard let slot = realSlots[record.real] else { return false }
+        return slot.active && slot.recGen == record.recGen
+    }
 
     /// `changedAt`: when the maps' ring of each service last changed (the
     /// dataplane stamps it as it flips the ring; an input here, like `now`).
-    mutating func apply(_ next: DataplaneModel, changedAt: [UInt32: UInt64] = [:]) {
+    package mutating func apply(_ next: DataplaneModel, changedAt: [UInt32: UInt64] = [:]) {
         for id in realSlots.keys where !next.reals.contains(where: { $0.id == id }) {
             realSlots[id]!.active = false
         }
@@ -71,7 +100,7 @@ struct ReferenceModel {
     }
 
     /// Returns the verdict and the frame as it leaves.
-    mutating func process(_ f: [UInt8], now: UInt64) -> (Verdict, [UInt8]) {
+    package mutating func process(_ f: [UInt8], now: UInt64) -> (Verdict, [UInt8]) {
         switch parse(f) {
         case .failure(let error):
             reasons[error.reason, default: 0] += 1
@@ -245,7 +274,7 @@ struct ReferenceModel {
         }
         guard id != 0, let slot = realSlots[id], slot.active else { return 0 }
         if let pkey, rec == nil, !ring.isEmpty, id != svc.sorryReal {
-            records[pkey] = Record(real: id, recGen: slot.recGen, service: svc.id, lastSeen: now)
+            records[pkey] = Record(real: id, recGen: slot.recGen, service: svc.id, lastSeen: now, written: now)
         }
         return id
     }

@@ -1,7 +1,7 @@
 import BPF
 import Configuration
 import Control
-@testable import Controller
+@testable import NodeSync
 import Dataplane
 import Foundation
 import Frames

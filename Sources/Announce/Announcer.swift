@@ -1,4 +1,3 @@
-import BPF
 import Control
 import Logging
 import Model
@@ -10,8 +9,9 @@ import Model
 /// controller's actor.
 struct Announcer {
     /// Nil: no `announce` in the config; nothing is written.
-    var table: RouteTable?
+    var table: (any AnnounceTable)?
     let interface: String
+    let routing: any Routing
     let logger: Logger
     /// VIPs whose route is in the table, as of the last reconcile.
     private(set) var announced: Set<IPAddress> = []
@@ -21,9 +21,10 @@ struct Announcer {
     private(set) var failures: [IPAddress: String] = [:]
     private var listFailure: String?
 
-    init(table: UInt32?, interface: String, logger: Logger) {
-        self.table = table.map(RouteTable.init(id:))
+    init(table: UInt32?, interface: String, routing: any Routing = KernelRouting(), logger: Logger) {
+        self.table = table.map { routing.table($0) }
         self.interface = interface
+        self.routing = routing
         self.logger = logger
     }
 
@@ -47,7 +48,7 @@ struct Announcer {
             listFailure = "\(error)"
             return
         }
-        let index = try? Interface.index(interface)
+        let index = routing.interfaceIndex(interface)
         var now = Set(present.keys)
         for (vip, verdict) in next.sorted(by: { $0.key < $1.key }) {
             switch verdict {
@@ -104,8 +105,9 @@ struct Announcer {
         failures = [:]
     }
 
-    private mutating func withdraw(_ vip: IPAddress, from table: RouteTable, reason: String, now: inout Set<IPAddress>)
-    {
+    private mutating func withdraw(
+        _ vip: IPAddress, from table: any AnnounceTable, reason: String, now: inout Set<IPAddress>
+    ) {
         do {
             try table.delete(vip)
             now.remove(vip)

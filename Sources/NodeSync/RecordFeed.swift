@@ -13,8 +13,8 @@ import Sync
 /// each hop is a thread wakeup, which cost more than the rest). Records
 /// installed from peers make no event, so nothing is sent back.
 package final class RecordFeed: Sendable {
-    private let events: Dataplane.RecordEvents
-    private let dataplane: Dataplane
+    private let events: any RecordEventSource
+    private let dataplane: any DataplaneProtocol
     private let rules: Mutex<SyncRules>
     private let publish: @Sendable ([SyncRecord]) -> Void
     private let stopped = Atomic(false)
@@ -26,7 +26,9 @@ package final class RecordFeed: Sendable {
 
     /// `rules`: those of the model the dataplane runs now; `update` them
     /// after each apply.
-    package init(dataplane: Dataplane, rules: SyncRules, publish: @escaping @Sendable ([SyncRecord]) -> Void) throws {
+    package init(
+        dataplane: any DataplaneProtocol, rules: SyncRules, publish: @escaping @Sendable ([SyncRecord]) -> Void
+    ) throws {
         events = try dataplane.recordEvents()
         self.dataplane = dataplane
         self.rules = Mutex(rules)
@@ -71,12 +73,12 @@ package final class RecordFeed: Sendable {
     }
 
     private func send(_ batch: [Dataplane.RecordEvent]) {
-        let offset = NodeSync.wallMinusMonotonic()
+        let offset = KernelClock.wallMinusMonotonic()
         let records = rules.withLock { rules in
             batch.compactMap { e in
                 rules.outgoing(
                     group: e.group, service: e.service, client: e.client, real: e.real,
-                    writtenNs: UInt64(clamping: Int64(bitPattern: e.writtenNs) &+ offset))
+                    writtenNs: KernelClock.wall(e.writtenNs, offset: offset))
             }
         }
         if !records.isEmpty { publish(records) }
@@ -87,14 +89,5 @@ package final class RecordFeed: Sendable {
         stopped.store(true, ordering: .relaxed)
         guard started.load(ordering: .relaxed) else { return }
         for await _ in finished {}
-    }
-}
-
-extension Controller {
-    /// Record writes that never went to the peers (lost in the full event
-    /// ring buffer); nil without sync.
-    func syncUnsent() -> UInt64? {
-        guard sync != nil else { return nil }
-        return dataplane.recordEventsLostCount()
     }
 }
