@@ -1,19 +1,14 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// Network interfaces of the calling thread's namespace, by name.
 public enum Interface {
     public static func index(_ name: String) throws -> UInt32 {
-        // 0 and errno on failure: read errno inside the closure, before the
-        // C string's cleanup.
-        let (index, err) = name.withCString { cName in
-            let index = if_nametoindex(cName)
-            return (index, index == 0 ? errno : 0)
+        let index = try systemCall("find interface", path: name, hint: "see 'ip link'", reports: .zeroAndErrno) {
+            Int64(if_nametoindex($0))
         }
-        guard index != 0 else {
-            throw BPFError("find interface", name, errno: err, hint: "see 'ip link'")
-        }
-        return index
+        return UInt32(index)
     }
 
     /// The name of interface `index`, or nil when there is none.

@@ -1,6 +1,7 @@
 import CDaemon
 import Glibc
 import Model
+import SystemCalls
 
 /// One kernel routing table, read and written over rtnetlink (route.c):
 /// how Tandem announces a VIP to the routing daemon on the node. Tandem's
@@ -33,7 +34,7 @@ public struct RouteTable: Sendable, Equatable {
         while true {
             var buffer = [tandem_route](repeating: tandem_route(), count: room)
             let count = Int(tandem_route_list(id, &buffer, Int32(room)))
-            if count < 0 { throw RouteError("list the routes of table \(id)", errno: Int32(-count)) }
+            if count < 0 { throw SystemCallError("list the routes of", "table \(id)", errno: Int32(-count)) }
             // The table grew past the buffer: read it again with room for all.
             if count > room {
                 room = count + 16
@@ -57,11 +58,11 @@ public struct RouteTable: Sendable, Equatable {
         var route = Self.route(vip, table: id, interfaceIndex: interfaceIndex)
         let result = tandem_route_add(&route)
         if result == -EEXIST {
-            throw RouteError(
-                "add route \(vip)/\(vip.maxPrefix) to table \(id)", errno: EEXIST,
+            throw SystemCallError(
+                "add route", "\(vip)/\(vip.maxPrefix) to table \(id)", errno: EEXIST,
                 hint: "the table already has a route to it; see 'ip route show table \(id)'")
         }
-        if result < 0 { throw RouteError("add route \(vip)/\(vip.maxPrefix) to table \(id)", errno: -result) }
+        if result < 0 { throw SystemCallError("add route", "\(vip)/\(vip.maxPrefix) to table \(id)", errno: -result) }
     }
 
     /// Deletes Tandem's route to `vip`; false when there was none.
@@ -70,7 +71,9 @@ public struct RouteTable: Sendable, Equatable {
         var route = Self.route(vip, table: id, interfaceIndex: 0)
         let result = tandem_route_delete(&route)
         if result == -ESRCH || result == -ENOENT { return false }
-        if result < 0 { throw RouteError("delete route \(vip)/\(vip.maxPrefix) from table \(id)", errno: -result) }
+        if result < 0 {
+            throw SystemCallError("delete route", "\(vip)/\(vip.maxPrefix) from table \(id)", errno: -result)
+        }
         return true
     }
 
@@ -92,15 +95,5 @@ public struct RouteTable: Sendable, Equatable {
         route.protocol = tandemProtocol
         withUnsafeMutableBytes(of: &route.dst) { $0.copyBytes(from: vip.bytes) }
         return route
-    }
-}
-
-/// A failed route operation: what, on what, the kernel's reason.
-public struct RouteError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-
-    init(_ what: String, errno: Int32, hint: String? = nil) {
-        description =
-            "cannot \(what): \(String(cString: strerror(errno)))" + (hint.map { " (\($0))" } ?? "")
     }
 }
