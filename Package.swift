@@ -33,15 +33,18 @@ let package = Package(
         .target(name: "CDaemon"),
         // epoll and eventfd for the health checker's loop (not in Glibc's module).
         .target(name: "CHealth"),
+        // The one system-call wrapper and its error: errno captured once, at
+        // the call, for every module that calls C.
+        .target(name: "SystemCalls"),
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
         // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
-        .target(name: "BPF", dependencies: ["CLibBPF", "Model"]),
+        .target(name: "BPF", dependencies: ["CLibBPF", "Model", "SystemCalls"]),
         // Pure Swift, no dependencies: addresses, schedulers (maglev, wrr,
         // fixed), the dataplane model, health-check definitions, pinned state.
         .target(name: "Model"),
         // The YAML config: parser (Yams) and the rules that span services.
-        .target(name: "Configuration", dependencies: ["Model", "TandemABI", "Yams"]),
+        .target(name: "Configuration", dependencies: ["Model", "TandemABI", "SystemCalls", "Yams"]),
         // What `tandem serve` decides: stable ids, health and operator
         // states, invalidation, adoption of pinned state.
         .target(name: "Control", dependencies: ["Model", "Configuration", "TandemABI"]),
@@ -56,7 +59,7 @@ let package = Package(
         .target(
             name: "Health",
             dependencies: [
-                "Model", "CHealth",
+                "Model", "CHealth", "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -71,7 +74,7 @@ let package = Package(
         .target(
             name: "Sync",
             dependencies: [
-                "Model",
+                "Model", "SystemCalls",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -97,7 +100,7 @@ let package = Package(
         .target(
             name: "Announce",
             dependencies: [
-                "Model", "Control", "CDaemon",
+                "Model", "Control", "CDaemon", "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log")
@@ -124,7 +127,7 @@ let package = Package(
             name: "Controller",
             dependencies: [
                 "Model", "Configuration", "Control", "ControlAPI", "Dataplane", "BPF", "Health", "Sync",
-                "NodeSync", "Announce", "CDaemon",
+                "NodeSync", "Announce", "CDaemon", "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -153,7 +156,7 @@ let package = Package(
             name: "tandem-bench",
             dependencies: [
                 "Dataplane", "BPF", "Model", "Configuration", "Control", "Frames", "Health", "TestSupport", "TandemABI",
-                "NodeSync", "Sync",
+                "NodeSync", "Sync", "SystemCalls",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -166,6 +169,7 @@ let package = Package(
 
         .testTarget(name: "TandemABITests", dependencies: ["TandemABI"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
+        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .testTarget(
             name: "SyncTests",
             dependencies: [
@@ -190,7 +194,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "BPF", "CLibBPF", "CTestSupport", "Model",
+                "BPF", "CLibBPF", "CTestSupport", "Model", "SystemCalls",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system")
             ],
@@ -236,7 +240,8 @@ let package = Package(
                 "TandemABI"
             ]),
         .testTarget(
-            name: "BPFTests", dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport", "TestTraits"]
+            name: "BPFTests",
+            dependencies: ["BPF", "Model", "Dataplane", "BPFTestObjects", "TestSupport", "TestTraits", "SystemCalls"]
         ),
         // The reference model of the maps (what the XDP program must do,
         // in plain Swift) and a dataplane in memory built on it, for
@@ -248,7 +253,7 @@ let package = Package(
             name: "DataplaneTests",
             dependencies: [
                 "Dataplane", "BPF", "TandemABI", "Model", "Configuration", "Control", "Frames", "TestSupport",
-                "TestTraits", "ReferenceDataplane"
+                "TestTraits", "ReferenceDataplane", "SystemCalls"
             ])
     ]
 )

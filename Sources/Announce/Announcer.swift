@@ -5,8 +5,8 @@ import Model
 /// Keeps the announce table in step with `Announcement.decide`: one
 /// route per announced VIP (`VIP/32` or `/128 dev <interface> proto 250`),
 /// none for the others, each change logged with its reason. Routes of
-/// other protocols in the table are never touched. Owned by the
-/// controller's actor.
+/// other protocols in the table are never touched. Held by
+/// `NodeAnnouncer`, under its lock.
 struct Announcer {
     /// Nil: no `announce` in the config; nothing is written.
     var table: (any AnnounceTable)?

@@ -4,6 +4,7 @@ import Glibc
 import Model
 import NIOCore
 import NIOPosix
+import SystemCalls
 
 /// Finds real servers' MAC addresses: the controller's view of ARP and NDP.
 public protocol NeighbourResolver: Sendable {
@@ -124,15 +125,14 @@ struct NeighbourTable {
     }
 
     static func entries(interface: String) throws -> [Entry] {
-        let index = if_nametoindex(interface)
-        guard index != 0 else { throw RouteError("find interface \(interface)", errno: errno, hint: "see 'ip link'") }
+        let index = try Interfaces.index(interface)
         var room = 256
         while true {
             var buffer = [tandem_neighbour](repeating: tandem_neighbour(), count: room)
-            let count = Int(tandem_neigh_list(index, &buffer, Int32(room)))
-            if count < 0 {
-                throw RouteError("read the neighbour table of \(interface)", errno: Int32(-count))
-            }
+            let count = Int(
+                try systemCall("read the neighbour table of", interface) {
+                    tandem_neigh_list(index, &buffer, Int32(room))
+                })
             // The table grew past the buffer: read it again with room for all.
             if count > room {
                 room = count + 64
@@ -170,14 +170,10 @@ struct KernelRoute {
         let family = UInt8(address.family == .inet ? AF_INET : AF_INET6)
         let result = address.bytes.withUnsafeBufferPointer { tandem_route_get(family, $0.baseAddress, &hop) }
         if result == -ENETUNREACH || result == -EHOSTUNREACH { return nil }
-        if result < 0 { throw RouteError("look up the route to \(address)", errno: -result) }
+        if result < 0 { throw SystemCallError("look up the route to", "\(address)", errno: -result) }
         let length = Int32(hop.gateway_family) == AF_INET ? 4 : 16
         let gateway =
             hop.has_gateway != 0 ? IPAddress(bytes: withUnsafeBytes(of: hop.gateway) { Array($0.prefix(length)) }) : nil
-        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
-        let interface =
-            if_indextoname(hop.ifindex, &name) != nil
-            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
-        return KernelRoute(interface: interface, gateway: gateway, local: hop.type == localType)
+        return KernelRoute(interface: Interfaces.name(hop.ifindex), gateway: gateway, local: hop.type == localType)
     }
 }

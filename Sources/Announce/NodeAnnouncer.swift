@@ -107,7 +107,6 @@ public final class NodeAnnouncer: CommitObserver {
     public var announced: Set<IPAddress> { state.withLock { $0.announcer.announced } }
     /// Every VIP decided on, in address order.
     public var vips: [IPAddress] { state.withLock { $0.announcer.verdicts.keys.sorted() } }
-    public var verdicts: [IPAddress: Announcement.Verdict] { state.withLock { $0.announcer.verdicts } }
 
     /// Whether `vip` is announced, and why not when it is not.
     public func report(_ vip: IPAddress) -> (announced: Bool, reason: String?) {

@@ -1,6 +1,7 @@
 import CDaemon
 import Glibc
 import Model
+import SystemCalls
 
 /// A routing table the announcer writes VIP routes into: the kernel's
 /// (`RouteTable`), or a test's.
@@ -39,10 +40,7 @@ public protocol Routing: Sendable {
 public struct KernelRouting: Routing {
     public init() {}
     public func table(_ id: UInt32) -> any AnnounceTable { RouteTable(id: id) }
-    public func interfaceIndex(_ name: String) -> UInt32? {
-        let index = if_nametoindex(name)
-        return index == 0 ? nil : index
-    }
+    public func interfaceIndex(_ name: String) -> UInt32? { try? Interfaces.index(name) }
 }
 
 /// One kernel routing table, read and written over rtnetlink (route.c):
@@ -82,8 +80,8 @@ public struct RouteTable: AnnounceTable, Equatable {
         var room = 64
         while true {
             var buffer = [tandem_route](repeating: tandem_route(), count: room)
-            let count = Int(tandem_route_list(id, &buffer, Int32(room)))
-            if count < 0 { throw RouteError("list the routes of table \(id)", errno: Int32(-count)) }
+            let count = Int(
+                try systemCall("list the routes of", "table \(id)") { tandem_route_list(id, &buffer, Int32(room)) })
             // The table grew past the buffer: read it again with room for all.
             if count > room {
                 room = count + 16
@@ -107,11 +105,11 @@ public struct RouteTable: AnnounceTable, Equatable {
         var route = Self.route(vip, table: id, interfaceIndex: interfaceIndex)
         let result = tandem_route_add(&route)
         if result == -EEXIST {
-            throw RouteError(
-                "add route \(vip)/\(vip.maxPrefix) to table \(id)", errno: EEXIST,
+            throw SystemCallError(
+                "add route", "\(vip)/\(vip.maxPrefix) to table \(id)", errno: EEXIST,
                 hint: "the table already has a route to it; see 'ip route show table \(id)'")
         }
-        if result < 0 { throw RouteError("add route \(vip)/\(vip.maxPrefix) to table \(id)", errno: -result) }
+        if result < 0 { throw SystemCallError("add route", "\(vip)/\(vip.maxPrefix) to table \(id)", errno: -result) }
     }
 
     /// Deletes Tandem's route to `vip`; false when there was none.
@@ -120,7 +118,9 @@ public struct RouteTable: AnnounceTable, Equatable {
         var route = Self.route(vip, table: id, interfaceIndex: 0)
         let result = tandem_route_delete(&route)
         if result == -ESRCH || result == -ENOENT { return false }
-        if result < 0 { throw RouteError("delete route \(vip)/\(vip.maxPrefix) from table \(id)", errno: -result) }
+        if result < 0 {
+            throw SystemCallError("delete route", "\(vip)/\(vip.maxPrefix) from table \(id)", errno: -result)
+        }
         return true
     }
 
@@ -133,15 +133,5 @@ public struct RouteTable: AnnounceTable, Equatable {
         route.protocol = tandemProtocol
         withUnsafeMutableBytes(of: &route.dst) { $0.copyBytes(from: vip.bytes) }
         return route
-    }
-}
-
-/// A failed route operation: what, on what, the kernel's reason.
-public struct RouteError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-
-    package init(_ what: String, errno: Int32, hint: String? = nil) {
-        description =
-            "cannot \(what): \(String(cString: strerror(errno)))" + (hint.map { " (\($0))" } ?? "")
     }
 }

@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// The BPF filesystem where maps, programs and links are pinned.
 public enum BPFFS {
@@ -12,15 +13,13 @@ public enum BPFFS {
         if !isBPFFS(directory) {
             let root = "/sys/fs/bpf"
             guard directory == root || directory.hasPrefix(root + "/"), !isBPFFS(root) else {
-                throw BPFError(
+                throw SystemCallError(
                     "use pin directory", directory, errno: ENOTSUP,
                     hint: "it is not on a BPF filesystem; use a directory under /sys/fs/bpf, "
                         + "or mount one there first: mount -t bpf bpf DIR")
             }
-            _ = try root.withCString { rootPath in
-                try check("mount bpffs on", root, hint: "are you root?", reports: .minusOneAndErrno) {
-                    mount("bpf", rootPath, "bpf", 0, nil)
-                }
+            try systemCall("mount bpffs on", path: root, hint: "are you root?", reports: .minusOneAndErrno) {
+                mount("bpf", $0, "bpf", 0, nil)
             }
         }
         let existed = access(directory, F_OK) == 0
@@ -70,12 +69,10 @@ public enum BPFFS {
         var built = ""
         for part in path.split(separator: "/") {
             built += "/" + part
-            do {
-                _ = try built.withCString { path in
-                    try check("create directory", built, reports: .minusOneAndErrno) { mkdir(path, 0o700) }
-                }
-            } catch let error as BPFError where error.errno == EEXIST {
-                continue
+            do throws(SystemCallError) {
+                try systemCall("create directory", path: built, reports: .minusOneAndErrno) { mkdir($0, 0o700) }
+            } catch {
+                guard error.errno == EEXIST else { throw error }
             }
         }
     }

@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// A typed view of a BPF map. `Key` and `Value` are the C structs from the
 /// ABI header; their sizes are checked against the map when the view is made.
@@ -14,9 +15,9 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     init(fd: Int32, name: String, owner: AnyObject) throws {
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
-        try check("inspect map", name) { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        try systemCall("inspect map", name) { bpf_obj_get_info_by_fd(fd, &info, &length) }
         guard info.key_size == MemoryLayout<Key>.size, info.value_size == MemoryLayout<Value>.size else {
-            throw BPFError(
+            throw SystemCallError(
                 "use map", name, errno: EINVAL,
                 hint: "key/value sizes \(info.key_size)/\(info.value_size) differ from "
                     + "\(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size): stale pin from another version? "
@@ -33,17 +34,17 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
 
     /// The sizes of the map pinned at `path`, whatever its key and value.
     public static func pinnedInfo(at path: String) throws -> (keySize: UInt32, valueSize: UInt32, maxEntries: UInt32) {
-        let fd = try check("open pinned map", path) { bpf_obj_get(path) }
+        let fd = try systemCall("open pinned map", path) { bpf_obj_get(path) }
         let owner = OwnedFD(fd)
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
-        try check("inspect map", path) { bpf_obj_get_info_by_fd(owner.raw, &info, &length) }
+        try systemCall("inspect map", path) { bpf_obj_get_info_by_fd(owner.raw, &info, &length) }
         return (info.key_size, info.value_size, info.max_entries)
     }
 
     /// Opens a map pinned at `path`; the view owns the descriptor.
     public static func pinned(at path: String) throws -> BPFMap {
-        let fd = try check("open pinned map", path, hint: "is 'tandem serve' running?") { bpf_obj_get(path) }
+        let fd = try systemCall("open pinned map", path, hint: "is 'tandem serve' running?") { bpf_obj_get(path) }
         let owner = OwnedFD(fd)
         return try BPFMap(fd: fd, name: path, owner: owner)
     }
@@ -75,7 +76,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     public func update(_ key: Key, _ value: Value) throws {
         _ = try withUnsafeBytes(of: key) { k in
             try withUnsafeBytes(of: value) { v in
-                try check("update map", name) {
+                try systemCall("update map", name) {
                     bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, UInt64(BPF_ANY))
                 }
             }
@@ -87,7 +88,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         precondition(values.count == Self.possibleCPUs)
         _ = try withUnsafeBytes(of: key) { k in
             try values.withUnsafeBufferPointer { buf in
-                try check("update map", name) {
+                try systemCall("update map", name) {
                     bpf_map_update_elem(fd, k.baseAddress, buf.baseAddress, UInt64(BPF_ANY))
                 }
             }
@@ -99,10 +100,10 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     public func delete(_ key: Key) throws -> Bool {
         do {
             _ = try withUnsafeBytes(of: key) { k in
-                try check("delete from map", name) { bpf_map_delete_elem(fd, k.baseAddress) }
+                try systemCall("delete from map", name) { bpf_map_delete_elem(fd, k.baseAddress) }
             }
             return true
-        } catch let error as BPFError where error.errno == ENOENT {
+        } catch let error as SystemCallError where error.errno == ENOENT {
             return false
         }
     }
@@ -144,7 +145,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             var opts = bpf_map_batch_opts()
             opts.sz = MemoryLayout<bpf_map_batch_opts>.size
             let rc = bpf_map_lookup_batch(fd, first ? nil : inBatch, outBatch, keys, values, &count, &opts)
-            if rc < 0 && -rc != ENOENT { throw BPFError("batch-read map", name, errno: -rc) }
+            if rc < 0 && -rc != ENOENT { throw SystemCallError("batch-read map", name, errno: -rc) }
             for i in 0..<Int(count) { result.append((keys[i], values[i])) }
             if rc < 0 { return result }  // ENOENT: that was the last batch
             inBatch.copyMemory(from: outBatch, byteCount: max(MemoryLayout<Key>.size, 8))
@@ -204,7 +205,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
                     fallback = map.keys()
                     return try next()
                 }
-                throw BPFError("batch-read map", map.name, errno: -rc)
+                throw SystemCallError("batch-read map", map.name, errno: -rc)
             }
             started = true
             if rc < 0 { finished = true }  // ENOENT: that was the last batch
@@ -241,7 +242,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             for (key, value) in items.dropFirst(Int(count)) { try update(key, value) }
             return
         }
-        throw BPFError("batch-update map", name, errno: err)
+        throw SystemCallError("batch-update map", name, errno: err)
     }
 
     /// Deletes every entry (hash maps). Returns how many went.

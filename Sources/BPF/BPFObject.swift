@@ -1,6 +1,7 @@
 import CLibBPF
 import Foundation
 import Glibc
+import SystemCalls
 
 /// A BPF ELF object: opened from bytes, loaded into the kernel, its maps
 /// pinned by name under `pinRoot` (existing pins are reused, which is how a
@@ -38,7 +39,7 @@ public final class BPFObject {
         }
         guard let opened else {
             buffer.deallocate()
-            throw BPFError("open BPF object", name, errno: err)
+            throw SystemCallError("open BPF object", name, errno: err)
         }
         handle = opened
     }
@@ -51,9 +52,9 @@ public final class BPFObject {
     /// Sizes map `name` before `load`: the table sizes of the config.
     public func setMaxEntries(_ name: String, _ entries: UInt32) throws {
         guard let map = bpf_object__find_map_by_name(handle, name) else {
-            throw BPFError("find map", "\(name) in \(self.name)", errno: ENOENT)
+            throw SystemCallError("find map", "\(name) in \(self.name)", errno: ENOENT)
         }
-        try check("size map", name) { bpf_map__set_max_entries(map, entries) }
+        try systemCall("size map", name) { bpf_map__set_max_entries(map, entries) }
     }
 
     /// Loads every program and map. On a verifier rejection the log is saved
@@ -62,8 +63,8 @@ public final class BPFObject {
         if let pinRoot { try BPFFS.prepare(directory: pinRoot) }
         do {
             // libbpf refuses a second load of the same object: no retry.
-            try check("load BPF object", name, retryingEINTR: false) { bpf_object__load(handle) }
-        } catch var error as BPFError {
+            try systemCall("load BPF object", name, retryingEINTR: false) { bpf_object__load(handle) }
+        } catch var error {
             let log = String(cString: logBuffer)
             if !log.isEmpty {
                 _ = FileManager.default.createFile(atPath: verifierLogPath, contents: Data(log.utf8))
@@ -77,11 +78,11 @@ public final class BPFObject {
     /// A program of this object by its function name.
     public func program(_ name: String) throws -> BPFProgram {
         guard let prog = bpf_object__find_program_by_name(handle, name) else {
-            throw BPFError("find program", "\(name) in \(self.name)", errno: ENOENT)
+            throw SystemCallError("find program", "\(name) in \(self.name)", errno: ENOENT)
         }
         let fd = bpf_program__fd(prog)
         guard fd >= 0 else {
-            throw BPFError("use program", name, errno: EBADF, hint: "object not loaded")
+            throw SystemCallError("use program", name, errno: EBADF, hint: "object not loaded")
         }
         return BPFProgram(fd: fd, name: name, owner: self)
     }
@@ -92,12 +93,12 @@ public final class BPFObject {
         value: Value.Type = Value.self
     ) throws -> BPFMap<Key, Value> {
         guard let map = bpf_object__find_map_by_name(handle, name) else {
-            throw BPFError("find map", "\(name) in \(self.name)", errno: ENOENT)
+            throw SystemCallError("find map", "\(name) in \(self.name)", errno: ENOENT)
         }
         // An unloaded map's descriptor is -1, not an errno: say EBADF.
         let fd = bpf_map__fd(map)
         guard fd >= 0 else {
-            throw BPFError("use map", name, errno: EBADF, hint: "object not loaded")
+            throw SystemCallError("use map", name, errno: EBADF, hint: "object not loaded")
         }
         return try BPFMap(fd: fd, name: name, owner: self)
     }

@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// A loaded BPF program. Borrows its descriptor from the object (or owns
 /// one obtained from a pin).
@@ -16,7 +17,7 @@ public struct BPFProgram {
 
     /// Opens a program pinned at `path`.
     public static func pinned(at path: String) throws -> BPFProgram {
-        let fd = try check("open pinned program", path) { bpf_obj_get(path) }
+        let fd = try systemCall("open pinned program", path) { bpf_obj_get(path) }
         return BPFProgram(fd: fd, name: path, owner: OwnedFD(fd))
     }
 
@@ -26,7 +27,7 @@ public struct BPFProgram {
     }
 
     public func pin(at path: String) throws {
-        try check("pin program \(name) at", path) { bpf_obj_pin(fd, path) }
+        try systemCall("pin program \(name) at", path) { bpf_obj_pin(fd, path) }
     }
 
     public struct TestRun {
@@ -49,7 +50,7 @@ public struct BPFProgram {
                 opts.data_size_in = UInt32(input.count)
                 opts.data_out = out.baseAddress
                 opts.data_size_out = UInt32(outputCount)
-                try check("test-run program", name) { bpf_prog_test_run_opts(fd, &opts) }
+                try systemCall("test-run program", name) { bpf_prog_test_run_opts(fd, &opts) }
             }
         }
         output.removeSubrange(Int(opts.data_size_out)...)

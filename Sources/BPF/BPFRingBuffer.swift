@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// The reading end of a BPF ring buffer (`BPF_MAP_TYPE_RINGBUF`): the
 /// program's events in the order they were submitted. One reader at a
@@ -18,11 +19,11 @@ public final class BPFRingBuffer: @unchecked Sendable {
     /// Opens map `name` of `object` (loaded) for reading.
     public init(object: BPFObject, map name: String) throws {
         guard let map = bpf_object__find_map_by_name(object.handle, name) else {
-            throw BPFError("find map", "\(name) in \(object.name)", errno: ENOENT)
+            throw SystemCallError("find map", "\(name) in \(object.name)", errno: ENOENT)
         }
         let fd = bpf_map__fd(map)
         guard fd >= 0 else {
-            throw BPFError("use map", name, errno: EBADF, hint: "object not loaded")
+            throw SystemCallError("use map", name, errno: EBADF, hint: "object not loaded")
         }
         let sink = Sink()
         var err: Int32 = 0
@@ -34,7 +35,7 @@ public final class BPFRingBuffer: @unchecked Sendable {
                 sink.body?(UnsafeRawBufferPointer(start: data, count: size))
                 return 0
             }, Unmanaged.passUnretained(sink).toOpaque(), &err)
-        guard let opened else { throw BPFError("open ring buffer", name, errno: err) }
+        guard let opened else { throw SystemCallError("open ring buffer", name, errno: err) }
         handle = opened
         self.sink = sink
         self.name = name
@@ -47,13 +48,13 @@ public final class BPFRingBuffer: @unchecked Sendable {
     /// hands each one ready to `body`; returns how many.
     @discardableResult
     public func poll(timeoutMs: Int32, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        try withSink(body) { Int(try check("poll ring buffer", name) { ring_buffer__poll(handle, timeoutMs) }) }
+        try withSink(body) { Int(try systemCall("poll ring buffer", name) { ring_buffer__poll(handle, timeoutMs) }) }
     }
 
     /// Hands every event ready now to `body`, without waiting; returns how many.
     @discardableResult
     public func consume(_ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        try withSink(body) { Int(try check("read ring buffer", name) { ring_buffer__consume(handle) }) }
+        try withSink(body) { Int(try systemCall("read ring buffer", name) { ring_buffer__consume(handle) }) }
     }
 
     private func withSink<R>(_ body: (UnsafeRawBufferPointer) -> Void, _ run: () throws -> R) throws -> R {

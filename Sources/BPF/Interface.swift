@@ -1,27 +1,13 @@
 import CLibBPF
 import Glibc
+import SystemCalls
 
 /// Network interfaces of the calling thread's namespace, by name.
 public enum Interface {
-    public static func index(_ name: String) throws -> UInt32 {
-        // 0 and errno on failure: read errno inside the closure, before the
-        // C string's cleanup.
-        let (index, err) = name.withCString { cName in
-            let index = if_nametoindex(cName)
-            return (index, index == 0 ? errno : 0)
-        }
-        guard index != 0 else {
-            throw BPFError("find interface", name, errno: err, hint: "see 'ip link'")
-        }
-        return index
-    }
+    public static func index(_ name: String) throws -> UInt32 { try Interfaces.index(name) }
 
     /// The name of interface `index`, or nil when there is none.
-    public static func name(_ index: UInt32) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
-        guard if_indextoname(index, &buffer) != nil else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public static func name(_ index: UInt32) -> String? { Interfaces.name(index) }
 
     /// The id of the XDP program attached to interface `index` of the
     /// calling thread's network namespace, if any.

@@ -1,6 +1,7 @@
 import CLibBPF
 import Glibc
 import Model
+import SystemCalls
 
 extension XDPMode {
     var flags: UInt32 {
@@ -33,7 +34,7 @@ public final class XDPLink {
             mode == .native
             ? "driver may lack native XDP; try xdp-mode: generic"
             : "another XDP program may be attached (see 'ip link show \(interface)')"
-        let fd = try check("attach XDP (\(mode.rawValue)) to", interface, hint: hint) {
+        let fd = try systemCall("attach XDP (\(mode.rawValue)) to", interface, hint: hint) {
             bpf_link_create(program.fd, Int32(ifindex), BPF_XDP, &opts)
         }
         return XDPLink(fd: fd, interface: interface)
@@ -41,17 +42,17 @@ public final class XDPLink {
 
     /// Opens a link pinned at `path`.
     public static func pinned(at path: String, interface: String) throws -> XDPLink {
-        let fd = try check("open pinned XDP link", path) { bpf_obj_get(path) }
+        let fd = try systemCall("open pinned XDP link", path) { bpf_obj_get(path) }
         return XDPLink(fd: fd, interface: interface)
     }
 
     public func pin(at path: String) throws {
-        try check("pin XDP link at", path) { bpf_obj_pin(fd.raw, path) }
+        try systemCall("pin XDP link at", path) { bpf_obj_pin(fd.raw, path) }
     }
 
     /// Swaps in a new program atomically: no packet goes unprocessed.
     public func update(to program: BPFProgram) throws {
-        try check("replace XDP program on", interface) { bpf_link_update(fd.raw, program.fd, nil) }
+        try systemCall("replace XDP program on", interface) { bpf_link_update(fd.raw, program.fd, nil) }
     }
 
     /// The index of the interface the link runs on; nil once that
@@ -76,6 +77,6 @@ public final class XDPLink {
 
     /// Detaches the program from the NIC now, whoever else holds the link.
     public func detach() throws {
-        try check("detach XDP from", interface) { bpf_link_detach(fd.raw) }
+        try systemCall("detach XDP from", interface) { bpf_link_detach(fd.raw) }
     }
 }

@@ -22,11 +22,12 @@ struct neigh_request {
 static int parse_neighbour(struct nlmsghdr *nh, uint32_t ifindex, struct tandem_neighbour *out)
 {
 	struct ndmsg *nd = NLMSG_DATA(nh);
-	int len = (int)(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*nd)));
+	int len;
 	struct rtattr *a;
 
-	if (len < 0)
+	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*nd)))
 		return 0;
+	len = (int)(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*nd)));
 	memset(out, 0, sizeof(*out));
 	out->ifindex = (uint32_t)nd->ndm_ifindex;
 	out->family = nd->ndm_family;
@@ -49,7 +50,7 @@ int tandem_neigh_list(uint32_t ifindex, struct tandem_neighbour *out, int max)
 {
 	struct neigh_request req = { 0 };
 	char reply[32768];
-	int fd, count = 0, done = 0, err;
+	int fd, count = 0, done = 0, interrupted = 0, err;
 
 	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ndmsg));
 	req.nh.nlmsg_type = RTM_GETNEIGH;
@@ -65,24 +66,22 @@ int tandem_neigh_list(uint32_t ifindex, struct tandem_neighbour *out, int max)
 		return fd;
 	err = tandem_nl_send(fd, &req.nh);
 	while (!err && !done) {
-		ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
+		int left = tandem_nl_receive(fd, reply, sizeof(reply));
 		struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
-		if (got < 0) {
-			err = (int)got;
+		if (left < 0) {
+			err = left;
 			break;
 		}
-		for (; NLMSG_OK(nh, (size_t)got); nh = NLMSG_NEXT(nh, got)) {
+		for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
 			struct tandem_neighbour entry;
+			int step;
 
 			if (nh->nlmsg_seq != 1)
 				continue;
-			if (nh->nlmsg_type == NLMSG_DONE) {
-				done = 1;
-				break;
-			}
-			if (nh->nlmsg_type == NLMSG_ERROR) {
-				err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+			step = tandem_nl_dump_step(nh, &done, &interrupted);
+			if (step <= 0) {
+				err = step;
 				break;
 			}
 			if (nh->nlmsg_type != RTM_NEWNEIGH || !parse_neighbour(nh, ifindex, &entry))
@@ -93,5 +92,7 @@ int tandem_neigh_list(uint32_t ifindex, struct tandem_neighbour *out, int max)
 		}
 	}
 	close(fd);
+	if (!err && interrupted)
+		err = -EINTR;
 	return err ? err : count;
 }

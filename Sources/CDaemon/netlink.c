@@ -55,14 +55,38 @@ int tandem_nl_send(int fd, struct nlmsghdr *nh)
 	return sent < 0 ? -errno : 0;
 }
 
-ssize_t tandem_nl_receive(int fd, void *buffer, size_t size)
+int tandem_nl_receive(int fd, void *buffer, size_t size)
 {
 	ssize_t got;
 
 	do {
-		got = recv(fd, buffer, size, 0);
+		got = recv(fd, buffer, size, MSG_TRUNC);
 	} while (got < 0 && errno == EINTR);
 	if (got < 0)
 		return errno == EAGAIN ? -ETIMEDOUT : -errno;
-	return got;
+	/* With MSG_TRUNC, the datagram's whole length: more than was read. */
+	if ((size_t)got > size)
+		return -EMSGSIZE;
+	return (int)got;
+}
+
+int tandem_nl_dump_step(const struct nlmsghdr *nh, int *done, int *interrupted)
+{
+	if (nh->nlmsg_flags & NLM_F_DUMP_INTR)
+		*interrupted = 1;
+	if (nh->nlmsg_type == NLMSG_DONE) {
+		const int *code = NLMSG_DATA(nh);
+
+		*done = 1;
+		if (nh->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) && *code < 0)
+			return *code;
+		return 0;
+	}
+	if (nh->nlmsg_type == NLMSG_ERROR) {
+		*done = 1;
+		if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+			return -EPROTO;
+		return ((const struct nlmsgerr *)NLMSG_DATA(nh))->error;
+	}
+	return 1;
 }

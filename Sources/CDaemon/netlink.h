@@ -20,7 +20,16 @@ int tandem_nl_open(void);
 int tandem_nl_send(int fd, struct nlmsghdr *nh);
 
 /* Reads one datagram of replies. Returns its length, or -errno
- * (-ETIMEDOUT when the kernel said nothing for 2 s). */
-ssize_t tandem_nl_receive(int fd, void *buffer, size_t size);
+ * (-ETIMEDOUT when the kernel said nothing for 2 s, -EMSGSIZE when the
+ * datagram did not fit in `size`). */
+int tandem_nl_receive(int fd, void *buffer, size_t size);
+
+/* What message `nh` of a dump's reply says of the dump: 1 for an entry to
+ * read; 0 with *done set for its end (NLMSG_DONE, or an error message of 0);
+ * -errno with *done set when it failed, even partway (the kernel puts the
+ * reason in NLMSG_DONE then). A dump the kernel marks interrupted (the
+ * table changed while it was read) sets *interrupted: the caller returns
+ * -EINTR and its Swift caller reads the table again. */
+int tandem_nl_dump_step(const struct nlmsghdr *nh, int *done, int *interrupted);
 
 #endif

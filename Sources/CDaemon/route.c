@@ -54,18 +54,20 @@ static int change(const struct tandem_route *r, int type, int flags)
 		return fd;
 	err = tandem_nl_send(fd, &req.nh);
 	while (!err) {
-		ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
+		int left = tandem_nl_receive(fd, reply, sizeof(reply));
 		struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
-		if (got < 0) {
-			err = (int)got;
+		if (left < 0) {
+			err = left;
 			break;
 		}
-		for (; NLMSG_OK(nh, (size_t)got); nh = NLMSG_NEXT(nh, got)) {
+		for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
 			if (nh->nlmsg_seq != 1 || nh->nlmsg_type != NLMSG_ERROR)
 				continue;
 			/* error 0 is the acknowledgement; otherwise -errno. */
-			err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+			err = nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr)) ?
+				      -EPROTO :
+				      ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
 			close(fd);
 			return err;
 		}
@@ -91,6 +93,8 @@ static int parse_route(struct nlmsghdr *nh, uint32_t table, struct tandem_route 
 	int len = (int)RTM_PAYLOAD(nh);
 	struct rtattr *a;
 
+	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*rt)))
+		return 0;
 	memset(out, 0, sizeof(*out));
 	out->table = rt->rtm_table;
 	out->family = rt->rtm_family;
@@ -115,7 +119,7 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 	struct route_request req = { 0 };
 	static const int families[] = { AF_INET, AF_INET6 };
 	char reply[32768];
-	int fd, count = 0;
+	int fd, count = 0, interrupted = 0;
 
 	fd = tandem_nl_open();
 	if (fd < 0)
@@ -133,27 +137,25 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 		tandem_nl_add_attr(&req.nh, RTA_TABLE, &table, sizeof(table));
 		err = tandem_nl_send(fd, &req.nh);
 		while (!err && !done) {
-			ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
+			int left = tandem_nl_receive(fd, reply, sizeof(reply));
 			struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
-			if (got < 0) {
-				err = (int)got;
+			if (left < 0) {
+				err = left;
 				break;
 			}
-			for (; NLMSG_OK(nh, (size_t)got); nh = NLMSG_NEXT(nh, got)) {
+			for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
 				struct tandem_route route;
+				int step;
 
 				if (nh->nlmsg_seq != req.nh.nlmsg_seq)
 					continue;
-				if (nh->nlmsg_type == NLMSG_DONE) {
-					done = 1;
-					break;
-				}
-				if (nh->nlmsg_type == NLMSG_ERROR) {
-					err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+				step = tandem_nl_dump_step(nh, &done, &interrupted);
+				if (step <= 0) {
+					err = step;
 					/* No routes of this family at all (no IPv6). */
 					if (err == -EAFNOSUPPORT || err == -ENOENT)
-						err = 0, done = 1;
+						err = 0;
 					break;
 				}
 				if (nh->nlmsg_type != RTM_NEWROUTE ||
@@ -170,7 +172,7 @@ int tandem_route_list(uint32_t table, struct tandem_route *out, int max)
 		}
 	}
 	close(fd);
-	return count;
+	return interrupted ? -EINTR : count;
 }
 
 /* Reads the reply to a route lookup into `out`. */
@@ -181,6 +183,8 @@ static void parse_hop(struct nlmsghdr *nh, struct tandem_route_hop *out)
 	struct rtattr *a;
 
 	memset(out, 0, sizeof(*out));
+	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*rt)))
+		return;
 	out->type = rt->rtm_type;
 	for (a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		size_t size = RTA_PAYLOAD(a);
@@ -226,18 +230,20 @@ int tandem_route_get(uint8_t family, const uint8_t *dst, struct tandem_route_hop
 		return fd;
 	err = tandem_nl_send(fd, &req.nh);
 	while (!err) {
-		ssize_t got = tandem_nl_receive(fd, reply, sizeof(reply));
+		int left = tandem_nl_receive(fd, reply, sizeof(reply));
 		struct nlmsghdr *nh = (struct nlmsghdr *)reply;
 
-		if (got < 0) {
-			err = (int)got;
+		if (left < 0) {
+			err = left;
 			break;
 		}
-		for (; NLMSG_OK(nh, (size_t)got); nh = NLMSG_NEXT(nh, got)) {
+		for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
 			if (nh->nlmsg_seq != 1)
 				continue;
 			if (nh->nlmsg_type == NLMSG_ERROR) {
-				err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+				err = nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr)) ?
+					      -EPROTO :
+					      ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
 				close(fd);
 				return err ? err : -ENOENT;
 			}

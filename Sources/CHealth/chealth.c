@@ -129,7 +129,8 @@ static void tcp_syn(uint8_t *tcp, uint16_t sport, const struct tandem_syn *syn, 
 	put16(tcp + 22, mss);
 }
 
-int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn *syns, int count)
+int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn *syns, int count,
+		    int32_t *sent)
 {
 	uint8_t packets[SYN_BATCH][20 + TCP_SYN_LEN];
 	struct sockaddr_storage names[SYN_BATCH];
@@ -137,6 +138,7 @@ int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn 
 	struct mmsghdr msgs[SYN_BATCH];
 	int done = 0;
 
+	*sent = 0;
 	while (done < count) {
 		int n = count - done < SYN_BATCH ? count - done : SYN_BATCH;
 		for (int i = 0; i < n; i++) {
@@ -179,24 +181,24 @@ int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn 
 			msgs[i].msg_hdr.msg_iov = &iov[i];
 			msgs[i].msg_hdr.msg_iovlen = 1;
 		}
-		int sent = sendmmsg(fd, msgs, n, MSG_DONTWAIT);
-		if (sent < 0) {
+		int batch = sendmmsg(fd, msgs, n, MSG_DONTWAIT);
+		if (batch < 0) {
 			if (errno == EINTR)
 				continue;
-			return done;
+			return -errno;
 		}
-		done += sent;
-		if (sent < n) {
-			/* The next one failed: its errno, for the caller. */
-			sent = sendmmsg(fd, &msgs[sent], 1, MSG_DONTWAIT);
-			if (sent == 1) {
-				done += 1;
-				continue;
-			}
-			return done;
+		done += batch;
+		*sent = done;
+		if (batch < n) {
+			/* The next one failed: send it alone for its errno. */
+			batch = sendmmsg(fd, &msgs[batch], 1, MSG_DONTWAIT);
+			if (batch != 1)
+				return batch < 0 ? -errno : -EAGAIN;
+			done += 1;
+			*sent = done;
 		}
 	}
-	return done;
+	return 0;
 }
 
 int tandem_syn_receive(int fd, int family, uint16_t sport, struct tandem_syn_reply *replies,

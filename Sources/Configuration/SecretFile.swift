@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// The shared secret of record sync. A secret others can read is no
 /// secret: the file must belong to the user running tandem and carry no
@@ -11,10 +12,13 @@ public enum SecretFile {
     static let maxBytes = 4096
 
     public static func read(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw Problem(description: "cannot read \(Limits.printable(path)): \(reason)")
+        let fd: Int32
+        do throws(SystemCallError) {
+            fd = try systemCall("read", path: path, reports: .minusOneAndErrno) {
+                open($0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            }
+        } catch {
+            throw Problem(description: "cannot read \(Limits.printable(path)): \(error.reason)")
         }
         defer { close(fd) }
         var st = stat()
@@ -35,11 +39,13 @@ public enum SecretFile {
         }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1024)
+        let size = buffer.count
         while bytes.count <= maxBytes {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else {
-                throw Problem(description: "cannot read \(Limits.printable(path)): \(String(cString: strerror(errno)))")
+            let n: Int
+            do throws(SystemCallError) {
+                n = try systemCall("read", path, reports: .minusOneAndErrno) { Glibc.read(fd, &buffer, size) }
+            } catch {
+                throw Problem(description: "cannot read \(Limits.printable(path)): \(error.reason)")
             }
             if n == 0 { break }
             bytes += buffer[..<n]

@@ -8,18 +8,13 @@ import Model
 public struct Committed: Sendable {
     /// What the maps hold now.
     public let model: DataplaneModel
-    /// The dataplane's apply count at this commit: rules derived from the
-    /// model are stale once it moved.
-    public let version: UInt64
 
-    public init(model: DataplaneModel, version: UInt64) {
-        self.model = model
-        self.version = version
-    }
+    public init(model: DataplaneModel) { self.model = model }
 }
 
 /// Told of every `Committed`, on the controller's actor before the next
-/// change: an observer must not block (no I/O beyond a netlink write).
+/// change: an observer must not block for long (the announcer's netlink
+/// writes, and the sync feed's start, are the most any does).
 public protocol CommitObserver: Sendable {
     func committed(_ commit: Committed)
 }

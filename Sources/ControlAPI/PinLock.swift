@@ -1,6 +1,7 @@
 import Control
 import Foundation
 import Glibc
+import SystemCalls
 
 /// One daemon per pin directory: `tandem serve` holds an exclusive lock
 /// (flock) on a file named after the directory, which also says who holds
@@ -22,15 +23,16 @@ public final class PinLock: Sendable {
     /// Takes the lock for `pins`, or throws a line naming the holder.
     public static func acquire(pins: String, socket: String, config: String) throws -> PinLock {
         let handle = try open(pins)
-        guard flock(handle.fileDescriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let err = errno
+        do throws(SystemCallError) {
+            try systemCall("lock", path(for: pins), reports: .minusOneAndErrno) {
+                flock(handle.fileDescriptor, LOCK_EX | LOCK_NB)
+            }
+        } catch {
             let owner =
                 String(data: (try? handle.readToEnd()) ?? Data(), encoding: .utf8)?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             try? handle.close()
-            guard err == EWOULDBLOCK else {
-                throw ControlError("cannot lock \(path(for: pins)): \(String(cString: strerror(err)))")
-            }
+            guard error.errno == EWOULDBLOCK else { throw ControlError(error.description) }
             throw ControlError(
                 "\(pins) is already used by another tandem serve (\(owner.isEmpty ? "owner unknown" : owner)); one daemon per pin directory: stop it first, or give this one its own pin-directory"
             )
@@ -60,10 +62,13 @@ public final class PinLock: Sendable {
             atPath: directory, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
         let file = path(for: pins)
-        let fd = Glibc.open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw ControlError("cannot open the lock \(file): \(String(cString: strerror(errno)))")
+        do throws(SystemCallError) {
+            let fd = try systemCall("open the lock", path: file, reports: .minusOneAndErrno) {
+                Glibc.open($0, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            }
+            return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        } catch {
+            throw ControlError(error.description)
         }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 }

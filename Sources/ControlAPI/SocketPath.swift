@@ -1,6 +1,7 @@
 import Control
 import Foundation
 import Glibc
+import SystemCalls
 
 /// The control socket lives in a directory only root can write: anyone
 /// who could write there could replace the socket and answer root's
@@ -26,12 +27,13 @@ package enum SocketPath {
     /// Why the daemon at `path` cannot be trusted or reached, if it cannot.
     package static func clientProblem(_ path: String) -> String? {
         var st = stat()
-        if stat(path, &st) != 0 {
-            let err = errno
-            switch err {
+        do throws(SystemCallError) {
+            try systemCall("reach", path: path, reports: .minusOneAndErrno) { stat($0, &st) }
+        } catch {
+            switch error.errno {
             case EACCES: return "permission denied on \(path): the control socket is root's (run as root)"
             case ENOENT: return nil  // not running; said by the caller
-            default: return "cannot reach \(path): \(String(cString: strerror(err)))"
+            default: return error.description  // "cannot reach PATH: ..."
             }
         }
         let directory = (path as NSString).deletingLastPathComponent
@@ -44,7 +46,11 @@ package enum SocketPath {
     /// "is writable by others (mode 1777)" and the like, or nil when fine.
     package static func unsafe(_ path: String, isDirectory: Bool) -> String? {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return "cannot be examined (\(String(cString: strerror(errno))))" }
+        do throws(SystemCallError) {
+            try systemCall("examine", path: path, reports: .minusOneAndErrno) { lstat($0, &st) }
+        } catch {
+            return "cannot be examined (\(error.reason))"
+        }
         let type = st.st_mode & S_IFMT
         if isDirectory && type != S_IFDIR { return "is not a directory" }
         if !isDirectory && type != S_IFSOCK { return "is not a socket" }

@@ -65,16 +65,7 @@ public actor Controller {
         self.observers = [announcer]
         self.subscribers = Self.subscribers(of: state)
         if let model = dataplane.applied {
-            announcer.committed(Committed(model: model, version: dataplane.appliedVersion))
-        }
-    }
-
-    /// Adds an observer of commits; it is told of the model running now
-    /// at once.
-    func observe(_ observer: any CommitObserver) {
-        observers.append(observer)
-        if let model = dataplane.applied {
-            observer.committed(Committed(model: model, version: dataplane.appliedVersion))
+            announcer.committed(Committed(model: model))
         }
     }
 
@@ -87,15 +78,21 @@ public actor Controller {
         state = next
         self.macs = macs
         guard let model = dataplane.applied else { return }
-        let commit = Committed(model: model, version: dataplane.appliedVersion)
+        let commit = Committed(model: model)
         for observer in observers { observer.committed(commit) }
     }
 
     /// Starts record sync: VIPs wait for the pull of the peers' tables.
+    /// Sync hears of each commit before the announcer, so the records of a
+    /// group a reload adds are sent by the new rules before its VIP is
+    /// announced.
     func attachSync(_ sync: NodeSync) {
         self.sync = sync
         announcer.setPullDone(false)
-        observe(sync)
+        observers.insert(sync, at: 0)
+        if let model = dataplane.applied {
+            sync.committed(Committed(model: model))
+        }
     }
 
     /// Installs what the rules allow of records a peer wrote: on the actor,
@@ -317,6 +314,14 @@ public actor Controller {
                 do { return try s.readSecret() } catch {
                     throw ControlError("sync.secret-file: \(error) (nothing applied)")
                 }
+            }
+            if fixed.contains("tables") {
+                // A restart does not resize them either: the next start
+                // refuses pins of another size.
+                let pinned = current.tables
+                throw ControlError(
+                    "\(configPath): tables changed, but the pinned maps keep their sizes (flows \(pinned.flows), records \(pinned.records)) through reloads and restarts: set tables back; a new size needs 'tandem down', which drops every flow and record, then a start (nothing applied)"
+                )
             }
             if !fixed.isEmpty {
                 throw ControlError(

@@ -1,7 +1,7 @@
 import CDaemon
 import NIOPosix
 
-/// Runs blocking work (a scan of a full table, a subprocess) on NIO's
+/// Runs blocking work (a scan of a full table, a netlink dump) on NIO's
 /// thread pool, so it never occupies a thread of Swift's cooperative pool.
 /// `background` work runs at a lower CPU priority (nice 10) so on a busy
 /// machine it yields to health checks and the dataplane's writes.

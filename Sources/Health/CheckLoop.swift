@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Model
 import NIOConcurrencyHelpers
+import SystemCalls
 
 /// One thread running probes over non-blocking sockets with one epoll
 /// instance: a tcp check is one SYN out and one SYN-ACK (or reset) in,
@@ -134,15 +135,21 @@ final class CheckLoop: @unchecked Sendable {
         external: @escaping External
     ) throws {
         _ = raiseFileLimit
-        epfd = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        epfd = try systemCall("create the epoll instance of", name, reports: .minusOneAndErrno) {
+            epoll_create1(Int32(EPOLL_CLOEXEC))
+        }
         do {
-            io = try retrying("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+            io = try systemCall("create the socket epoll instance of", name, reports: .minusOneAndErrno) {
+                epoll_create1(Int32(EPOLL_CLOEXEC))
+            }
         } catch {
             close(epfd)
             throw error
         }
         do {
-            wake = try retrying("eventfd") { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+            wake = try systemCall("create the wake-up eventfd of", name, reports: .minusOneAndErrno) {
+                eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+            }
         } catch {
             close(epfd)
             close(io)
@@ -153,9 +160,13 @@ final class CheckLoop: @unchecked Sendable {
         self.logger = logger
         halfOpenAllowed = halfOpen
         var event = tandem_epoll_event(EPOLLIN.rawValue, Self.wakeID)
-        try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event) }
+        try systemCall("watch the wake-up eventfd of", name, reports: .minusOneAndErrno) {
+            epoll_ctl(epfd, EPOLL_CTL_ADD, wake, &event)
+        }
         var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
-        try retrying("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, io, &ioEvent) }
+        try systemCall("watch the socket epoll instance of", name, reports: .minusOneAndErrno) {
+            epoll_ctl(epfd, EPOLL_CTL_ADD, io, &ioEvent)
+        }
         let thread = Thread { [self] in run() }
         thread.name = name
         thread.start()
@@ -201,7 +212,7 @@ final class CheckLoop: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 512)
         var armed = true
         while true {
-            var now = monotonicNs()
+            var now = KernelClock.monotonicNs()
             // What the sockets have first: an answer that came before its
             // check's deadline counts.
             if !drainIO(&events) { break }
@@ -216,13 +227,22 @@ final class CheckLoop: @unchecked Sendable {
                 var ioEvent = tandem_epoll_event(EPOLLIN.rawValue | EPOLLONESHOT.rawValue, Self.ioID)
                 armed = epoll_ctl(epfd, EPOLL_CTL_MOD, io, &ioEvent) == 0
             }
-            let count = epoll_wait(epfd, &events, Int32(events.count), timeout)
-            if count < 0 && errno != EINTR {
-                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
-                break
+            let count: Int32
+            do throws(SystemCallError) {
+                count = try systemCall("wait for", "events", reports: .minusOneAndErrno, retryingEINTR: false) {
+                    epoll_wait(epfd, &events, Int32(events.count), timeout)
+                }
+            } catch {
+                guard error.errno == EINTR else {
+                    logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(error.errno)"])
+                    break
+                }
+                // Interrupted, the loop takes its turn at once: not a wait
+                // as long again.
+                count = 0
             }
             var woken = false
-            for i in 0..<max(0, Int(count)) {
+            for i in 0..<Int(count) {
                 let id = withUnsafePointer(to: events[i]) { tandem_epoll_data($0) }
                 if id == Self.wakeID { woken = true } else if id == Self.ioID { armed = false }
             }
@@ -234,7 +254,7 @@ final class CheckLoop: @unchecked Sendable {
                     return (box.commands, box.stopped)
                 }
                 if stopped { break }
-                now = monotonicNs()
+                now = KernelClock.monotonicNs()
                 for command in commands { apply(command, now: now) }
                 reportEnded()
             }
@@ -255,10 +275,13 @@ final class CheckLoop: @unchecked Sendable {
     /// must stop.
     private func drainIO(_ events: inout [epoll_event]) -> Bool {
         while true {
-            let count = epoll_wait(io, &events, Int32(events.count), 0)
-            if count < 0 {
-                if errno == EINTR { continue }
-                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(errno)"])
+            let count: Int32
+            do throws(SystemCallError) {
+                count = try systemCall("wait for", "socket events", reports: .minusOneAndErrno) {
+                    epoll_wait(io, &events, Int32(events.count), 0)
+                }
+            } catch {
+                logger.critical("health checks stopped: epoll_wait failed", metadata: ["errno": "\(error.errno)"])
                 return false
             }
             for i in 0..<Int(count) {
@@ -267,7 +290,8 @@ final class CheckLoop: @unchecked Sendable {
                 if id == HalfOpen.epollIDv4 || id == HalfOpen.epollIDv6 {
                     for (probe, reset) in halfOpen.receive(id == HalfOpen.epollIDv4 ? AF_INET : AF_INET6)
                     where probe.phase == .connecting {
-                        finish(probe, reset ? .failure("connect: \(SystemError.text(ECONNREFUSED))") : .success)
+                        finish(
+                            probe, reset ? .failure("connect: \(SystemCallError.checkText(ECONNREFUSED))") : .success)
                     }
                 } else if id < UInt64(slots.count), let probe = slots[Int(id)] {
                     handle(probe, event.events)
@@ -491,12 +515,11 @@ final class CheckLoop: @unchecked Sendable {
             if let known = probe.source {
                 source = known
             } else {
-                switch halfOpen.source(for: probe.address) {
-                case .success(let found):
-                    probe.source = found
-                    source = found
-                case .failure(let error):
-                    return finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
+                do throws(SystemCallError) {
+                    source = try halfOpen.source(for: probe.address)
+                    probe.source = source
+                } catch {
+                    return finish(probe, .failure("connect: \(SystemCallError.checkText(error.errno))"))
                 }
             }
         }
@@ -508,13 +531,13 @@ final class CheckLoop: @unchecked Sendable {
     private func flushSYNs() {
         guard halfOpen.hasPending else { return }
         for (probe, error) in halfOpen.flush() where probe.phase == .connecting && !probe.removed {
-            finish(probe, .failure("connect: \(SystemError.text(error.errno))"))
+            finish(probe, .failure("connect: \(SystemCallError.checkText(error.errno))"))
         }
     }
 
     private func connect(_ probe: Probe) {
         probe.reused = false
-        do {
+        do throws(SystemCallError) {
             let quiet = if case .tcp = probe.work { true } else { false }
             let (fd, _) = try TCPSocket.connect(probe.address, quiet: quiet)
             probe.fd = fd
@@ -524,10 +547,8 @@ final class CheckLoop: @unchecked Sendable {
             // is freed, so no event names a later probe.
             // A connect that finished at once is reported by the add itself.
             try watch(probe)
-        } catch let error as SystemError {
-            finish(probe, .failure(error.call == "connect" ? "connect: \(SystemError.text(error.errno))" : "\(error)"))
         } catch {
-            finish(probe, .failure("\(error)"))
+            finish(probe, .failure(error.checkFailure))
         }
     }
 
@@ -542,7 +563,7 @@ final class CheckLoop: @unchecked Sendable {
         case .connecting:
             if failed {
                 let code = TCPSocket.pendingError(probe.fd)
-                finish(probe, .failure("connect: \(SystemError.text(code != 0 ? code : ECONNREFUSED))"))
+                finish(probe, .failure("connect: \(SystemCallError.checkText(code != 0 ? code : ECONNREFUSED))"))
             } else if events & EPOLLOUT.rawValue != 0 {
                 if case .tcp = probe.work { finish(probe, .success) } else { send(probe, first: true) }
             }
@@ -568,19 +589,18 @@ final class CheckLoop: @unchecked Sendable {
         }
         let bytes = request._withUnsafeGuaranteedRef { $0.bytes }
         while probe.sent < bytes.count {
-            let n = Glibc.send(probe.fd, bytes.baseAddress! + probe.sent, bytes.count - probe.sent, Int32(MSG_NOSIGNAL))
-            if n > 0 {
-                probe.sent += n
-            } else if errno == EINTR {
-                continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                // The rest is written when the socket has room.
-                return watchOrFail(probe)
-            } else {
-                let code = errno
+            let n: Int?
+            do throws(SystemCallError) {
+                n = try nonBlockingSystemCall("send", "a check's request", reports: .minusOneAndErrno) {
+                    Glibc.send(probe.fd, bytes.baseAddress! + probe.sent, bytes.count - probe.sent, Int32(MSG_NOSIGNAL))
+                }
+            } catch {
                 if probe.reused { return reconnect(probe) }
-                return finish(probe, .failure("send: \(SystemError.text(code))"))
+                return finish(probe, .failure(error.checkFailure))
             }
+            // The rest is written when the socket has room.
+            guard let n, n > 0 else { return watchOrFail(probe) }
+            probe.sent += n
         }
         probe.phase = .reading
         // A connection used for one check only: its answer is not
@@ -612,19 +632,21 @@ final class CheckLoop: @unchecked Sendable {
     /// Adds the probe's socket to epoll (edge-triggered, named by the
     /// probe's slot: a socket is closed before its slot is freed, so no event
     /// names a later probe). An event already pending is reported at once.
-    private func watch(_ probe: Probe) throws {
+    private func watch(_ probe: Probe) throws(SystemCallError) {
         var event = tandem_epoll_event(
             EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue, UInt64(probe.slot))
-        try retrying("epoll_ctl") { epoll_ctl(io, EPOLL_CTL_ADD, probe.fd, &event) }
+        try systemCall("epoll_ctl", "socket \(probe.fd)", reports: .minusOneAndErrno) {
+            epoll_ctl(io, EPOLL_CTL_ADD, probe.fd, &event)
+        }
         probe.watched = true
     }
 
     private func watchOrFail(_ probe: Probe) {
         guard !probe.watched else { return }
-        do {
+        do throws(SystemCallError) {
             try watch(probe)
         } catch {
-            finish(probe, .failure("\(error)"))
+            finish(probe, .failure(error.checkFailure))
         }
     }
 
@@ -642,22 +664,25 @@ final class CheckLoop: @unchecked Sendable {
         probe.reader = nil
         defer { if probe.phase == .reading { probe.reader = reader } }
         while true {
-            let n = recv(probe.fd, buffer.baseAddress, buffer.count, 0)
+            let n: Int
             let progress: HTTPResponseReader.Progress
-            if n > 0 {
-                progress = reader.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            } else if n == 0 {
-                // A kept connection the real closed just before the check.
+            do throws(SystemCallError) {
+                let got = try nonBlockingSystemCall("read", "a check's answer", reports: .minusOneAndErrno) {
+                    recv(probe.fd, buffer.baseAddress, buffer.count, 0)
+                }
+                guard let got else { return }  // nothing more has come yet
+                n = got
+                if n > 0 {
+                    progress = reader.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                } else {
+                    // A kept connection the real closed just before the check.
+                    if probe.reused && !reader.sawBytes { return reconnect(probe) }
+                    progress = reader.closed()
+                }
+            } catch {
                 if probe.reused && !reader.sawBytes { return reconnect(probe) }
-                progress = reader.closed()
-            } else if errno == EINTR {
-                continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                return
-            } else {
-                let code = errno
-                if probe.reused && !reader.sawBytes { return reconnect(probe) }
-                progress = .failed("read: \(SystemError.text(code))")
+                n = -1
+                progress = .failed(error.checkFailure)
             }
             switch progress {
             case .more:

@@ -2,6 +2,7 @@ import CHealth
 import Glibc
 import Logging
 import Model
+import SystemCalls
 
 /// tcp checks without a connection: one raw socket per address family
 /// sends each check's SYN (a batch per turn of the loop, `sendmmsg`) and
@@ -86,25 +87,28 @@ struct HalfOpen {
             logger.notice(
                 "tcp checks connect fully: no source port for half-open checks", metadata: ["error": "\(why)"])
         } else {
-            let fd = tandem_syn_socket(family, port)
-            if fd < 0 {
-                opened.failed = true
-                opened.why = "no raw socket: \(SystemError.text(-fd))"
-                logger.notice(
-                    "tcp checks of \(family == AF_INET ? "IPv4" : "IPv6") reals connect fully: no raw socket",
-                    metadata: ["error": "\(SystemError.text(-fd))"])
-            } else {
+            do throws(SystemCallError) {
+                let fd = try systemCall("open raw socket", "for tcp checks") { tandem_syn_socket(family, port) }
                 var event = tandem_epoll_event(EPOLLIN.rawValue, family == AF_INET ? Self.epollIDv4 : Self.epollIDv6)
-                if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) < 0 {
-                    opened.failed = true
-                    opened.why = "epoll_ctl: \(SystemError.text(errno))"
-                    Glibc.close(fd)
-                } else {
+                do throws(SystemCallError) {
+                    try systemCall("epoll_ctl", "raw socket \(fd)", reports: .minusOneAndErrno) {
+                        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
+                    }
                     opened.fd = fd
                     logger.info(
                         "tcp checks of \(family == AF_INET ? "IPv4" : "IPv6") reals are half-open (SYN, SYN-ACK, reset)",
                         metadata: ["source-port": "\(port)"])
+                } catch {
+                    opened.failed = true
+                    opened.why = error.checkFailure
+                    Glibc.close(fd)
                 }
+            } catch {
+                opened.failed = true
+                opened.why = "no raw socket: \(SystemCallError.checkText(error.errno))"
+                logger.notice(
+                    "tcp checks of \(family == AF_INET ? "IPv4" : "IPv6") reals connect fully: no raw socket",
+                    metadata: ["error": "\(SystemCallError.checkText(error.errno))"])
             }
         }
         if family == AF_INET { v4 = opened } else { v6 = opened }
@@ -131,76 +135,92 @@ struct HalfOpen {
     private mutating func reservePort() -> String? {
         if reserve >= 0 { return nil }
         if reserve == -2 { return "reserving one failed" }
+        do throws(SystemCallError) {
+            // IPv6 and IPv4 alike where the host has IPv6.
+            let fd: Int32
+            do throws(SystemCallError) {
+                fd = try Self.boundSocket(AF_INET6)
+            } catch {
+                fd = try Self.boundSocket(AF_INET)
+            }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            do throws(SystemCallError) {
+                _ = try withUnsafeMutablePointer(to: &storage) { (pointer) throws(SystemCallError) in
+                    try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (name) throws(SystemCallError) in
+                        try systemCall("getsockname", "socket \(fd)", reports: .minusOneAndErrno) {
+                            getsockname(fd, name, &length)
+                        }
+                    }
+                }
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            // sin_port and sin6_port sit at the same offset.
+            port = withUnsafeBytes(of: storage) { UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self)) }
+            reserve = fd
+            return nil
+        } catch {
+            reserve = -2
+            return error.checkFailure
+        }
+    }
+
+    /// A TCP socket of `family` (an IPv6 one takes IPv4 too) bound to a
+    /// port the kernel picks.
+    private static func boundSocket(_ family: Int32) throws(SystemCallError) -> Int32 {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        var fd = Glibc.socket(AF_INET6, type, 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        var storage = sockaddr_storage()
-        if fd >= 0 {
+        let fd = try systemCall("socket", "for a source port", reports: .minusOneAndErrno) {
+            Glibc.socket(family, type, 0)
+        }
+        if family == AF_INET6 {
             var off: Int32 = 0
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))
-            var any = sockaddr_in6()
-            any.sin6_family = sa_family_t(AF_INET6)
-            let bound = withUnsafePointer(to: &any) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-            }
-            if bound < 0 {
-                Glibc.close(fd)
-                fd = -1
-            }
         }
-        if fd < 0 {
-            fd = Glibc.socket(AF_INET, type, 0)
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            var any = sockaddr_in()
-            any.sin_family = sa_family_t(AF_INET)
-            let bound =
-                fd < 0
-                ? -1
-                : withUnsafePointer(to: &any) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        var any = sockaddr_storage()
+        any.ss_family = sa_family_t(family)
+        let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        do throws(SystemCallError) {
+            _ = try withUnsafePointer(to: &any) { (pointer) throws(SystemCallError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (name) throws(SystemCallError) in
+                    try systemCall("bind", "socket \(fd)", reports: .minusOneAndErrno) { bind(fd, name, length) }
                 }
-            if bound < 0 {
-                let code = errno
-                if fd >= 0 { Glibc.close(fd) }
-                reserve = -2
-                return "bind: \(SystemError.text(code))"
             }
-        }
-        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else {
-            let code = errno
+        } catch {
             Glibc.close(fd)
-            reserve = -2
-            return "getsockname: \(SystemError.text(code))"
+            throw error
         }
-        // sin_port and sin6_port sit at the same offset.
-        port = withUnsafeBytes(of: storage) { UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self)) }
-        reserve = fd
-        return nil
+        return fd
     }
 
     /// The source address the route to `address` uses (IPv4), from a
-    /// connected UDP socket; nil with errno's text if there is no route.
-    mutating func source(for address: SocketAddressBytes) -> Result<UInt32, SystemError> {
+    /// connected UDP socket; throws if there is no route.
+    mutating func source(for address: SocketAddressBytes) throws(SystemCallError) -> UInt32 {
         if udp4 < 0 {
-            udp4 = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            if udp4 < 0 { return .failure(SystemError(call: "socket", errno: errno)) }
+            udp4 = try systemCall("socket", "for source addresses", reports: .minusOneAndErrno) {
+                Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
         }
+        let udp4 = udp4
         var storage = address.storage
-        let connected = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(udp4, $0, address.length) }
+        _ = try withUnsafePointer(to: &storage) { (pointer) throws(SystemCallError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (name) throws(SystemCallError) in
+                try systemCall("connect", "socket \(udp4)", reports: .minusOneAndErrno) {
+                    Glibc.connect(udp4, name, address.length)
+                }
+            }
         }
-        guard connected == 0 else { return .failure(SystemError(call: "connect", errno: errno)) }
         var local = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(udp4, $0, &length) }
+        _ = try withUnsafeMutablePointer(to: &local) { (pointer) throws(SystemCallError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (name) throws(SystemCallError) in
+                try systemCall("getsockname", "socket \(udp4)", reports: .minusOneAndErrno) {
+                    getsockname(udp4, name, &length)
+                }
+            }
         }
-        guard named == 0 else { return .failure(SystemError(call: "getsockname", errno: errno)) }
-        return .success(local.sin_addr.s_addr)
+        return local.sin_addr.s_addr
     }
 
     /// The sequence number of `probe`'s check `token`.
@@ -257,8 +277,8 @@ struct HalfOpen {
 
     /// Sends what is queued. Returns the probes whose SYN could not be sent,
     /// with the error; a full send buffer leaves the rest queued.
-    mutating func flush() -> [(Probe, SystemError)] {
-        var failed: [(Probe, SystemError)] = []
+    mutating func flush() -> [(Probe, SystemCallError)] {
+        var failed: [(Probe, SystemCallError)] = []
         let port = port
         if !v4.pending.isEmpty { Self.send(&v4, AF_INET, port, &sent, &failed) }
         if !v6.pending.isEmpty { Self.send(&v6, AF_INET6, port, &sent, &failed) }
@@ -266,25 +286,28 @@ struct HalfOpen {
     }
 
     private static func send(
-        _ f: inout Family, _ family: Int32, _ port: UInt16, _ sent: inout UInt64, _ failed: inout [(Probe, SystemError)]
+        _ f: inout Family, _ family: Int32, _ port: UInt16, _ sent: inout UInt64,
+        _ failed: inout [(Probe, SystemCallError)]
     ) {
         var at = 0
         while at < f.pending.count {
             let fd = f.fd
-            let done = f.pending.withUnsafeBufferPointer { all in
-                Int(tandem_syn_send(fd, family, port, all.baseAddress! + at, Int32(all.count - at)))
+            var done: Int32 = 0
+            // 0, or the -errno of the SYN after the `done` sent.
+            let result = f.pending.withUnsafeBufferPointer { all in
+                tandem_syn_send(fd, family, port, all.baseAddress! + at, Int32(all.count - at), &done)
             }
             sent += UInt64(done)
-            at += done
-            guard at < f.pending.count else { break }
-            let code = errno
+            at += Int(done)
+            guard result < 0 else { break }
+            let code = -result
             if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS {
                 // The rest is tried again at the loop's next turn.
                 f.pending.removeFirst(at)
                 f.pendingProbes.removeFirst(at)
                 return
             }
-            failed.append((f.pendingProbes[at], SystemError(call: "connect", errno: code)))
+            failed.append((f.pendingProbes[at], SystemCallError("connect", "raw socket \(fd)", errno: code)))
             at += 1
         }
         // Emptied in place: the arrays keep their capacity for the next turn.

@@ -172,7 +172,7 @@ public final class HealthChecker: Sendable {
                     s.ids[Self.key(of: gone)] = nil
                 }
             }
-            let now = monotonicNs()
+            let now = KernelClock.monotonicNs()
             for (target, up) in targets where s.targets[target] == nil && target.check.kind != .none {
                 let subscriber = Subscriber(
                     status: ProbeStatus(
@@ -213,7 +213,7 @@ public final class HealthChecker: Sendable {
 
     /// How the checks keep up with their schedule, over every loop.
     public func stats() -> CheckerStats {
-        let now = monotonicNs()
+        let now = KernelClock.monotonicNs()
         var stats = CheckerStats()
         for loop in loops {
             let p = loop.published.withLockedValue { $0 }

@@ -1,31 +1,14 @@
 import Glibc
 import Model
+import SystemCalls
 
-/// A failed system call: what it did and the errno it left.
-struct SystemError: Error, CustomStringConvertible {
-    let call: String
-    let errno: Int32
-
-    var description: String { "\(call): \(Self.text(errno))" }
+extension SystemCallError {
+    /// "connect: connection refused": a failed call as check results say it
+    /// (the call's name for `operation`).
+    var checkFailure: String { "\(operation): \(Self.checkText(errno))" }
 
     /// "connection refused": strerror, lower-case, as check results print it.
-    static func text(_ code: Int32) -> String { String(cString: strerror(code)).lowercased() }
-}
-
-/// Runs `body` again while it fails with EINTR; throws on any other -1.
-@discardableResult
-func retrying(_ call: String, _ body: () -> Int32) throws -> Int32 {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        if errno != EINTR { throw SystemError(call: call, errno: errno) }
-    }
-}
-
-func monotonicNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    static func checkText(_ code: Int32) -> String { String(cString: strerror(code)).lowercased() }
 }
 
 /// A socket address for connect(2), built once per probe.
@@ -67,20 +50,28 @@ enum TCPSocket {
     /// as HAProxy's connect-only checks do: the check closes with a reset
     /// on the SYN-ACK, so the real's kernel answers the SYN and the
     /// application is never woken for a connection it would only see close.
-    static func connect(_ address: SocketAddressBytes, quiet: Bool = false) throws -> (fd: Int32, connected: Bool) {
+    static func connect(
+        _ address: SocketAddressBytes, quiet: Bool = false
+    ) throws(SystemCallError) -> (fd: Int32, connected: Bool) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let fd = socket(address.family, type, 0)
-        guard fd >= 0 else { throw SystemError(call: "socket", errno: errno) }
+        let fd = try systemCall("socket", "for a check", reports: .minusOneAndErrno) { socket(address.family, type, 0) }
         if quiet { delayACK(fd) }
         var storage = address.storage
-        let result = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+        do throws(SystemCallError) {
+            let done = try withUnsafePointer(to: &storage) { (pointer) throws(SystemCallError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (name) throws(SystemCallError) in
+                    try nonBlockingSystemCall(
+                        "connect", "socket \(fd)", reports: .minusOneAndErrno, retryingEINTR: false
+                    ) { Glibc.connect(fd, name, address.length) }
+                }
+            }
+            return (fd, done != nil)
+        } catch {
+            // An interrupted connect goes on in the background: not run again.
+            if error.errno == EINTR { return (fd, false) }
+            close(fd)
+            throw error
         }
-        if result == 0 { return (fd, true) }
-        let code = errno
-        if code == EINPROGRESS || code == EINTR { return (fd, false) }
-        close(fd)
-        throw SystemError(call: "connect", errno: code)
     }
 
     /// The next data received is acknowledged on the delayed-ACK timer, not
@@ -94,7 +85,13 @@ enum TCPSocket {
     static func pendingError(_ fd: Int32) -> Int32 {
         var code: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else { return errno }
+        do throws(SystemCallError) {
+            try systemCall("getsockopt", "SO_ERROR of socket \(fd)", reports: .minusOneAndErrno) {
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length)
+            }
+        } catch {
+            return error.errno
+        }
         return code
     }
 

@@ -1,5 +1,6 @@
 import Glibc
 import Model
+import SystemCalls
 
 /// Sends sync datagrams from the calling thread: the record feed's thread
 /// seals and sends a batch the moment the ring buffer wakes it, with no
@@ -15,11 +16,11 @@ final class DatagramSender: Sendable {
     private let v6: Int32?
     static let sendBuffer = 4 << 20
 
-    init(listen: Endpoint) throws(SyncSendError) {
-        func open(_ family: Int32, bind address: IPAddress?) throws(SyncSendError) -> Int32 {
-            let fd = socket(
-                family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw SyncSendError(errno: errno, what: "socket") }
+    init(listen: Endpoint) throws(SystemCallError) {
+        func open(_ family: Int32, bind address: IPAddress?) throws(SystemCallError) -> Int32 {
+            let fd = try systemCall("open", "a UDP socket for sync", reports: .minusOneAndErrno) {
+                socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            }
             // A burst (a failover's clients) is hundreds of datagrams per
             // peer at once; the default buffer (about 200 KB) would refuse
             // the rest. Root may go past net.core.wmem_max.
@@ -29,11 +30,16 @@ final class DatagramSender: Sendable {
                 _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, length)
             }
             if let address {
-                let ok = Self.withSockaddr(Endpoint(address: address, port: 0)) { bind(fd, $0, $1) == 0 }
-                if !ok {
-                    let e = errno
+                let bound = Self.withSockaddr(Endpoint(address: address, port: 0)) { name, length in
+                    Result { () throws(SystemCallError) in
+                        try systemCall("bind the sync socket to", "\(address)", reports: .minusOneAndErrno) {
+                            bind(fd, name, length)
+                        }
+                    }
+                }
+                if case .failure(let error) = bound {
                     close(fd)
-                    throw SyncSendError(errno: e, what: "bind to \(address)")
+                    throw error
                 }
             }
             return fd
@@ -90,10 +96,4 @@ final class DatagramSender: Sendable {
             }
         }
     }
-}
-
-public struct SyncSendError: Error, CustomStringConvertible {
-    var errno: Int32
-    var what: String
-    public var description: String { "\(what): \(String(cString: strerror(errno)))" }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Model
 import Synchronization
+import SystemCalls
 import TestSupport
 
 /// The kernel's share of an http check on a kept connection, measured
@@ -90,10 +91,17 @@ final class BareLoop: @unchecked Sendable {
             // Last turn's answers: one recv each.
             still.removeAll(keepingCapacity: true)
             for i in awaiting {
-                let got = recv(fds[Int(i)], buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-                if got >= status.count, memcmp(buffer.baseAddress!, status, status.count) == 0 {
+                let got: Int?  // nil: nothing yet
+                do throws(SystemCallError) {
+                    got = try nonBlockingSystemCall("read", "an answer", reports: .minusOneAndErrno) {
+                        recv(fds[Int(i)], buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                    }
+                } catch {
+                    got = -1
+                }
+                if let got, got >= status.count, memcmp(buffer.baseAddress!, status, status.count) == 0 {
                     answered.add(1, ordering: .relaxed)
-                } else if got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                } else if got == nil {
                     still.append(i)
                 } else {
                     failed.add(1, ordering: .relaxed)

@@ -154,4 +154,42 @@ struct RouteTests {
             #expect(routes.keys.sorted() == ["198.18.0.101"], "only the static route is left: \(routes)")
         }
     }
+
+    @Test("the neighbour table read over rtnetlink: every state as ip sets it, usable only where frames can go")
+    func neighbourStates() async throws {
+        try await Self.withNamespace { ns in
+            try await Command.output("ip", ["-n", ns, "addr", "add", "198.18.99.1/24", "dev", "v0"])
+            try await Command.output("ip", ["-n", ns, "addr", "add", "2001:db8:99::1/64", "dev", "v0", "nodad"])
+            // (address, nud, usable): each with its own MAC.
+            let entries: [(String, String, Bool)] = [
+                ("198.18.99.2", "permanent", true), ("198.18.99.3", "reachable", true),
+                ("198.18.99.4", "stale", true), ("198.18.99.5", "noarp", false),
+                ("198.18.99.6", "failed", false), ("2001:db8:99::2", "stale", true),
+                ("2001:db8:99::3", "noarp", false)
+            ]
+            for (i, (address, nud, _)) in entries.enumerated() {
+                try await Command.output(
+                    "ip",
+                    [
+                        "-n", ns, "neigh", "replace", address, "lladdr", "02:00:00:00:99:\(10 + i)", "dev", "v0", "nud",
+                        nud
+                    ])
+            }
+            let read = try NetworkNamespace.inside(ns) { try NeighbourTable.entries(interface: "v0") }
+            for (i, (address, nud, usable)) in entries.enumerated() {
+                let entry = try #require(
+                    read.first { $0.address == IPAddress(address)! }, "\(address) (\(nud)) was read")
+                #expect(entry.usable == usable, "\(address) nud \(nud): state \(entry.state)")
+                // The kernel keeps no MAC for a FAILED entry.
+                #expect(entry.mac == (nud == "failed" ? nil : MACAddress("02:00:00:00:99:\(10 + i)")), "\(address)")
+            }
+            // Only v0's entries: none of them is read as v1's.
+            let other = try NetworkNamespace.inside(ns) { try NeighbourTable.entries(interface: "v1") }
+            #expect(!other.contains { entry in entries.contains { IPAddress($0.0) == entry.address } }, "\(other)")
+            // An interface that is not there is named in the error, with errno's words.
+            #expect {
+                try NetworkNamespace.inside(ns) { try NeighbourTable.entries(interface: "v9") }
+            } throws: { "\($0)" == "cannot find interface v9: No such device (see 'ip link')" }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import BPF
 import Dataplane
 import Glibc
+import SystemCalls
 import TestSupport
 import TestTraits
 import Testing
@@ -10,7 +11,7 @@ import Testing
 struct ErrorTests {
     @Test("an unknown interface is ENODEV, from if_nametoindex")
     func unknownInterface() throws {
-        let error = try #require(throws: BPFError.self) { try Interface.index("tdm-no-such-if") }
+        let error = try #require(throws: SystemCallError.self) { try Interface.index("tdm-no-such-if") }
         #expect(error.errno == ENODEV)
         #expect(error.description == "cannot find interface tdm-no-such-if: No such device (see 'ip link')")
     }
@@ -19,7 +20,7 @@ struct ErrorTests {
         "an unknown namespace is ENOENT, from open",
         .privileged)
     func unknownNamespace() throws {
-        let error = try #require(throws: BPFError.self) { try NetworkNamespace.enter("tandem-no-such-ns") }
+        let error = try #require(throws: SystemCallError.self) { try NetworkNamespace.enter("tandem-no-such-ns") }
         #expect(error.errno == ENOENT)
         #expect(error.description.hasPrefix("cannot open network namespace /run/netns/tandem-no-such-ns: No such file"))
     }
@@ -29,7 +30,7 @@ struct ErrorTests {
         .privileged)
     func mapErrors() throws {
         let missing = "/sys/fs/bpf/tandem-test-\(getpid())-no-such-map"
-        let noPin = try #require(throws: BPFError.self) { try BPFMap<UInt32, UInt32>.pinned(at: missing) }
+        let noPin = try #require(throws: SystemCallError.self) { try BPFMap<UInt32, UInt32>.pinned(at: missing) }
         #expect(noPin.errno == ENOENT)
 
         let pins = "/sys/fs/bpf/tandem-test-\(getpid())-errors"
@@ -43,7 +44,7 @@ struct ErrorTests {
         #expect(try backends.delete(7) == true)
         // svc_gens: an array map; its entries cannot be deleted (EINVAL).
         let generations = try object.map("svc_gens", key: UInt32.self, value: UInt32.self)
-        let error = try #require(throws: BPFError.self) { try generations.delete(0) }
+        let error = try #require(throws: SystemCallError.self) { try generations.delete(0) }
         #expect(error.errno == EINVAL)
         #expect(error.description == "cannot delete from map svc_gens: Invalid argument")
     }

@@ -4,6 +4,7 @@ import Dataplane
 import Foundation
 import Glibc
 import Model
+import SystemCalls
 import TestSupport
 import TestTraits
 import Testing
@@ -21,7 +22,7 @@ struct LoaderTests {
         let path = "/tmp/tandem-test-verifier-\(getpid()).log"
         defer { unlink(path) }
         let object = try BPFObject(bytes: TestObjects.rejected, name: "rejected", pinRoot: nil)
-        let error = try #require(throws: BPFError.self) { try object.load(verifierLogPath: path) }
+        let error = try #require(throws: SystemCallError.self) { try object.load(verifierLogPath: path) }
         #expect(error.description.contains("cannot load BPF object rejected"))
         #expect(error.description.contains("verifier log saved to \(path)"))
         let log = try String(contentsOfFile: path, encoding: .utf8)
@@ -30,7 +31,7 @@ struct LoaderTests {
 
     @Test("an unusable pin directory is a clear error")
     func badPinRoot() throws {
-        #expect(throws: BPFError.self) { try Dataplane(pinRoot: "/proc/tandem-cannot-pin-here") }
+        #expect(throws: SystemCallError.self) { try Dataplane(pinRoot: "/proc/tandem-cannot-pin-here") }
     }
 
     @Test("XDP attaches natively and generically through pinned links that outlive their owner")
@@ -88,7 +89,7 @@ struct LoaderTests {
         #expect(try await Command.output("nsenter", inNamespace) == "nothing to do: no pins at \(down)\n")
 
         try NetworkNamespace.inside(ns) {
-            let missing = try #require(throws: BPFError.self) {
+            let missing = try #require(throws: SystemCallError.self) {
                 try XDPLink.attach(program, interface: "tdm-missing", mode: .native)
             }
             #expect(missing.description == "cannot find interface tdm-missing: No such device (see 'ip link')")

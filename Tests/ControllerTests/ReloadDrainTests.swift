@@ -57,6 +57,20 @@ struct ReloadDrainTests {
         #expect(h.dataplane.applied?.services.flatMap(\.backends).allSatisfy { $0.weight == 1 } == true)
     }
 
+    @Test(
+        "a reload with other table sizes is refused with what to do: the pinned maps keep theirs through restarts too")
+    func reloadRefusesTables() async throws {
+        let h = try await Harness.start(Self.yaml)
+        let version = h.dataplane.appliedVersion
+        try h.edit("tables: { flows: 65536, records: 300000 }\n" + Self.yaml)
+        let reply = await h.controller.handle(.reload)
+        let error = try #require(reply.error)
+        #expect(error.contains("tables changed, but the pinned maps keep their sizes (flows 262144, records 1048576)"))
+        #expect(error.contains("set tables back; a new size needs 'tandem down'"), "\(error)")
+        #expect(!error.contains("take effect only when tandem serve restarts"), "a restart would be refused too")
+        #expect(h.dataplane.appliedVersion == version, "nothing applied")
+    }
+
     @Test("a reload moving announce to another table moves the routes; removing it withdraws them")
     func reloadMovesAnnouncements() async throws {
         let h = try await Harness.start(Self.yaml)

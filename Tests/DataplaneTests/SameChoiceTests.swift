@@ -6,6 +6,7 @@ import Foundation
 import Frames
 import Glibc
 import Model
+import SystemCalls
 import TandemABI
 import TestSupport
 import TestTraits
@@ -176,7 +177,7 @@ struct SameChoiceTests {
                 "mkdir -p \(pins) && bpftool map create \(pins)/services type hash key 20 value 48 entries 1024 name services"
             ])
         #expect(made.status == 0, "\(made.output)")
-        let error = #expect(throws: BPFError.self) { try Dataplane(pinRoot: pins) }
+        let error = #expect(throws: SystemCallError.self) { try Dataplane(pinRoot: pins) }
         let text = error.map { "\($0)" } ?? ""
         #expect(text.contains("\(pins)/services") && text.contains("20/48") && text.contains("tandem down"), "\(text)")
     }

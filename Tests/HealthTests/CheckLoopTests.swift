@@ -67,7 +67,7 @@ final class KeepAliveServer: @unchecked Sendable {
                     head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("connection:") }
                     .map { $0.dropFirst("connection:".count).trimmingCharacters(in: .whitespaces) } ?? ""
                 let count = requests.withLockedValue {
-                    $0.append(Request(path: path, connectionHeader: connection, at: monotonicNs()))
+                    $0.append(Request(path: path, connectionHeader: connection, at: KernelClock.monotonicNs()))
                     return $0.count
                 }
                 guard count <= answers else { continue }
@@ -316,7 +316,7 @@ struct CheckLoopTests {
         // busy machine that holds the loop or the server up for a while in
         // one round moves only that round's checks.
         #expect(try await Loop.wait { server.requestCount >= 100 })
-        let start = monotonicNs()
+        let start = KernelClock.monotonicNs()
         let interval: UInt64 = 500_000_000
         try await Task.sleep(for: .milliseconds(1500))
         let rounds = server.requests.withLockedValue { $0 }.filter { $0.at >= start && $0.at < start + 3 * interval }

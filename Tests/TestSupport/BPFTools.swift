@@ -2,6 +2,7 @@ import BPF
 import CLibBPF
 import Glibc
 import Model
+import SystemCalls
 
 // BPF calls only tests and benchmarks make: a packet generator, the
 // kernel's run-time counters, programs found by id, netlink attachment.
@@ -31,7 +32,7 @@ extension BPFProgram {
                 opts.ctx_size_in = UInt32(ctxRaw.count)
                 // Interrupted, a run has sent some frames: running it again
                 // would send more than `count`.
-                try check("generate live frames with", name, retryingEINTR: false) {
+                try systemCall("generate live frames with", name, retryingEINTR: false) {
                     bpf_prog_test_run_opts(fd, &opts)
                 }
             }
@@ -44,7 +45,7 @@ extension BPFProgram {
     public func runStats() throws -> (ns: UInt64, runs: UInt64) {
         var info = bpf_prog_info()
         var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-        try check("read info of program", name) {
+        try systemCall("read info of program", name) {
             withUnsafeMutableBytes(of: &info) { bpf_obj_get_info_by_fd(fd, $0.baseAddress, &length) }
         }
         return (info.run_time_ns, info.run_cnt)
@@ -57,15 +58,15 @@ extension BPFProgram {
         let path = "/proc/sys/kernel/bpf_stats_enabled"
         let file = OwnedFD(
             try path.withCString { cPath in
-                try check("open", path, reports: .minusOneAndErrno) { open(cPath, O_RDWR | O_CLOEXEC) }
+                try systemCall("open", path, reports: .minusOneAndErrno) { open(cPath, O_RDWR | O_CLOEXEC) }
             })
         var current: UInt8 = 0
-        try check("read", path, reports: .minusOneAndErrno) { pread(file.raw, &current, 1, 0) }
+        try systemCall("read", path, reports: .minusOneAndErrno) { pread(file.raw, &current, 1, 0) }
         // A system call, not stdio: a buffered write's error would surface
         // only in fclose.
         let setting: [UInt8] = on ? [0x31, 0x0A] : [0x30, 0x0A]  // "1\n", "0\n"
         try setting.withUnsafeBytes { bytes in
-            _ = try check("write", path, reports: .minusOneAndErrno) {
+            _ = try systemCall("write", path, reports: .minusOneAndErrno) {
                 pwrite(file.raw, bytes.baseAddress, bytes.count, 0)
             }
         }
@@ -74,7 +75,7 @@ extension BPFProgram {
 
     /// Opens the loaded program with kernel id `id`.
     public static func byID(_ id: UInt32) throws -> BPFProgram {
-        let fd = try check("open program id", String(id)) { bpf_prog_get_fd_by_id(id) }
+        let fd = try systemCall("open program id", String(id)) { bpf_prog_get_fd_by_id(id) }
         return BPFProgram(adopting: OwnedFD(fd), name: "id \(id)")
     }
 }
@@ -86,14 +87,14 @@ public enum NetlinkXDP {
     public static func attachedID(interface: String, mode: XDPMode) throws -> UInt32? {
         let ifindex = try Interface.index(interface)
         var id: UInt32 = 0
-        try check("query XDP on", interface) { bpf_xdp_query_id(Int32(ifindex), Int32(flags(mode)), &id) }
+        try systemCall("query XDP on", interface) { bpf_xdp_query_id(Int32(ifindex), Int32(flags(mode)), &id) }
         return id == 0 ? nil : id
     }
 
     /// Attaches `program` to `interface`, replacing what netlink attached there.
     public static func attach(_ program: BPFProgram, interface: String, mode: XDPMode) throws {
         let ifindex = try Interface.index(interface)
-        try check("attach XDP (netlink) to", interface) {
+        try systemCall("attach XDP (netlink) to", interface) {
             bpf_xdp_attach(Int32(ifindex), program.fd, flags(mode), nil)
         }
     }

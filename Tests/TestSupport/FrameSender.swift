@@ -1,6 +1,7 @@
 import BPF
 import CTestSupport
 import Glibc
+import SystemCalls
 
 /// Frames from an AF_PACKET socket (Tests/CTestSupport/frames.c): the
 /// generator where the kernel refuses `liveFrames` (BPF_PROG_TEST_RUN's
@@ -28,6 +29,6 @@ public enum FrameSender {
 
     /// The kernel refused live-frames mode: `error` is `liveFrames`'s EPERM.
     public static func liveFramesRefused(_ error: Error) -> Bool {
-        (error as? BPFError)?.errno == EPERM
+        (error as? SystemCallError)?.errno == EPERM
     }
 }

@@ -1,15 +1,12 @@
 import Glibc
+import Model
 
 /// The one clock of tests and benchmarks: CLOCK_MONOTONIC, which is what
 /// the XDP program's bpf_ktime_get_ns reads, so ages written by a test and
 /// compared by the program agree.
 public enum TestClock {
     /// Now, in ns.
-    public static func nowNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public static func nowNs() -> UInt64 { KernelClock.monotonicNs() }
 
     /// Seconds from `startNs` (a `nowNs()`) to now.
     public static func seconds(since startNs: UInt64) -> Double {

@@ -1,6 +1,7 @@
 import BPF
 import CTestSupport
 import Glibc
+import SystemCalls
 
 /// Network namespaces, entered by the calling thread only: XDP attachment
 /// and BPF_PROG_TEST_RUN's ingress device name interfaces of the caller's
@@ -13,7 +14,7 @@ public enum NetworkNamespace {
     /// The calling thread's namespace, to come back to.
     public static func current() throws -> OwnedFD {
         OwnedFD(
-            try check("open network namespace of", "this thread", reports: .minusOneAndErrno) {
+            try systemCall("open network namespace of", "this thread", reports: .minusOneAndErrno) {
                 open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
             })
     }
@@ -23,15 +24,15 @@ public enum NetworkNamespace {
         let path = "/run/netns/\(name)"
         let fd = OwnedFD(
             try path.withCString { cPath in
-                try check("open network namespace", path, reports: .minusOneAndErrno) {
+                try systemCall("open network namespace", path, reports: .minusOneAndErrno) {
                     open(cPath, O_RDONLY | O_CLOEXEC)
                 }
             })
-        try check("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
+        try systemCall("enter network namespace", name) { tandem_test_enter_netns(fd.raw) }
     }
 
     public static func enter(_ namespace: OwnedFD) throws {
-        try check("enter network namespace", "fd \(namespace.raw)") { tandem_test_enter_netns(namespace.raw) }
+        try systemCall("enter network namespace", "fd \(namespace.raw)") { tandem_test_enter_netns(namespace.raw) }
     }
 
     /// Runs `body` with the calling thread in namespace `name`, then brings
@@ -50,7 +51,7 @@ public enum NetworkNamespace {
 public enum CPUAffinity {
     /// Pins `thread` (0: the calling thread) to `cpu`; nil allows every CPU.
     public static func pin(thread: Int32 = 0, to cpu: Int?) throws {
-        try check("pin thread to CPU", cpu.map(String.init) ?? "any") {
+        try systemCall("pin thread to CPU", cpu.map(String.init) ?? "any") {
             tandem_test_set_affinity(thread, Int32(cpu ?? -1))
         }
     }

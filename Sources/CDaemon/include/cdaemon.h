@@ -42,7 +42,8 @@ int tandem_route_delete(const struct tandem_route *r);
 
 /* Lists the routes of table `table` (both families) into `out`, at most
  * `max`. Returns how many the table holds (more than `max`: call again
- * with room for them) or -errno. */
+ * with room for them) or -errno; -EINTR when the table changed while it
+ * was read (read it again). */
 int tandem_route_list(uint32_t table, struct tandem_route *out, int max);
 
 /* The route the kernel picks for one address, as `ip route get` shows it. */
@@ -71,7 +72,8 @@ struct tandem_neighbour {
 
 /* Lists the neighbour entries of interface `ifindex` (both families) into
  * `out`, at most `max`. Returns how many there are (more than `max`: call
- * again with room for them) or -errno. */
+ * again with room for them) or -errno; -EINTR when the table changed
+ * while it was read (read it again). */
 int tandem_neigh_list(uint32_t ifindex, struct tandem_neighbour *out, int max);
 
 #endif

@@ -62,9 +62,11 @@ struct tandem_syn_reply {
  * non-blocking, close-on-exec. -errno on failure. */
 int tandem_syn_socket(int family, uint16_t port);
 
-/* Builds and sends `count` SYNs from `sport` (sendmmsg, in batches). Returns
- * how many were sent before the first failure (errno set) or `count`. */
-int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn *syns, int count);
+/* Builds and sends `count` SYNs from `sport` (sendmmsg, in batches). Sets
+ * `*sent` to how many were sent; returns 0 when that is all of them, else
+ * the -errno of the first that was not. */
+int tandem_syn_send(int fd, int family, uint16_t sport, const struct tandem_syn *syns, int count,
+		    int32_t *sent);
 
 /* Reads up to `max` packets (one recvmmsg; `*read` of them came) and keeps
  * the answers to our SYNs. Returns how many, -errno on failure. */
