@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "SystemCalls"),
         // The one header shared by bpf/ and Swift.
         .target(name: "TandemABI"),
-        // The only module with unsafe pointers: libbpf behind typed, throwing APIs.
+        // The only module that calls libbpf: behind typed, throwing APIs.
         .target(name: "BPF", dependencies: ["CLibBPF", "Model", "SystemCalls"]),
         // Pure Swift, no dependencies: addresses, schedulers (maglev, wrr,
         // fixed), the dataplane model, health-check definitions, pinned state.
@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
-                "Model", "Control",
+                "Model", "Control", "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio")
             ]

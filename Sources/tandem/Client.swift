@@ -224,9 +224,9 @@ struct Reload: AsyncParsableCommand {
             its flows there at once (their next packets are scheduled afresh, so open TCP connections to it \
             are reset by the new real) and its records; a removed service stops forwarding: its established \
             flows are passed to the host. A changed `announce` table moves the VIP routes to it. Changes to \
-            interface, xdp-mode, pin-directory, socket, metrics or node need a restart and are refused; so are \
-            changes to tables, which the pinned maps keep until tandem down. A config that fails validation \
-            changes nothing.
+            interface, xdp-mode, pin-directory, socket, metrics, node, sync.listen or sync.peers need a restart \
+            and are refused; so are changes to tables, which the pinned maps keep until tandem down. A config \
+            that fails validation changes nothing.
             """)
     @OptionGroup var options: SocketOptions
 
