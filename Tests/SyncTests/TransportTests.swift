@@ -79,6 +79,7 @@ struct TransportTests {
     @Test("a record published on one node is installed on the other; a forged datagram changes nothing")
     func live() async throws {
         let (pa, pb) = Self.ports()
+        let forgerPort = Ports.freeUDPAndTCP()
         let storeB = MemoryStore()
         let a = try await Self.node("lb1", port: pa, peer: pb, store: MemoryStore())
         let b = try await Self.node("lb2", port: pb, peer: pa, store: storeB)
@@ -90,7 +91,7 @@ struct TransportTests {
 
         // Same sender, another secret: refused, counted, table unchanged.
         let forger = try await Self.node(
-            "lb1", port: pa + 2, peer: pb, store: MemoryStore(), secret: Array("y".utf8) + Fixture.secret)
+            "lb1", port: forgerPort, peer: pb, store: MemoryStore(), secret: Array("y".utf8) + Fixture.secret)
         forger.publish([Fixture.record(real: Fixture.realA, written: SyncEngine.wallNs())])
         #expect(await Self.eventually { b.engine.reports()[0].rejected["bad-mac"] == 1 })
         #expect(storeB.table.withLockedValue { $0.map(\.real) } == [Fixture.realB])
@@ -110,13 +111,13 @@ struct TransportTests {
                 written: now)
         }
         let storeA = MemoryStore()
-        let a = try await Self.node("lb1", port: pa + 10, peer: pb + 10, store: storeA)
-        let b = try await Self.node("lb2", port: pb + 10, peer: pa + 10, store: MemoryStore(records: table))
+        let a = try await Self.node("lb1", port: pa, peer: pb, store: storeA)
+        let b = try await Self.node("lb2", port: pb, peer: pa, store: MemoryStore(records: table))
         let results = await a.pullAll(timeout: .seconds(30))
-        #expect(results == [.init(peer: "127.0.0.1:\(pb + 10)", received: 2500, installed: 2500, error: nil)])
+        #expect(results == [.init(peer: "127.0.0.1:\(pb)", received: 2500, installed: 2500, error: nil)])
         #expect(storeA.table.withLockedValue { $0.count } == 2500)
         await b.stop()
-        let down = await a.pull(Endpoint("127.0.0.1:\(pb + 10)")!, timeout: .milliseconds(500))
+        let down = await a.pull(Endpoint("127.0.0.1:\(pb)")!, timeout: .milliseconds(500))
         #expect(down.error != nil && down.received == 0)
         await a.stop()
     }
